@@ -1,0 +1,177 @@
+"""Task-level model construction and model files (full models, backbones and adapter sets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import lora
+from .errors import LorunError
+from .io.checkpoint import load_checkpoint, save_checkpoint
+from .physics.cs import BlockCS
+from .unfold import DUN, parse_strategy
+
+TASKS = ("cs", "cassi", "sr")
+FORMAT = "lorun-1"
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cs": {"channels": 1, "algo": "pgd", "denoiser": "unet"},
+    "cassi": {"channels": 28, "algo": "hqs", "denoiser": "unet"},
+    "sr": {"channels": 3, "algo": "hqs", "denoiser": "resunet"},
+}
+
+
+def build_model(
+    task: str,
+    strategy: str = "share9",
+    denoiser: str | None = None,
+    size: str = "small",
+    algo: str | None = None,
+    ratio: float = 0.25,
+    block: int = 32,
+    gamma: float = 10.0,
+    channels: int | None = None,
+    **dun_kwargs: Any,
+) -> DUN:
+    """A fresh DUN for ``task`` with the task's defaults (CS owns its learnable sampling matrix Φ)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    d = TASK_DEFAULTS[task]
+    op = BlockCS(ratio, block) if task == "cs" else None
+    model = DUN(
+        channels or d["channels"],
+        strategy,
+        denoiser or d["denoiser"],
+        size,
+        algo or d["algo"],
+        op=op,
+        gamma=gamma,
+        **dun_kwargs,
+    )
+    model.task = task
+    return model
+
+
+def model_meta(model: DUN) -> dict[str, Any]:
+    """Metadata that rebuilds ``model`` (weights aside)."""
+    meta: dict[str, Any] = {"format": FORMAT, "task": model.task, "config": model.config()}
+    if isinstance(model.op, BlockCS):
+        meta["op"] = {"ratio": model.op.ratio, "block": model.op.block}
+    return meta
+
+
+def _build_from_meta(meta: dict[str, Any], strategy: str | None = None) -> DUN:
+    cfg = dict(meta["config"])
+    cfg["strategy"] = strategy or cfg["strategy"]
+    task = meta["task"]
+    op_cfg = meta.get("op", {})
+    gamma = cfg.pop("gamma", None) or 10.0
+    model = build_model(
+        task,
+        cfg.pop("strategy"),
+        cfg.pop("denoiser"),
+        cfg.pop("size"),
+        cfg.pop("algo"),
+        ratio=op_cfg.get("ratio", 0.25),
+        block=op_cfg.get("block", 32),
+        gamma=gamma,
+        channels=cfg.pop("channels"),
+        ranks=cfg.pop("ranks", None) or None,
+        denoiser_kwargs=cfg.pop("denoiser_kwargs"),
+        floor=cfg.pop("floor", 1e-4),
+    )
+    return model
+
+
+def backbone_sha256(model: DUN) -> str:
+    """Content hash of the frozen/shared denoiser that adapters are bound to."""
+    return lora.state_sha256(lora.backbone_state_dict(model.backbone))
+
+
+def save_model(path: str | Path, model: DUN, extra: dict[str, Any] | None = None) -> str:
+    """Write a model file; lorunK writes only its adapter set (+ ρ, λ, Φ) bound to its backbone hash."""
+    meta = model_meta(model) | (extra or {})
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if model.strategy.kind == "lorun":
+        meta["kind"] = "adapter"
+        meta["backbone_sha256"] = backbone_sha256(model)
+        prefix = "denoisers.0."
+        state = {k: v for k, v in state.items() if not k.startswith(prefix) or k.rsplit(".", 1)[-1] in lora.ADAPTER_KEYS}
+    else:
+        meta["kind"] = "full"
+        if model.strategy.kind == "share":
+            meta["backbone_sha256"] = backbone_sha256(model)
+    return save_checkpoint(path, state, meta)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Metadata of a model file (loads the tensors too; files are small)."""
+    return load_checkpoint(path)[1]
+
+
+def load_model(path: str | Path, backbone: str | Path | None = None) -> DUN:
+    """Load a full model, or an adapter set onto its backbone (given, or named in the file's metadata)."""
+    tensors, meta = load_checkpoint(path)
+    if meta.get("format") != FORMAT:
+        raise LorunError(f"{path} is not a lorun model file (no '{FORMAT}' metadata); pass a file made by lorun")
+    if meta.get("kind") != "adapter":
+        model = _build_from_meta(meta)
+        _load_state(model, tensors, path)
+        return model
+    bb_path = _resolve_backbone(path, meta, backbone)
+    base = load_model(bb_path)
+    if base.strategy.kind != "share":
+        raise LorunError(f"backbone {bb_path} is a {base.strategy} model; adapters need a shareK backbone")
+    got = backbone_sha256(base)
+    if got != meta["backbone_sha256"]:
+        raise LorunError(
+            f"adapters {Path(path).name} were trained on backbone {meta['backbone_sha256'][:12]}…, but "
+            f"{Path(bb_path).name} is {got[:12]}…; pass --backbone with the backbone they were trained on"
+        )
+    model = _build_from_meta(meta, strategy=f"share{meta['config']['strategy'].removeprefix('lorun')}")
+    model.denoisers[0].load_state_dict(base.denoisers[0].state_dict())
+    model.to_lorun(meta["config"].get("gamma") or 10.0, meta["config"].get("ranks") or None)
+    _load_state(model, tensors, path, partial=True)
+    return model
+
+
+def _resolve_backbone(path: str | Path, meta: dict[str, Any], backbone: str | Path | None) -> Path:
+    if backbone is not None:
+        return Path(backbone)
+    ref = meta.get("backbone")
+    if not ref:
+        raise LorunError(f"{path} is an adapter set with no backbone reference; pass --backbone FILE")
+    local = Path(path).parent / Path(ref).name
+    if local.exists():
+        return local
+    from .io.weights import resolve_model
+
+    return resolve_model(ref)
+
+
+def _load_state(model: DUN, tensors: dict[str, Tensor], path: str | Path, partial: bool = False) -> None:
+    own = model.state_dict()
+    bad = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
+    missing = [] if partial else [k for k in own if k not in tensors]
+    if bad or missing:
+        raise LorunError(
+            f"{path} does not match its own metadata ({len(bad)} unexpected/mis-shaped, {len(missing)} missing "
+            f"tensors); the file is corrupt or was made by an incompatible lorun version"
+        )
+    with torch.no_grad():
+        for k, v in tensors.items():
+            own[k].copy_(v)
+
+
+def describe(model: DUN) -> str:
+    """One-line description, e.g. ``cs lorun9 unet/small pgd ratio=0.25``."""
+    s = f"{model.task} {model.strategy} {model.denoiser_name}/{model.size} {model.algo}"
+    if isinstance(model.op, BlockCS):
+        s += f" ratio={model.op.ratio:g}"
+    return s
+
+
+__all__ = ["TASKS", "build_model", "save_model", "load_model", "read_meta", "backbone_sha256", "describe",
+           "parse_strategy"]

@@ -1,0 +1,191 @@
+"""The K-stage deep unfolding network (paper Fig. 4, Algorithm 1).
+
+Strategies, spelled as the CLI spells them:
+- ``block1``: a single stage; ``blockK``: K stages with K independent denoisers;
+- ``shareK``: one denoiser reused by all K stages (LoRun phase 1, "pretrain");
+- ``lorunK``: the frozen shared denoiser + K stage-wise LoRA adapters (LoRun phase 2, "adapt").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .. import denoisers, lora
+from ..physics.base import Operator
+from .gdm import gdm_hqs, gdm_pgd, sigma_hqs, sigma_pgd
+
+KINDS = ("block", "share", "lorun")
+ALGOS = ("pgd", "hqs")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How stages share denoiser weights."""
+
+    kind: str
+    stages: int
+
+    def __str__(self) -> str:
+        return f"{self.kind}{self.stages}"
+
+
+def parse_strategy(text: str) -> Strategy:
+    """Parse ``block9`` / ``share9`` / ``lorun9`` / ``block1``."""
+    m = re.fullmatch(r"(block|share|lorun)(\d+)", text.strip().lower())
+    if not m or int(m.group(2)) < 1:
+        raise ValueError(f"unknown strategy {text!r}; use blockK, shareK or lorunK with K ≥ 1 (e.g. lorun9)")
+    return Strategy(m.group(1), int(m.group(2)))
+
+
+def _inv_softplus(v: float) -> float:
+    return v + math.log(-math.expm1(-v))
+
+
+class DUN(nn.Module):
+    """K stages of (GDM → PMM) over a degradation operator.
+
+    ``op`` is held as a submodule when it carries learned parameters (CS sampling matrix); operators that
+    depend on the input (SR kernel, CASSI mask) are passed to :meth:`forward` instead.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        strategy: str | Strategy = "lorun9",
+        denoiser: str = "unet",
+        size: str = "small",
+        algo: str = "pgd",
+        op: Operator | None = None,
+        gamma: float = 10.0,
+        ranks: dict[str, int] | None = None,
+        denoiser_kwargs: dict | None = None,
+        init_value: float = 0.5,
+        floor: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.strategy = parse_strategy(strategy) if isinstance(strategy, str) else strategy
+        if algo not in ALGOS:
+            raise ValueError(f"unknown algorithm {algo!r}; use one of {ALGOS}")
+        self.channels, self.algo, self.floor = channels, algo, floor
+        self.denoiser_name, self.size = denoiser, size
+        self.denoiser_kwargs = dict(denoiser_kwargs or denoisers.config(denoiser, size))
+        self.denoiser_kwargs.pop("channels", None)
+        self.gamma: float | None = None
+        self.ranks = dict(ranks or {})
+        self.op = op
+        self.use_checkpoint = False
+        k = self.strategy.stages
+        n_den = k if self.strategy.kind == "block" else 1
+        self.denoisers = nn.ModuleList(self._new_denoiser() for _ in range(n_den))
+        # step size ρ (PGD) or penalty μ (HQS), and the regularisation weight λ, one per stage (Alg. 1)
+        self.rho_raw = nn.Parameter(torch.full((k,), _inv_softplus(init_value)))
+        self.lam_raw = nn.Parameter(torch.full((k,), _inv_softplus(init_value)))
+        if self.strategy.kind == "lorun":
+            self.strategy = Strategy("share", k)
+            self.to_lorun(gamma, self.ranks)
+
+    def _new_denoiser(self) -> nn.Module:
+        return denoisers.build(self.denoiser_name, self.channels, **self.denoiser_kwargs)
+
+    # ---- strategy changes -------------------------------------------------------------------------
+    def to_lorun(self, gamma: float = 10.0, ranks: dict[str, int] | None = None) -> DUN:
+        """Freeze the shared denoiser and give every stage its own adapters (Alg. 1, phase 2)."""
+        if self.strategy.kind != "share":
+            raise ValueError(f"LoRA adapters need a shared backbone (shareK), not {self.strategy}")
+        lora.inject_lora(self.denoisers[0], self.strategy.stages, gamma, ranks)
+        self.strategy, self.gamma, self.ranks = Strategy("lorun", self.strategy.stages), gamma, dict(ranks or {})
+        return self
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The shared denoiser (share/lorun strategies)."""
+        if self.strategy.kind == "block":
+            raise AttributeError("blockK models have no shared backbone")
+        return self.denoisers[0]
+
+    # ---- per-stage scalars --------------------------------------------------------------------------
+    def rho(self) -> Tensor:
+        """Per-stage ρ (PGD step) or μ (HQS penalty), kept above a floor."""
+        return self.floor + F.softplus(self.rho_raw)
+
+    def lam(self) -> Tensor:
+        """Per-stage λ, kept above a floor."""
+        return self.floor + F.softplus(self.lam_raw)
+
+    def sigmas(self) -> Tensor:
+        """Noise level each stage's denoiser receives."""
+        fn = sigma_pgd if self.algo == "pgd" else sigma_hqs
+        return fn(self.rho(), self.lam())
+
+    # ---- forward ------------------------------------------------------------------------------------
+    def pmm(self, k: int, z: Tensor, sigma: Tensor) -> Tensor:
+        """Proximal mapping of stage k: the stage's denoiser at noise level σ_k.  # Eq. 7 / Eq. 11"""
+        if self.strategy.kind == "block":
+            d = self.denoisers[k]
+        else:
+            d = self.denoisers[0]
+            if self.strategy.kind == "lorun":
+                lora.set_stage(d, k)
+        return d(z, sigma.expand(z.shape[0]))
+
+    def _stage(self, k: int, op: Operator, x: Tensor, y: Tensor, rho: Tensor, sigma: Tensor) -> Tensor:
+        if self.algo == "pgd":
+            return self.pmm(k, gdm_pgd(op, x, y, rho), sigma)
+        return self.pmm(k, gdm_hqs(op, y, x, rho), sigma)
+
+    def forward(self, y: Tensor, op: Operator | None = None, return_stages: bool = False) -> Tensor | list:
+        """Reconstruct x from the measurement y (cropping is the caller's job, via ``op.crop``)."""
+        op = op if op is not None else self.op
+        if op is None:
+            raise ValueError("no degradation operator: pass op= or build the model with one")
+        x = op.init(y)
+        rho, sig = self.rho(), self.sigmas()
+        outs = []
+        for k in range(self.strategy.stages):
+            if self.use_checkpoint and torch.is_grad_enabled():
+                x = checkpoint(self._stage, k, op, x, y, rho[k], sig[k], use_reentrant=False)
+            else:
+                x = self._stage(k, op, x, y, rho[k], sig[k])
+            outs.append(x)
+        return outs if return_stages else x
+
+    # ---- inference helpers -------------------------------------------------------------------------
+    def prepare_inference(self) -> DUN:
+        """eval mode; lorunK precomputes merged stage weights so inference costs what blockK costs."""
+        self.eval()
+        if self.strategy.kind == "lorun":
+            lora.cache_merged(self.denoisers[0], True)
+        return self
+
+    def merged(self) -> DUN:
+        """An equivalent blockK network with each stage's adapter baked into its own plain denoiser."""
+        if self.strategy.kind != "lorun":
+            raise ValueError("only lorunK models can be merged")
+        k = self.strategy.stages
+        out = DUN(op=self.op, **{**self.config(), "strategy": f"block{k}"})
+        out.denoisers = nn.ModuleList(lora.merge(self.denoisers[0], i) for i in range(k))
+        out.rho_raw, out.lam_raw = self.rho_raw, self.lam_raw
+        out.use_checkpoint = self.use_checkpoint
+        out.task = getattr(self, "task", None)
+        return out
+
+    def config(self) -> dict:
+        """Everything needed to rebuild this network (without weights)."""
+        return {
+            "channels": self.channels,
+            "strategy": str(self.strategy),
+            "denoiser": self.denoiser_name,
+            "size": self.size,
+            "algo": self.algo,
+            "gamma": self.gamma,
+            "ranks": self.ranks,
+            "denoiser_kwargs": self.denoiser_kwargs,
+            "floor": self.floor,
+        }
