@@ -10,7 +10,7 @@ from torch import Tensor
 
 from . import lora
 from .errors import LorunError
-from .io.checkpoint import load_checkpoint, save_checkpoint
+from .io.checkpoint import atomic_path, load_checkpoint, save_checkpoint, sha256_file
 from .physics.cs import BlockCS
 from .unfold import DUN, parse_strategy
 
@@ -103,6 +103,13 @@ def save_model(path: str | Path, model: DUN, extra: dict[str, Any] | None = None
         meta["kind"] = "full"
         if model.strategy.kind == "share":
             meta["backbone_sha256"] = backbone_sha256(model)
+    if Path(path).suffix in (".pt", ".pth"):
+        # a weights-only PyTorch file: tensors + plain JSON-able metadata (torch.load(weights_only=True) reads it)
+        import json
+
+        with atomic_path(path) as tmp:
+            torch.save({"state_dict": state, "meta": json.loads(json.dumps(meta))}, tmp)
+        return sha256_file(path)
     return save_checkpoint(path, state, meta)
 
 

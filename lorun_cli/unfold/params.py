@@ -19,7 +19,9 @@ def param_report(model: nn.Module) -> dict[str, int]:
     - ``stored``: what the checkpoint files hold: parameters + persistent buffers;
     - ``setting``: what one more setting (another CS ratio, another task variant) costs to store —
       for lorunK the adapters + per-stage scalars + operator parameters, otherwise the whole model;
-    - ``adapter`` / ``backbone``: the LoRA part and the frozen part (0 where not applicable).
+    - ``adapter`` / ``backbone``: the LoRA part and the frozen part (0 where not applicable);
+    - ``operator``: learned degradation parameters (the CS sampling matrix Φ), counted in the totals above;
+      ``network`` = ``stored - operator`` is the unfolding network alone (how DUN papers count).
     ``*_bytes`` are the same counts at each tensor's element size.
     """
     params = list(model.parameters())
@@ -33,7 +35,11 @@ def param_report(model: nn.Module) -> dict[str, int]:
     def nbytes(ts) -> int:
         return sum(t.numel() * t.element_size() for t in ts)
 
+    op = getattr(model, "op", None)
+    op_params = _numel(op.parameters()) if isinstance(op, nn.Module) else 0
     return {
+        "operator": op_params,
+        "network": _numel(params) + _numel(buffers) - op_params,
         "total": _numel(params),
         "trainable": _numel(p for p in params if p.requires_grad),
         "stored": _numel(params) + _numel(buffers),

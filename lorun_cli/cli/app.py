@@ -1,0 +1,281 @@
+"""The ``lorun`` command line: a thin Typer shell over the engine (no torch import at start-up)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ..errors import LorunError, UsageError
+
+app = typer.Typer(
+    name="lorun",
+    help="Deep LoRA-Unfolding Networks for image restoration: compressive sensing (cs), CASSI "
+    "hyperspectral snapshot imaging (cassi) and super-resolution (sr).",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+weights_app = typer.Typer(help="List, fetch and verify the checkpoints of weights_manifest.json.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+TASK_HELP = "Task: cs (block compressive sensing), cassi (hyperspectral snapshot), sr (super-resolution)."
+
+
+class State:
+    """Global options shared by every subcommand."""
+
+    device: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+    quiet: bool = False
+
+
+STATE = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lorun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    device: Annotated[
+        str, typer.Option(envvar="LORUN_DEVICE", help="auto, cpu, cuda or cuda:N (auto falls back to CPU).")
+    ] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: torch's choice).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (simulated noise, training).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and requested output.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Global options."""
+    STATE.device, STATE.threads, STATE.seed, STATE.quiet = device, threads, seed, quiet
+
+
+def _setup_torch() -> str:
+    """Import torch lazily, apply --threads/--seed and resolve --device."""
+    from ..runtime import resolve_device, setup
+
+    setup(STATE.threads, STATE.seed)
+    return resolve_device(STATE.device)
+
+
+def _click():
+    """The click package Typer runs on (vendored as ``typer._click`` since Typer 0.26)."""
+    try:
+        import typer._click as click  # type: ignore[import-not-found]
+    except ImportError:  # older Typer depends on the click package
+        import click
+    return click
+
+
+# ---- restore ---------------------------------------------------------------------------------------------
+@app.command()
+def restore(
+    inputs: Annotated[list[Path], typer.Argument(help="Images, cubes or measurements, or folders of them.")],
+    task: Annotated[str, typer.Option(help=TASK_HELP)] = "sr",
+    model: Annotated[str | None, typer.Option(help="Manifest name or checkpoint file (default: the task's lorun9).")] = None,
+    strategy: Annotated[str, typer.Option(help="Bundled model to use: lorun9, block9, block1, share9.")] = "lorun9",
+    backbone: Annotated[Path | None, typer.Option(help="Backbone file for an adapter checkpoint.")] = None,
+    scale: Annotated[int, typer.Option(help="SR scale factor (2, 3 or 4).")] = 4,
+    kernel: Annotated[str, typer.Option(help="SR blur kernel: K1…K12 or a kernel file (.npy/.mat/.png).")] = "K1",
+    noise: Annotated[float, typer.Option(help="Noise std on the 0-255 scale added by --simulate.")] = 0.0,
+    ratio: Annotated[float | None, typer.Option(help="CS sampling ratio in (0, 1] (default: the model's).")] = None,
+    mask: Annotated[Path | None, typer.Option(help="CASSI coded-aperture mask file (default: bundled 256x256).")] = None,
+    simulate: Annotated[bool, typer.Option(help="Degrade the clean input with the forward model first.")] = False,
+    ref: Annotated[Path | None, typer.Option(help="Ground truth to score against (PSNR/SSIM).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one input) or folder.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
+    tile: Annotated[int, typer.Option(help="Tile size in output pixels for large inputs (0: whole image).")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """Restore images: super-resolve (sr), reconstruct CS or CASSI measurements.
+
+    CS inputs are clean images that are sampled with the model's learned matrix (--simulate is implied).
+    Examples: lorun restore --task sr --kernel K5 --scale 3 in.png ;
+    lorun restore --task cs --ratio 0.1 photo.png ; lorun restore --task cassi --simulate cube.mat
+    """
+    from ..restore import RestoreOptions, run_restore
+
+    dev = _setup_torch()
+    opts = RestoreOptions(task=task, model=model, strategy=strategy, backbone=backbone, scale=scale, kernel=kernel,
+                          noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref, output=output,
+                          force=force, tile=tile, device=dev, seed=STATE.seed)
+    results = run_restore(inputs, opts)
+    from ..report import print_restore
+
+    print_restore(results, json_out=json_out, quiet=STATE.quiet)
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+def _train(phase: str, values: dict, config: Path | None) -> None:
+    from ..train.cli_glue import run_training
+
+    click = _click()
+    ctx = click.globals.get_current_context()
+    default = click.core.ParameterSource.DEFAULT
+    explicit = {k for k in values if ctx.get_parameter_source(k) not in (None, default)}
+    dev = _setup_torch()
+    run_training(phase, values, explicit, config, dev, STATE.seed, STATE.quiet,
+                 " ".join(["lorun", *sys.argv[1:]]))
+
+
+@app.command()
+def pretrain(
+    task: Annotated[str, typer.Option(help=TASK_HELP)] = "cs",
+    strategy: Annotated[str, typer.Option(help="share9 (LoRun phase 1), block9 or block1 (baselines).")] = "share9",
+    denoiser: Annotated[str | None, typer.Option(help="unet, transformer, resunet or spectral.")] = None,
+    size: Annotated[str, typer.Option(help="Denoiser scale: small (CPU) or base (GPU).")] = "small",
+    algo: Annotated[str | None, typer.Option(help="Gradient step: pgd (Eq. 5) or hqs (Eq. 9).")] = None,
+    ratio: Annotated[float, typer.Option(help="CS sampling ratio in (0, 1].")] = 0.25,
+    data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training iterations.")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
+    patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine schedule).")] = 1e-3,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
+    out: Annotated[Path, typer.Option(help="Output model file (.safetensors or .pt).")] = Path("backbone.safetensors"),
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing OUT.")] = False,
+    config: Annotated[Path | None, typer.Option(help="YAML file of options; command-line flags override it.")] = None,
+) -> None:
+    """Phase 1: train a shared denoiser across all stages (share9), or the block9/block1 baselines."""
+    _train("pretrain", dict(locals()), config)
+
+
+@app.command()
+def adapt(
+    backbone: Annotated[Path, typer.Option(help="A shareK model from `lorun pretrain` (.safetensors or .pt).")],
+    gamma: Annotated[float, typer.Option(help="LoRA rank factor γ: r = ceil(min(in,out)·γ/100) (Eq. 12).")] = 10.0,
+    stages: Annotated[int | None, typer.Option(help="Number of stages K (default: the backbone's).")] = None,
+    ratio: Annotated[float | None, typer.Option(help="CS: adapt to another sampling ratio (new Φ).")] = None,
+    data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training iterations.")] = 1000,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
+    patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output adapter file (default: BACKBONE-lorunK-gG.safetensors).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing OUT.")] = False,
+    config: Annotated[Path | None, typer.Option(help="YAML file of options; command-line flags override it.")] = None,
+) -> None:
+    """Phase 2: freeze the backbone, add stage-wise LoRA adapters and train them (+ ρ, λ, Φ)."""
+    _train("adapt", dict(locals()), config)
+
+
+# ---- bench -----------------------------------------------------------------------------------------------
+@app.command()
+def bench(
+    compare: Annotated[str, typer.Option(help="Comma list to compare with: block9, block1, share9, tv, linear, "
+                                         "bicubic, gap-tv, or checkpoint files.")] = "block9",
+    task: Annotated[str, typer.Option(help=TASK_HELP)] = "cs",
+    model: Annotated[str | None, typer.Option(help="The model under test (default: the task's lorun9).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Test set (cs: set11, bsd68; sr: set5, set14, bsd100, "
+                                                "cbsd68; cassi: cave). Default: bundled samples.")] = None,
+    data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root for --dataset.")] = None,
+    ratio: Annotated[float | None, typer.Option(help="CS ratio (picks the matching bundled models).")] = None,
+    scale: Annotated[int, typer.Option(help="SR scale.")] = 4,
+    kernels: Annotated[str, typer.Option(help="SR kernels, comma list or 'all'.")] = "K1",
+    limit: Annotated[int | None, typer.Option(help="Use only the first N test images.")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Latency repeats per model.")] = 10,
+    memory: Annotated[bool, typer.Option(help="Measure peak memory (subprocess RSS on CPU).")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout (the table goes to stderr).")] = False,
+    csv: Annotated[Path | None, typer.Option(help="Also write the rows as CSV.")] = None,
+) -> None:
+    """Score a model against others on a test set: PSNR, SSIM, parameters, memory, latency."""
+    from ..bench import BenchOptions, run_bench
+    from ..report import print_bench
+
+    dev = _setup_torch()
+    opts = BenchOptions(task=task, model=model, compare=[c for c in compare.split(",") if c.strip()],
+                        dataset=dataset, data=data, ratio=ratio, scale=scale, kernels=kernels, limit=limit,
+                        repeats=repeats, memory=memory, device=dev, threads=STATE.threads, seed=STATE.seed)
+    result = run_bench(opts, quiet=STATE.quiet)
+    print_bench(result, json_out=json_out, csv=csv, quiet=STATE.quiet)
+
+
+# ---- weights ---------------------------------------------------------------------------------------------
+@weights_app.command("list")
+def weights_list(json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False) -> None:
+    """What the manifest holds and what is cached."""
+    from ..report import print_weights
+
+    print_weights(json_out=json_out)
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="Manifest names (default: all).")] = None,
+    force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
+) -> None:
+    """Download (or copy the bundled file) into the cache, verifying sha256."""
+    from ..io import weights as w
+
+    for e in w.load_manifest()["models"]:
+        if names and e["name"] not in names:
+            continue
+        path = w.fetch(e, force=force)
+        if not STATE.quiet:
+            typer.echo(f"{e['name']}: {path}")
+    unknown = set(names or []) - {e["name"] for e in w.load_manifest()["models"]}
+    if unknown:
+        raise UsageError(f"unknown model name(s) {sorted(unknown)}; see `lorun weights list`")
+
+
+@weights_app.command("verify")
+def weights_verify() -> None:
+    """Check the sha256 of every cached checkpoint; exit 1 if any is corrupt."""
+    from ..io import weights as w
+
+    bad = []
+    for e in w.load_manifest()["models"]:
+        ok = w.verify(e)
+        typer.echo(f"{e['name']}: {'ok' if ok else ('missing' if ok is None else 'CORRUPT')}")
+        if ok is False:
+            bad.append(e["name"])
+    if bad:
+        raise LorunError(f"corrupt cached file(s): {', '.join(bad)}; run `lorun weights fetch --force {bad[0]}`")
+
+
+@weights_app.command("path")
+def weights_path(name: Annotated[str | None, typer.Argument(help="A manifest name.")] = None) -> None:
+    """Print the cache directory, or the cached path of one model."""
+    from ..io import weights as w
+
+    typer.echo(str(w.cache_dir() if name is None else w.cached_path(w.find_entry(name))))
+
+
+def main() -> None:
+    """Console entry point: one clear line and an exit code for user errors, never a traceback."""
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except LorunError as e:
+        typer.echo(f"lorun: error: {e.message}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("lorun: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("lorun: interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # noqa: BLE001 - a bug or an unexpected environment problem
+        if isinstance(e, _click().exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if os.environ.get("LORUN_DEBUG"):
+            raise
+        typer.echo(f"lorun: error: {type(e).__name__}: {e} (set LORUN_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)

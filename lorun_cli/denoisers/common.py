@@ -1,0 +1,121 @@
+"""Shared building blocks of the denoisers (proximal mapping modules).
+
+Every denoiser derives from :class:`Denoiser`, which appends the noise level as a constant input channel,
+pads the input to the network's down-sampling multiple, crops the prediction back and adds it to the input
+(residual learning). The last convolution (``tail``) is zero-initialised so an untrained denoiser is the
+identity map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def sigma_map(x: Tensor, sigma: Tensor | float) -> Tensor:
+    """Constant noise-level channel ``(N, 1, H, W)`` for ``x``; ``sigma`` is a float, a scalar or ``(N,)``."""
+    n, _, h, w = x.shape
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+    if s.numel() == 1:
+        s = s.expand(n)
+    elif s.numel() != n:
+        raise ValueError(f"sigma has {s.numel()} values for a batch of {n}")
+    return s.view(n, 1, 1, 1).expand(n, 1, h, w)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Pad bottom/right of ``x`` to multiples of ``multiple``; returns the padded tensor and the old (H, W).
+
+    Reflect padding is used where the image is large enough, replicate padding otherwise.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
+
+def zero_init_(module: nn.Module) -> nn.Module:
+    """Set every parameter of ``module`` to zero in place (used for the output convolution)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+    return module
+
+
+def make_act(name: str) -> nn.Module:
+    """Activation module by name: ``relu``, ``lrelu`` (slope 0.2) or ``gelu``."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "lrelu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"unknown activation {name!r} (relu, lrelu, gelu)")
+
+
+def int_list(values: Sequence[int] | int, length: int | None = None) -> list[int]:
+    """Normalise an int or a sequence of ints to a list (optionally broadcast/checked to ``length``)."""
+    out = [int(values)] * (length or 1) if isinstance(values, int) else [int(v) for v in values]
+    if length is not None and len(out) != length:
+        raise ValueError(f"expected {length} values, got {len(out)}")
+    if not out:
+        raise ValueError("expected at least one value")
+    return out
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel dimension of an ``(N, C, H, W)`` tensor (per pixel)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        mu = x.mean(1, keepdim=True)
+        var = (x - mu).pow(2).mean(1, keepdim=True)
+        y = (x - mu) * torch.rsqrt(var + self.eps)
+        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class Denoiser(nn.Module):
+    """Base class: ``forward(x, sigma) = x + crop(body(pad([x, sigma])))``.
+
+    Subclasses build ``self.tail`` (the zero-initialised output conv, called at the end of ``body``),
+    set ``self.multiple`` (the total down-sampling factor) and implement :meth:`body`.
+    ``self.config`` holds the constructor keyword arguments (except ``channels``), so
+    ``build(self.name, self.channels, **self.config)`` rebuilds the same architecture.
+    """
+
+    name: str = ""
+
+    def __init__(self, channels: int, config: dict[str, Any], multiple: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        self.channels = int(channels)
+        self.config = dict(config)
+        self.multiple = int(multiple)
+
+    def body(self, inp: Tensor) -> Tensor:
+        """Residual prediction for the padded input ``(N, C+1, H', W')`` (image + noise-level channel)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        """Denoise ``x`` ``(N, C, H, W)`` at noise level ``sigma`` (float or ``(N,)``)."""
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected input (N, {self.channels}, H, W), got {tuple(x.shape)}")
+        inp = torch.cat([x, sigma_map(x, sigma)], dim=1)
+        inp, (h, w) = pad_to_multiple(inp, self.multiple)
+        res = self.body(inp)
+        return x + res[..., :h, :w]
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, multiple={self.multiple}"

@@ -1,0 +1,174 @@
+"""Single-disperser CASSI: coded aperture, per-band shift of ``step`` pixels along the width, band sum."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .base import Operator, Scalar, per_sample
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MASK = ASSETS / "cassi_mask_256.npy"
+
+#: Band centres (nm) of the standard 28-band simulation setup.
+WAVELENGTHS_28: tuple[float, ...] = (
+    453.5, 457.5, 462.0, 466.0, 471.5, 476.5, 481.5, 487.0, 492.5, 498.0, 504.0, 510.0, 516.0, 522.5,
+    529.5, 536.5, 544.0, 551.5, 558.5, 567.5, 575.5, 584.5, 594.5, 604.0, 614.5, 625.0, 636.5, 648.0,
+)
+
+
+def _as_2d(arr: np.ndarray, source: str) -> Tensor:
+    """Validate a mask array (numeric, finite, 2-D after dropping singleton axes) → float32 tensor."""
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"mask in {source} is not numeric (dtype {arr.dtype})")
+    arr = np.squeeze(arr)
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"mask in {source} must be a 2-D array, got shape {arr.shape}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"mask in {source} contains NaN or Inf")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def load_mask(path: str | Path | None = None) -> Tensor:
+    """Load a coded-aperture mask (H, W) float32: the bundled 256×256 mask by default.
+
+    Accepts ``.mat`` (key ``mask``, else the first numeric 2-D array), ``.npy`` and ``.tif``/``.tiff``.
+    """
+    p = DEFAULT_MASK if path is None else Path(path)
+    if not p.is_file():
+        raise ValueError(f"mask file not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        return _as_2d(np.load(p, allow_pickle=False), str(p))
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return _as_2d(np.asarray(tifffile.imread(p)), str(p))
+    if suffix == ".mat":
+        from scipy.io import loadmat
+
+        data = loadmat(p)
+        if "mask" in data:
+            return _as_2d(np.asarray(data["mask"]), f"{p}['mask']")
+        for key, val in data.items():
+            if key.startswith("__") or not isinstance(val, np.ndarray):
+                continue
+            if val.dtype != object and np.issubdtype(val.dtype, np.number) and np.squeeze(val).ndim == 2:
+                return _as_2d(val, f"{p}[{key!r}]")
+        raise ValueError(f"no 2-D numeric array found in {p}")
+    raise ValueError(f"unsupported mask format {suffix!r} (use .mat, .npy, .tif or .tiff)")
+
+
+class CASSI(Operator):
+    """y[n, 0, :, step·c : step·c + W] += mask ⊙ x[n, c] for every band c.
+
+    y has shape (N, 1, H, W + step·(C−1)).
+
+    ΦΦᵀ is diagonal (``phiphit``), which makes the HQS step exact and elementwise.
+    """
+
+    task = "cassi"
+
+    def __init__(self, mask: Tensor, bands: int = 28, step: int = 2) -> None:
+        super().__init__()
+        mask = torch.as_tensor(mask)
+        if mask.dim() != 2 or mask.numel() == 0:
+            raise ValueError(f"CASSI mask must be a non-empty 2-D tensor, got shape {tuple(mask.shape)}")
+        if not torch.isfinite(mask).all():
+            raise ValueError("CASSI mask contains NaN or Inf")
+        if int(bands) != bands or bands < 1:
+            raise ValueError(f"bands must be a positive integer, got {bands!r}")
+        if int(step) != step or step < 0:
+            raise ValueError(f"step must be a non-negative integer, got {step!r}")
+        self.register_buffer("mask", mask.to(torch.float32 if not mask.is_floating_point() else mask.dtype))
+        self.bands = int(bands)
+        self.step = int(step)
+
+    def extra_repr(self) -> str:
+        h, w = self.mask.shape
+        return f"mask={h}x{w}, bands={self.bands}, step={self.step}"
+
+    @property
+    def out_width(self) -> int:
+        return self.mask.shape[1] + self.step * (self.bands - 1)
+
+    def x_shape(self, y: Tensor) -> tuple[int, ...]:
+        return (y.shape[0], self.bands, *self.mask.shape)
+
+    # --- shifts (views only, no per-band loop) ----------------------------------------------------------
+    def _shift_sum(self, z: Tensor) -> Tensor:
+        """(N, C, H, W) → (N, 1, H, W'): band c moved right by step·c, then summed over bands."""
+        n, c, h, w = z.shape
+        wp = w + self.step * (c - 1)
+        if c == 1:
+            return z
+        # Lay the zero-padded bands end to end; reading rows of length W' every W' − step elements
+        # shifts band c by step·c (the left overhang reads the previous band's zero padding).
+        zp = torch.nn.functional.pad(z.transpose(1, 2), (0, wp - w))  # (N, H, C, W')
+        flat = zp.reshape(n, h, c * wp)
+        windows = flat.unfold(-1, wp, wp - self.step)[:, :, :c]  # (N, H, C, W')
+        return windows.sum(dim=2).unsqueeze(1)
+
+    def _unshift(self, y: Tensor) -> Tensor:
+        """(N, 1, H, W') → (N, C, H, W): band c reads columns step·c … step·c + W − 1 (adjoint of the sum)."""
+        w = self.mask.shape[1]
+        if self.step == 0:
+            return y.expand(-1, self.bands, -1, -1)
+        return y[:, 0].unfold(-1, w, self.step).movedim(-2, 1)  # (N, C, H, W)
+
+    def _check_x(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.bands or tuple(x.shape[-2:]) != tuple(self.mask.shape):
+            raise ValueError(
+                f"CASSI expects x of shape (N, {self.bands}, {self.mask.shape[0]}, {self.mask.shape[1]}), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def _check_y(self, y: Tensor) -> None:
+        h = self.mask.shape[0]
+        if y.dim() != 4 or y.shape[1] != 1 or y.shape[2] != h or y.shape[3] != self.out_width:
+            raise ValueError(f"CASSI expects y of shape (N, 1, {h}, {self.out_width}), got {tuple(y.shape)}")
+
+    # --- operator ----------------------------------------------------------------------------------------
+    def A(self, x: Tensor) -> Tensor:
+        self._check_x(x)
+        return self._shift_sum(self.mask.to(x) * x)
+
+    def A_adjoint(self, y: Tensor) -> Tensor:
+        self._check_y(y)
+        return self.mask.to(y) * self._unshift(y)
+
+    def phiphit(self, ref: Tensor | None = None) -> Tensor:
+        """Diagonal of ΦΦᵀ, Σ_c shift_c(mask²), shape (1, 1, H, W')."""
+        m = self.mask if ref is None else self.mask.to(ref)
+        m2 = (m * m).expand(1, self.bands, -1, -1)
+        return self._shift_sum(m2)
+
+    def init(self, y: Tensor, eps: float = 1e-6) -> Tensor:
+        """x⁽⁰⁾ = Φᵀ(y / max(ΦΦᵀ, eps)), i.e. the minimum-norm solution of Φx = y."""
+        self._check_y(y)
+        return self.A_adjoint(y / self.phiphit(y).clamp_min(eps))
+
+    def shift_back(self, y: Tensor) -> Tensor:
+        """Flat-spectrum shift-back reference (no mask in the back-projection).
+
+        Each measurement pixel is divided by (number of bands landing on it) × (mean mask transmission) and
+        shifted back per band, so a flat spectrum under an average mask is returned at its own level.
+        """
+        self._check_y(y)
+        h, w = self.mask.shape
+        ones = torch.ones(1, self.bands, h, w, device=y.device, dtype=y.dtype)
+        norm = self._shift_sum(ones) * self.mask.to(y).mean()
+        return self._unshift(y / norm.clamp_min(1e-12)).contiguous()
+
+    def hqs_step(self, y: Tensor, w: Tensor, mu: Scalar) -> Tensor:
+        """(ΦᵀΦ + μI)⁻¹(Φᵀy + μw) = w + Φᵀ((y − Φw) / (ΦΦᵀ + μ)), elementwise since ΦΦᵀ is diagonal."""
+        # Eq. 9
+        r = y - self.A(w)
+        return w + self.A_adjoint(r / (self.phiphit(w) + per_sample(mu, y)))
+
+
+__all__ = ["CASSI", "load_mask", "WAVELENGTHS_28", "DEFAULT_MASK"]

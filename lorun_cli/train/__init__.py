@@ -1,0 +1,1 @@
+"""Training: data, tasks and the training loop."""

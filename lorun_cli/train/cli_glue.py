@@ -1,0 +1,130 @@
+"""From `lorun pretrain/adapt` options (+ YAML config) to a :class:`TrainConfig` run with a progress display."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import LorunError, UsageError
+from .loop import TrainConfig, train
+
+CLI_ONLY = {"config", "force"}
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Options from a YAML mapping; unknown keys are an error (typos must not pass silently)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"--config {path}: expected a mapping of option: value")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(k.replace("-", "_") for k in raw) - known
+    if unknown:
+        raise UsageError(f"--config {path}: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return {k.replace("-", "_"): v for k, v in raw.items()}
+
+
+def make_config(phase: str, values: dict[str, Any], explicit: set[str], config: Path | None) -> TrainConfig:
+    """Defaults < YAML file < explicitly given command-line flags."""
+    merged: dict[str, Any] = {k: v for k, v in values.items() if k not in CLI_ONLY and v is not None}
+    if config is not None:
+        from_file = load_yaml(config)
+        merged.update({k: v for k, v in from_file.items() if k not in explicit})
+    merged["phase"] = phase
+    if phase == "adapt":
+        merged["strategy"] = f"lorun{merged.pop('stages')}" if merged.get("stages") else ""
+        if not merged.get("out"):
+            bb = Path(merged["backbone"])
+            k = merged["strategy"] or "lorun"
+            merged["out"] = str(bb.with_name(f"{bb.stem}-{k}-g{merged.get('gamma', 10):g}.safetensors"))
+    for key in ("data", "backbone", "out"):
+        if merged.get(key) is not None:
+            merged[key] = str(merged[key])
+    cfg = TrainConfig(**merged)
+    if phase == "adapt":
+        _adapt_defaults(cfg, explicit | set(load_yaml(config)) if config else explicit)
+    return cfg
+
+
+def _adapt_defaults(cfg: TrainConfig, given: set[str]) -> None:
+    """Adapt inherits task, ratio and stage count from the backbone unless told otherwise."""
+    from .. import models
+
+    if not Path(cfg.backbone).exists():
+        raise UsageError(f"--backbone {cfg.backbone}: no such file; train one with `lorun pretrain --out FILE`")
+    meta = models.read_meta(cfg.backbone)
+    cfg.task = meta.get("task", cfg.task)
+    if "ratio" not in given and "op" in meta:
+        cfg.ratio = meta["op"]["ratio"]
+    if not cfg.strategy:
+        cfg.strategy = "lorun" + meta["config"]["strategy"].lstrip("abcdefghijklmnopqrstuvwxyz")
+
+
+def run_training(phase: str, values: dict[str, Any], explicit: set[str], config: Path | None, device: str,
+                 seed: int, quiet: bool, command: str) -> None:
+    """Validate, then train with a Rich progress bar (plain log lines when stderr is not a terminal)."""
+    cfg = make_config(phase, values, explicit, config)
+    cfg.device, cfg.command = device, command
+    if "seed" not in explicit and cfg.seed == 0:
+        cfg.seed = seed
+    out = Path(cfg.out)
+    if out.exists() and not values.get("force") and not cfg.resume:
+        raise UsageError(f"{out} exists; pass --force to overwrite, --resume to continue, or choose --out")
+    if out.suffix not in (".safetensors", ".pt", ".pth"):
+        raise UsageError(f"--out {out}: use a .safetensors or .pt file name")
+    if not out.parent.exists():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    summary = train(cfg, None if quiet else _progress(cfg))
+    if not quiet:
+        print(f"saved {out} ({summary['steps']} steps, {summary['minutes']} min, "
+              f"{summary['it_s']} it/s, validation PSNR {summary['val_psnr']} dB [float, task crop])",
+              file=sys.stderr)
+
+
+def _progress(cfg: TrainConfig):
+    """An event sink: Rich progress on a TTY, a plain line every log interval otherwise."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    tty = console.is_terminal
+    state: dict[str, Any] = {"val": float("nan"), "it_s": float("nan"), "t": time.monotonic()}
+    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("loss {task.fields[loss]:.2e}  val {task.fields[val]:.2f} dB  {task.fields[its]:.2f} it/s"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not tty)
+    tid = None
+
+    def sink(rec: dict[str, Any]) -> None:
+        nonlocal tid
+        ev = rec["event"]
+        if ev == "start":
+            p = rec["params"]
+            console.print(f"{cfg.phase} {cfg.task} {cfg.strategy}: {p['trainable']:,} trainable of {p['total']:,} "
+                          f"parameters; steps {rec['step']}→{rec['steps']}")
+            prog.start()
+            tid = prog.add_task(cfg.phase, total=rec["steps"], completed=rec["step"], loss=float("nan"),
+                                val=float("nan"), its=float("nan"))
+            return
+        if ev == "end":
+            prog.stop()
+            return
+        state["val"] = rec.get("val_psnr", state["val"])
+        state["it_s"] = rec.get("it_s", state["it_s"])
+        prog.update(tid, completed=rec["step"], loss=rec["loss"], val=state["val"], its=state["it_s"])
+        if not tty and ("it_s" in rec or "val_psnr" in rec):
+            console.print(f"step {rec['step']}/{cfg.steps} loss {rec['loss']:.3e} val {state['val']:.2f} dB "
+                          f"{state['it_s']:.2f} it/s {rec['minutes']:.1f} min", highlight=False)
+
+    return sink
+
+
+__all__ = ["make_config", "run_training", "LorunError"]

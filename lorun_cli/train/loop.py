@@ -1,0 +1,240 @@
+"""The training loop of Algorithm 1: phase 1 ``pretrain`` (shareK / blockK / block1), phase 2 ``adapt`` (lorunK).
+
+One loop serves both phases; what differs is which parameters are trainable (the optimiser only ever
+sees those, so a frozen backbone gets neither gradients nor optimiser state).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .. import models
+from ..errors import LorunError, UsageError
+from ..io.checkpoint import atomic_path
+from ..metrics import psnr
+from ..unfold import DUN, param_report
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (also what a YAML ``--config`` file may set)."""
+
+    task: str = "cs"
+    phase: str = "pretrain"  # pretrain | adapt
+    strategy: str = "share9"
+    denoiser: str | None = None
+    size: str = "small"
+    algo: str | None = None
+    ratio: float = 0.25
+    block: int = 32
+    gamma: float = 10.0
+    backbone: str | None = None
+    data: str | None = None
+    steps: int = 2000
+    batch: int = 16
+    patch: int | None = None
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup: int = 50
+    clip: float = 1.0
+    seed: int = 0
+    val_every: int = 100
+    ckpt_every: int = 100
+    log_every: int = 10
+    max_minutes: float | None = None
+    out: str = "model.safetensors"
+    resume: bool = False
+    device: str = "cpu"
+    noise: float | None = None  # measurement noise std (SR: maximum of a uniform draw)
+    val_limit: int | None = None
+    command: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to ``min_lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def l2_loss(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Training objective: mean squared error between output and ground truth.  # Eq. 13"""
+    return torch.mean((x - ref) ** 2)
+
+
+def build_for_phase(cfg: TrainConfig) -> DUN:
+    """Phase 1 builds a fresh network; phase 2 loads the backbone, freezes it and injects adapters."""
+    if cfg.phase == "pretrain":
+        strat = models.parse_strategy(cfg.strategy)
+        if strat.kind == "lorun":
+            raise UsageError("pretrain trains shareK/blockK/block1; use `lorun adapt --backbone …` for lorunK")
+        return models.build_model(cfg.task, cfg.strategy, cfg.denoiser, cfg.size, cfg.algo, cfg.ratio, cfg.block)
+    if not cfg.backbone:
+        raise UsageError("adapt needs --backbone FILE (a shareK model from `lorun pretrain`)")
+    base = models.load_model(cfg.backbone)
+    if base.strategy.kind != "share":
+        raise UsageError(f"--backbone {cfg.backbone} is a {base.strategy} model; adapt needs a shareK backbone")
+    stages = models.parse_strategy(cfg.strategy).stages if cfg.strategy else base.strategy.stages
+    if stages != base.strategy.stages:
+        base.strategy = models.parse_strategy(f"share{stages}")
+        base.rho_raw = nn.Parameter(base.rho_raw.detach()[:1].repeat(stages))
+        base.lam_raw = nn.Parameter(base.lam_raw.detach()[:1].repeat(stages))
+    cfg.task = base.task
+    if cfg.task == "cs" and abs(base.op.ratio - cfg.ratio) > 1e-9:
+        # adapting to another sampling ratio: a new Φ learned with the adapters (Table VI)
+        from ..physics.cs import BlockCS
+
+        base.op = BlockCS(cfg.ratio, base.op.block)
+    base.to_lorun(cfg.gamma)
+    return base
+
+
+def _state_path(cfg: TrainConfig) -> Path:
+    return Path(str(cfg.out) + ".ckpt")
+
+
+def _log_path(cfg: TrainConfig) -> Path:
+    return Path(str(cfg.out) + ".log.jsonl")
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def save_train_state(path: Path, model: DUN, opt: torch.optim.Optimizer, step: int, gen: torch.Generator,
+                     extra: dict[str, Any]) -> None:
+    """Everything `--resume` needs, written atomically (plain tensors/containers: weights_only-loadable)."""
+    state = {
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "step": step,
+        "gen": gen.get_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "extra": json.dumps(extra),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def validate(model: DUN, task_data: Any, device: torch.device) -> float:
+    """Mean PSNR (float, [0,1] range, the task's own crop) over the fixed validation items."""
+    model.eval()
+    vals = []
+    with torch.no_grad():
+        for _, x, y, op in task_data.val_items(device):
+            out = (op if op is not None else model.op).crop(model(y, op)).clamp(0, 1)
+            vals.append(psnr(out, x))
+    model.train()
+    return float(sum(vals) / max(1, len(vals)))
+
+
+def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a training run; returns a summary. ``on_event`` receives progress records."""
+    from .tasks import make_task_data
+
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_for_phase(cfg).to(device)
+    task_data = make_task_data(cfg, model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + _rank())
+    step, elapsed0 = 0, 0.0
+    state_file = _state_path(cfg)
+    if cfg.resume:
+        if not state_file.exists():
+            raise LorunError(f"--resume: no training state {state_file}; start without --resume")
+        st = torch.load(state_file, map_location=device, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = int(st["step"])
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["cpu_rng"])
+        elapsed0 = json.loads(st["extra"]).get("elapsed", 0.0)
+    ddp = _world() > 1
+    net: nn.Module = nn.parallel.DistributedDataParallel(model) if ddp else model
+    is_main = _rank() == 0
+    log_file = _log_path(cfg)
+    if is_main and not cfg.resume and log_file.exists():
+        log_file.unlink()
+    t0 = time.monotonic()
+    last_t, last_step, val = t0, step, float("nan")
+    emit = on_event or (lambda _r: None)
+    emit({"event": "start", "step": step, "steps": cfg.steps, "params": param_report(model)})
+
+    def elapsed() -> float:
+        return elapsed0 + time.monotonic() - t0
+
+    def checkpoint() -> None:
+        if is_main:
+            save_train_state(state_file, model, opt, step, gen, {"elapsed": elapsed(), "config": asdict(cfg)})
+
+    stop_reason = "steps"
+    model.train()
+    while step < cfg.steps:
+        if cfg.max_minutes is not None and elapsed() / 60 >= cfg.max_minutes:
+            stop_reason = "max-minutes"
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        x, y, op = task_data.batch(gen, device)
+        out = net(y, op) if op is not None else net(y)
+        loss = l2_loss(out, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+        opt.step()
+        step += 1
+        rec: dict[str, Any] = {"event": "step", "step": step, "loss": float(loss), "lr": opt.param_groups[0]["lr"]}
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            val = validate(model, task_data, device)
+            rec["val_psnr"] = val
+        if step % cfg.log_every == 0 or "val_psnr" in rec:
+            now = time.monotonic()
+            rec["it_s"] = (step - last_step) / max(1e-9, now - last_t)
+            last_t, last_step = now, step
+        rec["minutes"] = elapsed() / 60
+        if is_main and ("val_psnr" in rec or step % cfg.log_every == 0):
+            with open(log_file, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        emit(rec)
+        if step % cfg.ckpt_every == 0:
+            checkpoint()
+    checkpoint()
+    if math.isnan(val) or stop_reason != "steps":
+        val = validate(model, task_data, device)
+    summary = {
+        "steps": step,
+        "minutes": round(elapsed() / 60, 2),
+        "stop": stop_reason,
+        "val_psnr": round(val, 3),
+        "it_s": round(step / max(1e-9, elapsed()), 3),
+        "world_size": _world(),
+        "threads": torch.get_num_threads(),
+    }
+    if is_main:
+        extra = {"training": {**summary, "command": cfg.command, "config": asdict(cfg)}}
+        if cfg.phase == "adapt":
+            extra["backbone"] = os.path.basename(cfg.backbone or "")
+        models.save_model(cfg.out, model.cpu(), extra)
+        model.to(device)
+    emit({"event": "end", **summary})
+    return summary

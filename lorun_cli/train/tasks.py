@@ -1,0 +1,84 @@
+"""Per-task training batches and validation items: (clean x, measurement y, operator)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..physics.base import Operator
+from ..physics.cassi import CASSI, load_mask
+from ..physics.sr import SRBlur, load_kernels
+from . import data
+
+DEFAULT_PATCH = {"cs": 32, "sr": 72, "cassi": 64}
+SR_VAL_PLAN = (("K1", 2), ("K5", 3), ("K9", 4))  # fixed kernel/scale per validation image, noise-free
+
+
+class TaskData:
+    """Training batches and fixed validation items for one task."""
+
+    def __init__(self, cfg: Any, model: torch.nn.Module) -> None:
+        self.cfg, self.model, self.task = cfg, model, cfg.task
+        root = data.data_root(cfg.data)
+        self.patch = cfg.patch or DEFAULT_PATCH[self.task]
+        self.sampler = data.train_sampler(self.task, root, self.patch)
+        self.val = data.validation_set(self.task, root)
+        if cfg.val_limit:
+            self.val = self.val[: cfg.val_limit]
+        if self.task == "sr":
+            self.kernels = load_kernels()
+        if self.task == "cassi":
+            self.cassi = CASSI(load_mask(), bands=28, step=2)
+
+    def batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Operator | None]:
+        """One training batch (all randomness drawn from ``gen``, so a run is reproducible)."""
+        x = self.sampler.sample(self.cfg.batch, gen).to(device)
+        if self.task == "cs":
+            noise = self.cfg.noise or 0.0
+            return x, self.model.op.measure(x, noise, generator=gen) if noise else self.model.op.A(x), None
+        if self.task == "sr":
+            scale, k, sigma = data.sample_sr_degradation(
+                x, self.kernels, gen, noise_max=self.cfg.noise if self.cfg.noise is not None else 2.55 / 255
+            )
+            op = SRBlur(k.to(device), scale)
+            y = op.A(x) + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(
+                (x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale), generator=gen
+            ).to(device)
+            return x, y, op
+        op = self._cassi_op(x, gen)
+        return x, op.A(x), op
+
+    def _cassi_op(self, x: Tensor, gen: torch.Generator) -> CASSI:
+        """The mask cropped to the patch (a random-position crop would also do; fixed keeps it cheap)."""
+        h, w = x.shape[-2:]
+        mh, mw = self.cassi.mask.shape[-2:]
+        if (h, w) == (mh, mw):
+            return self.cassi.to(x.device)
+        i = int(torch.randint(0, mh - h + 1, (1,), generator=gen)) if h < mh else 0
+        j = int(torch.randint(0, mw - w + 1, (1,), generator=gen)) if w < mw else 0
+        return CASSI(self.cassi.mask[..., i : i + h, j : j + w].reshape(h, w), bands=28, step=2).to(x.device)
+
+    def val_items(self, device: torch.device):
+        """Fixed (name, x, y, op) validation items (op ``None`` means the model's own operator)."""
+        for idx, (name, x) in enumerate(self.val):
+            x = x.unsqueeze(0).to(device)
+            if self.task == "cs":
+                op = self.model.op
+                op.set_image_size(*x.shape[-2:])
+                yield name, x, op.measure(x), None
+            elif self.task == "sr":
+                kname, s = SR_VAL_PLAN[idx % len(SR_VAL_PLAN)]
+                x = data.modcrop(x, s)
+                op = SRBlur(self.kernels[kname].to(device), s)
+                yield name, x, op.A(x), op
+            else:
+                op = CASSI(load_mask().to(device), bands=28, step=2) if x.shape[-2:] == (256, 256) else CASSI(
+                    self.cassi.mask[..., : x.shape[-2], : x.shape[-1]].to(device), bands=28, step=2)
+                yield name, x, op.A(x), op
+
+
+def make_task_data(cfg: Any, model: torch.nn.Module) -> TaskData:
+    """The task's data source for a training run."""
+    return TaskData(cfg, model)
