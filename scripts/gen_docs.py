@@ -60,11 +60,13 @@ def strip_markup(text: str) -> str:
 
 
 def roff_escape(text: str, hyphens: bool = False) -> str:
-    """Escape text for roff: backslashes, option-like hyphens (all hyphens if ``hyphens``)."""
+    """Escape text for roff: backslashes, option-like hyphens (all hyphens if ``hyphens``), non-ASCII."""
     text = text.replace("\\", "\\e")
     if hyphens:
-        return text.replace("-", "\\-")
-    return re.sub(r"(?<![\w\\-])-+", lambda m: "\\-" * len(m.group(0)), text)
+        text = text.replace("-", "\\-")
+    else:
+        text = re.sub(r"(?<![\w\\-])-+", lambda m: "\\-" * len(m.group(0)), text)
+    return re.sub(r"[^\x00-\x7f]", lambda m: f"\\[u{ord(m.group(0)):04X}]", text)
 
 
 def roff_line(text: str) -> str:
@@ -223,11 +225,14 @@ def synopsis(page: Page) -> str:
 
 
 def short_help(page: Page) -> str:
-    cmd = page.command
-    text = getattr(cmd, "short_help", None)
-    if not text and hasattr(cmd, "get_short_help_str"):
-        text = cmd.get_short_help_str(limit=120)
-    return strip_markup(text or "").strip() or f"the {' '.join(page.path)} command"
+    """One-line summary: the explicit short help, else the first sentence of the help text."""
+    text = getattr(page.command, "short_help", None)
+    if not text:
+        paras = help_paragraphs(getattr(page.command, "help", None))
+        text = " ".join(paras[0][1]) if paras else ""
+        if len(text) > 100:
+            text = re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
+    return re.sub(r"\s+", " ", strip_markup(text)).strip() or f"the {' '.join(page.path)} command"
 
 
 # --------------------------------------------------------------------------- man pages

@@ -52,16 +52,19 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (r / d).mkdir(parents=True)
     Image.fromarray(rng.integers(0, 256, (26, 25, 3), dtype=np.uint8)).save(r / "sr/set5/woman.bmp")
     Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(r / "sr/set14/bridge.bmp")
-    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(r / "sr/bsd100/img_001_SRF_3_HR.png")
+    bsd100 = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(bsd100).save(r / "sr/bsd100/img_001_SRF_3_HR.png")
     # training: values <= 127 everywhere except the validation images, which are all 255
     (r / "train/bsd400").mkdir(parents=True)
     for i in (1, 2, 40):
-        v = 255 if f"test_{i:03d}.png" in D.CS_VAL_NAMES else 127
-        Image.fromarray(np.full((40, 40), v, np.uint8) if v == 255 else rng.integers(0, v + 1, (40, 40), dtype=np.uint8)
-                        ).save(r / f"train/bsd400/test_{i:03d}.png")
+        name = f"test_{i:03d}.png"
+        bright = name in D.CS_VAL_NAMES
+        a = np.full((40, 40), 255, np.uint8) if bright else rng.integers(0, 128, (40, 40), np.uint8)
+        Image.fromarray(a).save(r / "train/bsd400" / name)
     (r / "train/t91").mkdir(parents=True)
     for name, (h, w) in {"t1.bmp": (50, 61), "t2.bmp": (37, 70), "t13.bmp": (48, 48)}.items():
-        a = np.full((h, w, 3), 255, np.uint8) if name in D.SR_VAL_NAMES else rng.integers(0, 128, (h, w, 3), np.uint8)
+        bright = name in D.SR_VAL_NAMES
+        a = np.full((h, w, 3), 255, np.uint8) if bright else rng.integers(0, 128, (h, w, 3), np.uint8)
         Image.fromarray(a).save(r / "train/t91" / name)
     # CAVE: two training scenes whose held-out region is bright (> 0.75), the rest dark (< 0.1)
     yy, xx = np.mgrid[:CAVE_SIZE, :CAVE_SIZE]
@@ -210,8 +213,9 @@ def test_sr_sampler_and_degradation(root: Path) -> None:
     scales = {D.sample_sr_degradation(hr, kernels, torch.Generator().manual_seed(i), scales=(2, 4))[0]
               for i in range(20)}
     assert scales == {2, 4}
-    _, kr, _ = D.sample_sr_degradation(hr[:1].expand(64, -1, -1, -1), kernels, torch.Generator().manual_seed(1),
-                                       extra_random_kernels=True)
+    many = hr[:1].expand(64, -1, -1, -1)
+    g = torch.Generator().manual_seed(1)
+    _, kr, _ = D.sample_sr_degradation(many, kernels, g, extra_random_kernels=True)
     rnd = kr[kr[:, 0, 0] < 1]
     assert 0 < len(rnd) < 64
     torch.testing.assert_close(rnd.sum(dim=(1, 2)), torch.ones(len(rnd)))

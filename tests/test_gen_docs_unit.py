@@ -86,6 +86,7 @@ def test_roff_escaping() -> None:
     assert gen_docs.roff_escape("lorun-weights", hyphens=True) == "lorun\\-weights"
     assert gen_docs.roff_line(".hidden request") == "\\&.hidden request"
     assert gen_docs.roff_line("'quote") == "\\&'quote"
+    assert gen_docs.roff_escape("rank \u03b3 \u2265 1") == "rank \\[u03B3] \\[u2265] 1"
     assert gen_docs.strip_markup("[bold]x[/bold] [default: 3] [required]") == "x [default: 3] [required]"
 
 

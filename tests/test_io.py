@@ -41,6 +41,11 @@ def _leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.name.endswith(".tmp"))
 
 
+def _levels(t: torch.Tensor, top: float) -> np.ndarray:
+    """Integer levels of a [0, 1] tensor for a bit depth with maximum ``top``."""
+    return np.round(t.numpy().astype(np.float64) * top)
+
+
 def _palette_image(index: np.ndarray, table: np.ndarray) -> Image.Image:
     img = Image.fromarray(index.astype(np.uint8), mode="L").convert("P")
     img.putdata(index.ravel().tolist())
@@ -85,7 +90,7 @@ def test_read_16bit_png_keeps_values_above_255(tmp_path: Path) -> None:
     Image.fromarray(a).save(p)
     x = read_image(p, mode="gray")
     assert x.shape == (1, 2, 3)
-    np.testing.assert_array_equal(np.round(x[0].numpy().astype(np.float64) * 65535), a)
+    np.testing.assert_array_equal(_levels(x[0], 65535), a)
 
 
 def test_read_l_rgb_rgba_and_mode_conversion(tmp_path: Path) -> None:
@@ -108,7 +113,7 @@ def test_read_l_rgb_rgba_and_mode_conversion(tmp_path: Path) -> None:
     same = np.repeat(g[..., None], 3, axis=2)
     Image.fromarray(same, mode="RGB").save(tmp_path / "same.bmp")
     assert read_image(tmp_path / "same.bmp").shape == (3, 2, 2)
-    np.testing.assert_allclose(read_image(tmp_path / "same.bmp", mode="gray")[0].numpy(), g / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(_levels(read_image(tmp_path / "same.bmp", mode="gray")[0], 255), g)
     rgb = read_image(tmp_path / "g.png", mode="rgb")
     assert rgb.shape == (3, 2, 2) and torch.equal(rgb[0], rgb[2])
 
@@ -116,7 +121,7 @@ def test_read_l_rgb_rgba_and_mode_conversion(tmp_path: Path) -> None:
 def test_read_int_mode_and_float_tiffs(tmp_path: Path) -> None:
     a = np.array([[0, 300], [65535, 12345]], dtype=np.int32)
     Image.fromarray(a, mode="I").save(tmp_path / "i.tif")
-    np.testing.assert_array_equal(np.round(read_image(tmp_path / "i.tif")[0].numpy().astype(np.float64) * 65535), a)
+    np.testing.assert_array_equal(_levels(read_image(tmp_path / "i.tif")[0], 65535), a)
 
     f = np.array([[0.0, 0.25], [0.123456, 1.0]], dtype=np.float32)
     tifffile.imwrite(tmp_path / "f.tif", f)
@@ -149,7 +154,7 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
 def test_write_image_round_trips(tmp_path: Path) -> None:
     x = torch.rand(3, 5, 6, generator=torch.Generator().manual_seed(0))
     write_image(tmp_path / "o.png", x)
-    np.testing.assert_allclose(read_image(tmp_path / "o.png").numpy(), np.round(x.numpy() * 255) / 255, atol=1e-7)
+    np.testing.assert_array_equal(_levels(read_image(tmp_path / "o.png"), 255), _levels(x, 255))
     write_image(tmp_path / "o.tif", x)
     assert tifffile.imread(tmp_path / "o.tif").dtype == np.uint16
     np.testing.assert_allclose(read_image(tmp_path / "o.tif").numpy(), x.numpy(), atol=1 / 65535)
@@ -255,7 +260,8 @@ def test_read_cube_mat_npy_tif_layouts(tmp_path: Path) -> None:
 
     raw = (rng.random((8, 9, 4)) * 65535).astype(np.uint16)
     scipy.io.savemat(tmp_path / "train.mat", {"img_expand": raw})
-    np.testing.assert_allclose(read_cube(tmp_path / "train.mat").numpy(), raw.transpose(2, 0, 1) / 65536.0, rtol=1e-6)
+    want = raw.transpose(2, 0, 1) / 65536.0
+    np.testing.assert_allclose(read_cube(tmp_path / "train.mat").numpy(), want, rtol=1e-6)
 
     scipy.io.savemat(tmp_path / "only.mat", {"cube": hwc})
     np.testing.assert_array_equal(read_cube(tmp_path / "only.mat").numpy(), hwc.transpose(2, 0, 1))
@@ -282,8 +288,7 @@ def test_read_cube_from_band_folder(tmp_path: Path) -> None:
     bands = (np.arange(3 * 4 * 5).reshape(3, 4, 5) * 1000).astype(np.uint16)
     for k in range(3):
         Image.fromarray(bands[k]).save(d / f"scene_{k + 1:02d}.png")
-    got = read_cube(d).numpy().astype(np.float64)
-    np.testing.assert_array_equal(np.round(got * 65535), bands)
+    np.testing.assert_array_equal(_levels(read_cube(d), 65535), bands)
 
 
 def test_read_measurement_formats(tmp_path: Path) -> None:
@@ -298,7 +303,7 @@ def test_read_measurement_formats(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_measurement(tmp_path / "m.tif").numpy(), meas)
     u16 = (meas * 60000).astype(np.uint16)
     Image.fromarray(u16).save(tmp_path / "m.png")
-    np.testing.assert_array_equal(np.round(read_measurement(tmp_path / "m.png").numpy().astype(np.float64) * 65535), u16)
+    np.testing.assert_array_equal(_levels(read_measurement(tmp_path / "m.png"), 65535), u16)
     with pytest.raises(LorunError):
         read_measurement(tmp_path / "nope.mat")
 
@@ -329,7 +334,8 @@ def test_cube_preview_rgb() -> None:
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     w = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     tensors = {"layer.weight": w, "layer.bias": torch.arange(4.0), "view": w[:2]}  # shared storage is fine
-    meta = {"task": "cs", "stages": 9, "ratio": 0.25, "path": tmp_path / "x", "shape": (3, 4), "nested": {"a": [1]}}
+    meta = {"task": "cs", "stages": 9, "ratio": 0.25, "path": tmp_path / "x", "shape": (3, 4),
+            "nested": {"a": [1]}}
     p = tmp_path / "model.safetensors"
     digest = save_checkpoint(p, tensors, meta)
     assert digest == sha256_file(p) == hashlib.sha256(p.read_bytes()).hexdigest()
@@ -337,8 +343,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert set(got) == set(tensors)
     for k in tensors:
         assert torch.equal(got[k], tensors[k])
-    assert got_meta == {"task": "cs", "stages": 9, "ratio": 0.25, "path": str(tmp_path / "x"), "shape": [3, 4],
-                        "nested": {"a": [1]}}
+    assert got_meta == {**meta, "path": str(tmp_path / "x"), "shape": [3, 4]}
     assert _leftovers(tmp_path) == []
 
 

@@ -148,7 +148,8 @@ def test_score_rgb_protocol() -> None:
 
 def test_score_bands_is_per_band_average() -> None:
     ref = np.random.default_rng(15).random((6, 20, 22))
-    est = ref + np.linspace(0.01, 0.08, 6)[:, None, None] * np.random.default_rng(16).standard_normal(ref.shape)
+    band_sigma = np.linspace(0.01, 0.08, 6)[:, None, None]
+    est = ref + band_sigma * np.random.default_rng(16).standard_normal(ref.shape)
     out = metrics.score(torch.from_numpy(est), torch.from_numpy(ref), "bands")
     want_p = np.mean([peak_signal_noise_ratio(ref[k], est[k], data_range=1.0) for k in range(6)])
     assert out["psnr"] == pytest.approx(want_p, abs=1e-3)

@@ -95,6 +95,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LORUN_CACHE_DIR", str(cache))
     monkeypatch.delenv("LORUN_OFFLINE", raising=False)
     monkeypatch.delenv("LORUN_WEIGHTS_URL", raising=False)
+    monkeypatch.delenv("LORUN_MANIFEST", raising=False)
     monkeypatch.setattr(weights, "BUNDLED_DIR", tmp_path / "bundled")
     return cache
 
@@ -127,7 +128,8 @@ def leftovers(cache: Path) -> list[str]:
 # --------------------------------------------------------------------------- manifest
 
 
-def test_shipped_manifest_is_in_sync_and_valid() -> None:
+def test_shipped_manifest_is_in_sync_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LORUN_MANIFEST", raising=False)
     top = ROOT / "weights_manifest.json"
     assert top.read_bytes() == weights.MANIFEST_PATH.read_bytes(), "run scripts/sync_manifest.py"
     data = weights.load_manifest()
@@ -320,3 +322,30 @@ def test_list_entries_and_resolve_model(
     assert weights.list_entries()[0]["cached"] is True
     with pytest.raises(LorunError, match="neither an existing checkpoint file nor a known model.*cs-demo"):
         weights.resolve_model("nope")
+
+
+def test_manifest_env_override_and_files_beside_it(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = make_entry(None, "side")
+    mdir = tmp_path / "mirror"
+    (mdir / "weights").mkdir(parents=True)
+    (mdir / "weights" / entry["file"]).write_bytes(PAYLOAD)
+    monkeypatch.setenv("LORUN_MANIFEST", str(write_manifest(mdir / "manifest.json", entry)))
+    monkeypatch.setenv("LORUN_OFFLINE", "1")
+    assert weights.model_names() == ["side"]
+    assert weights.resolve_model("side").read_bytes() == PAYLOAD
+
+
+def test_unwritable_cache_falls_back_to_bundled_copy(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("LORUN_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    entry = make_entry(None)
+    with pytest.raises(LorunError, match="LORUN_CACHE_DIR"):
+        weights.fetch(entry)
+    (tmp_path / "bundled").mkdir()
+    (tmp_path / "bundled" / entry["file"]).write_bytes(PAYLOAD)
+    assert weights.fetch(entry) == tmp_path / "bundled" / entry["file"]

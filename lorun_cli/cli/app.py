@@ -239,9 +239,10 @@ def weights_verify() -> None:
 
     bad = []
     for e in w.load_manifest()["models"]:
-        ok = w.verify(e)
-        typer.echo(f"{e['name']}: {'ok' if ok else ('missing' if ok is None else 'CORRUPT')}")
-        if ok is False:
+        present = w.cached_path(e).is_file()
+        ok = present and w.verify(e)
+        typer.echo(f"{e['name']}: {'ok' if ok else ('CORRUPT' if present else 'not cached')}")
+        if present and not ok:
             bad.append(e["name"])
     if bad:
         raise LorunError(f"corrupt cached file(s): {', '.join(bad)}; run `lorun weights fetch --force {bad[0]}`")

@@ -48,6 +48,8 @@ ENV_VARS: dict[str, str] = {
     "e.g. ~/.cache/lorun on Linux).",
     "LORUN_WEIGHTS_URL": "Base URL tried first for every weights file (<base>/<file>), e.g. a local mirror.",
     "LORUN_OFFLINE": "When set to 1, never use the network: only cached or bundled weights are used.",
+    "LORUN_MANIFEST": "Use this weights manifest instead of the packaged one; weights files found beside it "
+    "(or in a weights/ folder next to it) count as bundled copies.",
 }
 
 TIMEOUT_S = 30.0
@@ -71,8 +73,8 @@ class _Mismatch(Exception):
 
 
 def load_manifest(path: str | Path | None = None) -> dict[str, Any]:
-    """Read and validate the weights manifest (default: the one shipped in the package)."""
-    path = Path(path) if path is not None else MANIFEST_PATH
+    """Read and validate the weights manifest (default: ``$LORUN_MANIFEST``, else the packaged one)."""
+    path = Path(path) if path is not None else _manifest_location()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -142,9 +144,21 @@ def cached_path(entry: dict[str, Any]) -> Path:
     return cache_dir() / entry["file"]
 
 
+def _manifest_location() -> Path:
+    """``$LORUN_MANIFEST`` when set, else the manifest shipped in the package."""
+    env = os.environ.get("LORUN_MANIFEST", "").strip()
+    return Path(env).expanduser() if env else MANIFEST_PATH
+
+
 def bundled_path(entry: dict[str, Any]) -> Path:
-    """Path of the copy shipped inside the package (it may not exist)."""
-    return BUNDLED_DIR / entry["file"]
+    """The local copy: in the package, or beside a ``$LORUN_MANIFEST`` manifest (it may not exist)."""
+    own = BUNDLED_DIR / entry["file"]
+    if os.environ.get("LORUN_MANIFEST", "").strip() and not own.is_file():
+        base = _manifest_location().parent
+        for cand in (base / "weights" / entry["file"], base / entry["file"]):
+            if cand.is_file():
+                return cand
+    return own
 
 
 def sha256_file(path: str | Path) -> str:
@@ -240,6 +254,15 @@ def fetch(
     """
     dest = cached_path(entry)
     partial = dest.with_name(dest.name + ".partial")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home: a verified bundled copy is still usable in place
+        bundled = bundled_path(entry)
+        if _matches(bundled, entry):
+            return bundled
+        raise LorunError(
+            f"cannot create the weights cache {dest.parent} ({exc}); set LORUN_CACHE_DIR"
+        ) from exc
     with _locked(dest.with_name(dest.name + ".lock")):
         if not force and _matches(dest, entry):
             return dest

@@ -8,7 +8,7 @@ Data root layout (``--data DIR`` or ``$LORUN_DATA``)::
     cassi/cave/{train,test}/<scene>/<scene>_NN.png        (CAVE, 16-bit bands NN = 06..26, 450..650 nm)
     cassi/mask.mat                                        (coded aperture)
 
-Every tensor is float32 in [0, 1]: gray images ``(1, H, W)``, RGB ``(3, H, W)``, spectral cubes ``(28, H, W)``.
+Every tensor is float32 in [0, 1]: gray ``(1, H, W)``, RGB ``(3, H, W)``, spectral cubes ``(28, H, W)``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +154,7 @@ def modcrop(x: Tensor, s: int) -> Tensor:
 
 # ----------------------------------------------------------------------------------------- spectra
 def spectral_interp_matrix(src: Sequence[float], dst: Sequence[float]) -> Tensor:
-    """Matrix ``M (len(dst), len(src))`` with ``M @ spectrum`` = linear interpolation at ``dst`` (no extrapolation)."""
+    """Matrix ``M (len(dst), len(src))``: ``M @ spectrum`` interpolates linearly at ``dst`` (inside only)."""
     s = np.asarray(src, dtype=np.float64)
     d = np.asarray(dst, dtype=np.float64)
     if np.any(np.diff(s) <= 0):
@@ -301,6 +301,7 @@ class PatchSampler:
         rects = [(i, *r) for i, rs in (exclude or {}).items() for r in rs]
         self._rects = torch.tensor(rects, dtype=torch.int64).view(-1, 5)
         self._weights: dict[int, Tensor] = {}
+        self._allowed: dict[int, dict[int, Tensor]] = {}
 
     @property
     def num_images(self) -> int:
@@ -312,48 +313,53 @@ class PatchSampler:
         if self._rects.numel() == 0:
             return torch.zeros_like(idx, dtype=torch.bool)
         r = self._rects
-        hit = ((idx[:, None] == r[None, :, 0]) & (y0[:, None] < r[None, :, 3]) & (y0[:, None] + p > r[None, :, 1])
+        hit = ((idx[:, None] == r[None, :, 0])
+               & (y0[:, None] < r[None, :, 3]) & (y0[:, None] + p > r[None, :, 1])
                & (x0[:, None] < r[None, :, 4]) & (x0[:, None] + p > r[None, :, 2]))
         return hit.any(dim=1)
 
     def _image_weights(self, p: int) -> Tensor:
-        """Number of valid positions of a ``p x p`` patch per image (exclusions counted exactly)."""
+        """Number of allowed positions of a ``p x p`` patch per image (held-out regions counted exactly).
+
+        For images with held-out regions the allowed top-left positions (flat ``y0 * nx + x0``) are kept
+        so that sampling picks among them directly.
+        """
         if p not in self._weights:
             ny = (self.shapes[:, 0] - p + 1).clamp(min=0)
             nx = (self.shapes[:, 1] - p + 1).clamp(min=0)
             wts = (ny * nx).double()
+            allowed: dict[int, Tensor] = {}
             for i in self._rects[:, 0].unique().tolist():
                 if wts[i] == 0:
                     continue
                 yy, xx = torch.meshgrid(torch.arange(int(ny[i])), torch.arange(int(nx[i])), indexing="ij")
                 ii = torch.full_like(yy, i).flatten()
-                bad = self._overlaps(ii, yy.flatten(), xx.flatten(), p)
-                wts[i] = float((~bad).sum())
+                ok = ~self._overlaps(ii, yy.flatten(), xx.flatten(), p)
+                allowed[i] = torch.nonzero(ok).flatten()
+                wts[i] = float(allowed[i].numel())
             if wts.sum() == 0:
                 raise ValueError(f"no image has room for a {p}x{p} patch outside the held-out regions")
             self._weights[p] = wts
+            self._allowed[p] = allowed
         return self._weights[p]
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None, patch: int | None = None) -> Tensor:
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               patch: int | None = None) -> Tensor:
         """A batch ``(batch_size, C, p, p)`` of random patches on the buffer's device."""
         p = int(patch or self.patch)
         n = int(batch_size)
         idx = torch.multinomial(self._image_weights(p), n, replacement=True, generator=generator)
         ny = self.shapes[idx, 0] - p + 1
         nx = self.shapes[idx, 1] - p + 1
-        y0 = torch.zeros(n, dtype=torch.int64)
-        x0 = torch.zeros(n, dtype=torch.int64)
-        todo = torch.ones(n, dtype=torch.bool)
-        for _ in range(10_000):  # rejection sampling: uniform over the allowed positions
-            k = int(todo.sum())
-            u = torch.rand(k, 2, generator=generator, dtype=torch.float64)
-            y0[todo] = torch.minimum((u[:, 0] * ny[todo]).long(), ny[todo] - 1)
-            x0[todo] = torch.minimum((u[:, 1] * nx[todo]).long(), nx[todo] - 1)
-            todo = self._overlaps(idx, y0, x0, p)
-            if not todo.any():
-                break
-        else:
-            raise RuntimeError("could not place patches outside the held-out regions")
+        rnd = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+        y0 = torch.minimum((rnd[:, 0] * ny).long(), ny - 1)
+        x0 = torch.minimum((rnd[:, 1] * nx).long(), nx - 1)
+        for i, pos in self._allowed[p].items():  # uniform over the allowed positions of held-out images
+            sel = idx == i
+            if sel.any():
+                k = torch.minimum((rnd[sel, 0] * pos.numel()).long(), torch.tensor(pos.numel() - 1))
+                y0[sel] = pos[k] // nx[sel]
+                x0[sel] = pos[k] % nx[sel]
         r = torch.arange(p)
         u = r.view(1, p, 1).expand(n, p, p)
         v = r.view(1, 1, p).expand(n, p, p)
@@ -400,7 +406,8 @@ def cassi_train_sampler(root: str | os.PathLike, patch: int = 128, augment: bool
     for s in scenes:
         with Image.open(s / f"{s.name}_{CAVE_BAND_IDS[0]:02d}.png") as im:
             shapes.append((im.size[1], im.size[0]))
-    buffer = torch.empty(sum(h * w for h, w in shapes), len(WAVELENGTHS_28), dtype=torch.float32, device=device)
+    total = sum(h * w for h, w in shapes)
+    buffer = torch.empty(total, len(WAVELENGTHS_28), dtype=torch.float32, device=device)
     off = 0
     exclude: dict[int, list[Rect]] = {}
     for i, (s, (h, w)) in enumerate(zip(scenes, shapes)):
@@ -416,7 +423,8 @@ def cassi_train_sampler(root: str | os.PathLike, patch: int = 128, augment: bool
 
 def train_sampler(task: str, root: str | os.PathLike, patch: int | None = None, **kw) -> PatchSampler:
     """The training patch sampler of ``task`` with its default patch size (CS 32, SR 96, CASSI 128)."""
-    builders = {"cs": (cs_train_sampler, 32), "sr": (sr_train_sampler, 96), "cassi": (cassi_train_sampler, 128)}
+    builders = {"cs": (cs_train_sampler, 32), "sr": (sr_train_sampler, 96),
+                "cassi": (cassi_train_sampler, 128)}
     if task not in builders:
         raise UsageError(f"unknown task '{task}'; choose one of {', '.join(TASKS)}")
     fn, default = builders[task]
@@ -450,8 +458,9 @@ def _kernel_order(name: str) -> tuple[int, str]:
     return (int(m.group()) if m else 0, name)
 
 
-def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor], generator: torch.Generator | None = None,
-                          scales: Sequence[int] = (2, 3, 4), noise_max: float = 2.55 / 255,
+def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor],
+                          generator: torch.Generator | None = None, scales: Sequence[int] = (2, 3, 4),
+                          noise_max: float = 2.55 / 255,
                           extra_random_kernels: bool = False) -> tuple[int, Tensor, Tensor]:
     """Random SR degradation for an HR batch: ``(scale, kernels (N, k, k), sigma (N,))``.
 
@@ -470,7 +479,8 @@ def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor], generato
         rnd = random_gaussian_kernels(n, generator, size=bank.shape[-1])
         ks = torch.where(use.view(n, 1, 1), rnd, ks)
     sigma = torch.rand(n, generator=generator) * noise_max
-    return scale, ks.to(device=batch.device, dtype=batch.dtype), sigma.to(device=batch.device, dtype=batch.dtype)
+    like = {"device": batch.device, "dtype": batch.dtype}
+    return scale, ks.to(**like), sigma.to(**like)
 
 
 # ------------------------------------------------------------------------------------------ test sets
@@ -564,7 +574,7 @@ def validation_set(task: str, root: str | os.PathLike) -> list[tuple[str, Tensor
         for scene, (y0, x0, y1, x1) in CASSI_VAL_REGIONS.items():
             d = folder / scene
             if not d.is_dir():
-                raise LorunError(f"missing CAVE training scene folder 'cassi/cave/train/{scene}' under '{root}'")
+                raise LorunError(f"missing CAVE training scene 'cassi/cave/train/{scene}' under '{root}'")
             cube = read_cave_scene(d)
             out.append((f"{scene}_val", cube[:, y0:y1, x0:x1].contiguous()))
         return out
@@ -587,8 +597,8 @@ def load_sample(task: str) -> list[tuple[str, Tensor]]:
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}'; choose one of {', '.join(TASKS)}")
     folder = SAMPLE_DIR / task
-    files: Iterable[Path] = sorted(folder.glob("*.npz" if task == "cassi" else "*.png")) if folder.is_dir() else []
-    files = list(files)
+    pattern = "*.npz" if task == "cassi" else "*.png"
+    files = sorted(folder.glob(pattern)) if folder.is_dir() else []
     if not files:
         raise LorunError(f"bundled samples for '{task}' are missing from '{folder}': reinstall lorun")
     if task == "cs":

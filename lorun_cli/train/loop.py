@@ -203,7 +203,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
             torch.nn.utils.clip_grad_norm_(params, cfg.clip)
         opt.step()
         step += 1
-        rec: dict[str, Any] = {"event": "step", "step": step, "loss": float(loss), "lr": opt.param_groups[0]["lr"]}
+        rec: dict[str, Any] = {"event": "step", "step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
         if step % cfg.val_every == 0 or step == cfg.steps:
             val = validate(model, task_data, device)
             rec["val_psnr"] = val

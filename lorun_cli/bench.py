@@ -1,0 +1,281 @@
+"""`lorun bench`: score the model under test and the compared ones on one test set, same measurements.
+
+Every number carries its protocol: CS gray 8-bit whole image; SR Y (BT.601, 8-bit) with ``scale`` border
+pixels cropped; CASSI float per-band PSNR/SSIM averaged over the bands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import metrics
+from .errors import UsageError
+from .physics.cassi import CASSI, load_mask
+from .physics.sr import SRBlur, load_kernels
+from .restore import PROTOCOL, load_task_model
+from .unfold import param_report
+
+CLASSICAL = {"cs": ("linear", "tv"), "sr": ("bicubic",), "cassi": ("gap-tv",)}
+LEARNED = ("block1", "share9", "block9", "lorun9")
+
+
+@dataclass
+class BenchOptions:
+    """What `lorun bench` was asked to do."""
+
+    task: str = "cs"
+    model: str | None = None
+    compare: list[str] = field(default_factory=lambda: ["block9"])
+    dataset: str | None = None
+    data: Path | None = None
+    ratio: float | None = None
+    scale: int = 4
+    kernels: str = "K1"
+    limit: int | None = None
+    repeats: int = 10
+    memory: bool = True
+    device: str = "cpu"
+    threads: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class BenchResult:
+    """One result structure: the Rich table, --json, --csv and the results page are views of it."""
+
+    task: str
+    dataset: str
+    protocol: str
+    device: str
+    threads: int
+    rows: list[dict[str, Any]]
+    setting: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _testset(opts: BenchOptions) -> tuple[str, list[tuple[str, Tensor]]]:
+    from .train import data
+
+    if opts.dataset is None:
+        items = data.load_sample(opts.task)
+        name = "bundled samples"
+    else:
+        items = data.load_testset(opts.task, opts.dataset, data.data_root(str(opts.data) if opts.data else None))
+        name = opts.dataset
+    if opts.limit:
+        items = items[: opts.limit]
+    if not items:
+        raise UsageError(f"test set {name} is empty")
+    return name, items
+
+
+def _kernel_names(spec: str) -> list[str]:
+    bank = load_kernels()
+    names = list(bank) if spec.strip().lower() == "all" else [k.strip().upper() for k in spec.split(",") if k.strip()]
+    bad = [k for k in names if k not in bank]
+    if bad:
+        raise UsageError(f"--kernels {spec}: unknown {bad}; use K1…K12, a comma list, or all")
+    return names
+
+
+class Method:
+    """A learned network or a classical baseline behind one call: restore(x_clean) -> (estimate, reference)."""
+
+    def __init__(self, spec: str, opts: BenchOptions, is_model: bool = False) -> None:
+        self.spec, self.opts = spec, opts
+        self.classical = spec in CLASSICAL.get(opts.task, ())
+        self.net = None
+        if not self.classical:
+            if spec in CLASSICAL["cs"] + CLASSICAL["sr"] + CLASSICAL["cassi"]:
+                raise UsageError(f"--compare {spec} is not a {opts.task} baseline; {opts.task} has "
+                                 f"{', '.join(CLASSICAL[opts.task])}")
+            is_file = Path(spec).exists()
+            if not is_model and not is_file and spec not in LEARNED:
+                raise UsageError(f"--compare {spec}: use {', '.join(LEARNED + CLASSICAL[opts.task])} or a file")
+            model = spec if is_file else (opts.model if is_model else None)
+            strategy = "lorun9" if is_model else spec
+            self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device)
+        else:
+            self.name = spec
+
+    def params(self) -> dict[str, int]:
+        if self.net is None:
+            return {k: 0 for k in ("total", "trainable", "stored", "network", "setting", "stored_bytes")}
+        rep = param_report(self.net)
+        if self.net.strategy.kind == "lorun":  # inference: adapters+backbone; training trained only adapters
+            rep["trainable"] = rep["setting"]
+        return rep
+
+    def __call__(self, y: Tensor, op: Any, cs_op: Any = None) -> Tensor:
+        with torch.no_grad():
+            if self.net is not None:
+                return self.net(y, op) if op is not None else self.net(y)
+            from . import classical
+
+            return classical.run_baseline(self.spec, op if op is not None else cs_op, y,
+                                          scale=self.opts.scale)
+
+
+def _cases(opts: BenchOptions, items: list[tuple[str, Tensor]]):
+    """(case name, clean x, operator factory) for every image (× kernel for SR)."""
+    dev = opts.device
+    if opts.task == "sr":
+        bank = load_kernels()
+        for kname in _kernel_names(opts.kernels):
+            for name, x in items:
+                s = opts.scale
+                x = x[..., : x.shape[-2] // s * s, : x.shape[-1] // s * s].unsqueeze(0).to(dev)
+                yield f"{name}/{kname}", x, SRBlur(bank[kname].to(dev), s)
+    elif opts.task == "cassi":
+        mask = load_mask().to(dev)
+        for name, x in items:
+            yield name, x.unsqueeze(0).to(dev), CASSI(mask, bands=x.shape[0], step=2)
+    else:
+        for name, x in items:
+            yield name, x.unsqueeze(0).to(dev), None
+
+
+def _score_method(m: Method, opts: BenchOptions, items) -> tuple[dict[str, float], list[float], Tensor, Any]:
+    proto = PROTOCOL[opts.task]
+    border = opts.scale if opts.task == "sr" else 0
+    ps, ss, first = [], [], None
+    for _case, x, op in _cases(opts, items):
+        if opts.task == "cs":
+            cs_op = m.net.op if m.net is not None else _shared_cs_op(opts)
+            cs_op.set_image_size(*x.shape[-2:])
+            with torch.no_grad():
+                y = cs_op.measure(x)
+            out = cs_op.crop(m(y, None, cs_op))
+        else:
+            with torch.no_grad():
+                y = op.A(x)
+            out = m(y, op)
+        sc = metrics.score(out.clamp(0, 1), x, proto, border=border)
+        ps.append(sc["psnr"])
+        ss.append(sc["ssim"])
+        if first is None:
+            first = (y, op)
+    return {"psnr": statistics.fmean(ps), "ssim": statistics.fmean(ss)}, ps, first[0], first[1]
+
+
+_CS_OP_CACHE: dict[str, Any] = {}
+
+
+def _shared_cs_op(opts: BenchOptions) -> Any:
+    """Classical CS baselines sample with the model under test's learned Φ (same measurements)."""
+    return _CS_OP_CACHE["op"]
+
+
+def _latency(m: Method, y: Tensor, op: Any, repeats: int, cs_op: Any = None) -> dict[str, float]:
+    def once() -> float:
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        m(y, op, cs_op)
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) * 1000
+
+    once()  # warm-up
+    ts = [once() for _ in range(repeats)]
+    return {"latency_ms": statistics.median(ts), "latency_min_ms": min(ts), "latency_max_ms": max(ts)}
+
+
+def _peak_memory(spec: str, opts: BenchOptions, is_model: bool) -> float | None:
+    """Peak memory of one inference in MB: CUDA max allocated, or the RSS of a fresh subprocess on CPU."""
+    if not opts.memory:
+        return None
+    args = {**asdict(opts), "data": str(opts.data) if opts.data else None, "spec": spec, "is_model": is_model}
+    if opts.device.startswith("cuda"):
+        return _measure_once(args)
+    env = dict(os.environ)
+    if opts.threads:
+        env["OMP_NUM_THREADS"] = str(opts.threads)
+    r = subprocess.run([sys.executable, "-m", "lorun_cli.bench", json.dumps(args)], capture_output=True, text=True,
+                       env=env, timeout=3600)
+    if r.returncode != 0:
+        return None
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def _measure_once(args: dict[str, Any]) -> float:
+    """Load the method and run one inference on the first case; returns peak MB."""
+    spec, is_model = args.pop("spec"), args.pop("is_model")
+    opts = BenchOptions(**{**args, "data": Path(args["data"]) if args["data"] else None})
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    _, items = _testset(opts)
+    cuda = opts.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    if opts.task == "cs" and spec in CLASSICAL["cs"]:
+        _CS_OP_CACHE["op"] = Method("lorun9", opts, is_model=True).net.op
+    m = Method(spec, opts, is_model)
+    _case, x, op = next(iter(_cases(opts, items[:1])))
+    if opts.task == "cs":
+        cs_op = m.net.op if m.net is not None else _CS_OP_CACHE["op"]
+        cs_op.set_image_size(*x.shape[-2:])
+        m(cs_op.measure(x), None, cs_op)
+    else:
+        m(op.A(x), op)
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
+    """Score the model under test and every ``--compare`` entry on the same cases."""
+    if opts.task not in CLASSICAL:
+        raise UsageError(f"--task {opts.task!r}: use one of cs, cassi, sr")
+    if not opts.compare:
+        raise UsageError("--compare needs at least one entry, e.g. block9")
+    dataset, items = _testset(opts)
+    methods = [(Method("lorun9", opts, is_model=True), True)]
+    if opts.task == "cs":
+        _CS_OP_CACHE["op"] = methods[0][0].net.op
+    methods += [(Method(c.strip(), opts), False) for c in opts.compare]
+    rows = []
+    for m, is_model in methods:
+        if not quiet:
+            print(f"bench: {m.name} …", file=sys.stderr)
+        scores, per_image, y, op = _score_method(m, opts, items)
+        row: dict[str, Any] = {"method": m.name, "role": "model" if is_model else "compared",
+                               "strategy": str(m.net.strategy) if m.net is not None else m.spec,
+                               **{k: round(v, 4) for k, v in scores.items()},
+                               "per_image_psnr": [round(p, 3) for p in per_image]}
+        row.update(m.params())
+        row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
+        cs_op = (m.net.op if m.net is not None else _CS_OP_CACHE["op"]) if opts.task == "cs" else None
+        row.update({k: round(v, 3) for k, v in _latency(m, y, op, opts.repeats, cs_op).items()})
+        row["peak_mem_mb"] = _peak_memory(m.spec if not is_model else "lorun9", opts, is_model)
+        rows.append(row)
+    ref = rows[0]
+    for r in rows:
+        r["ratio_to_model"] = {k: (round(r[k] / ref[k], 3) if ref.get(k) else None)
+                               for k in ("stored", "latency_ms", "peak_mem_mb") if r.get(k) is not None}
+    setting = {"scale": opts.scale, "kernels": opts.kernels} if opts.task == "sr" else {}
+    if opts.task == "cs":
+        setting = {"ratio": _CS_OP_CACHE["op"].ratio, "block": _CS_OP_CACHE["op"].block}
+    if opts.task == "cassi":
+        setting = {"mask": "bundled 256x256 TSA-Net mask", "step": 2}
+    proto = metrics.PROTOCOL_TEXT[PROTOCOL[opts.task]] + (f", border {opts.scale}" if opts.task == "sr" else "")
+    return BenchResult(opts.task, dataset, proto, opts.device, torch.get_num_threads(), rows, setting)
+
+
+if __name__ == "__main__":  # peak-memory probe: `python -m lorun_cli.bench '<json>'`
+    print(_measure_once(json.loads(sys.argv[1])))

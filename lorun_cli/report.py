@@ -1,0 +1,113 @@
+"""Rich tables, JSON and CSV views of restore/bench results (one structure, several views)."""
+
+from __future__ import annotations
+
+import csv as csvlib
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+BENCH_COLUMNS = ("method", "strategy", "psnr", "ssim", "total", "trainable", "stored", "stored_mb", "peak_mem_mb",
+                 "latency_ms", "latency_min_ms", "latency_max_ms")
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: bool = False) -> None:
+    """One line per restored input (PSNR/SSIM with protocol when a reference exists)."""
+    if json_out:
+        print(json.dumps(results, indent=2))
+        return
+    if quiet:
+        return
+    con = Console(stderr=True, highlight=False)
+    for r in results:
+        line = f"{r['input']} → {r['output']}  [{r['model']}, {r['seconds']:.2f} s]"
+        if "psnr" in r:
+            line += f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  ({r['protocol']})"
+        con.print(line, markup=False, soft_wrap=True)
+
+
+def bench_table(result: Any) -> Table:
+    """The Rich table of a :class:`BenchResult`."""
+    t = Table(title=f"lorun bench — {result.task} on {result.dataset} "
+              + (", ".join(f"{k}={v}" for k, v in result.setting.items())),
+              caption=f"PSNR/SSIM: {result.protocol}. Params: total / trainable (last phase) / stored in files. "
+              f"Latency: median (min–max) of repeats, {result.device}, {result.threads} thread(s). "
+              f"Peak memory: {'CUDA max allocated' if result.device.startswith('cuda') else 'process RSS'}. "
+              "×: ratio to the model under test.")
+    for col in ("method", "PSNR", "SSIM", "params total", "trainable", "stored (MB)", "×stored", "peak MB",
+                "×mem", "latency ms", "×lat"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for r in result.rows:
+        ratio = r.get("ratio_to_model", {})
+        t.add_row(
+            f"{r['method']}" + (" *" if r["role"] == "model" else ""),
+            _fmt(r["psnr"]), _fmt(r["ssim"], 4), _fmt(r["total"]), _fmt(r["trainable"]),
+            f"{r['stored']:,} ({r['stored_mb']:.2f})", _fmt(ratio.get("stored")),
+            _fmt(r.get("peak_mem_mb"), 0), _fmt(ratio.get("peak_mem_mb")),
+            f"{r['latency_ms']:.1f} ({r['latency_min_ms']:.1f}–{r['latency_max_ms']:.1f})", _fmt(ratio.get("latency_ms")),
+        )
+    return t
+
+
+def bench_csv(result: Any) -> str:
+    """CSV text of the bench rows (flat columns)."""
+    buf = io.StringIO()
+    w = csvlib.writer(buf)
+    w.writerow(["task", "dataset", "protocol", *BENCH_COLUMNS])
+    for r in result.rows:
+        w.writerow([result.task, result.dataset, result.protocol, *[r.get(c) for c in BENCH_COLUMNS]])
+    return buf.getvalue()
+
+
+def print_bench(result: Any, json_out: bool = False, csv: Path | None = None, quiet: bool = False) -> None:
+    """Rich table (stderr when --json), JSON on stdout, optional CSV file."""
+    if csv is not None:
+        from .io.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(csv, bench_csv(result).encode())
+    if json_out:
+        if not quiet:
+            Console(stderr=True, width=_width()).print(bench_table(result))
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        return
+    if not quiet:
+        Console(width=_width()).print(bench_table(result))
+
+
+def print_weights(json_out: bool = False) -> None:
+    """The manifest with cache status."""
+    from .io import weights
+
+    entries = weights.list_entries()
+    if json_out:
+        print(json.dumps(entries, indent=2))
+        return
+    t = Table(title=f"lorun weights (cache: {weights.cache_dir()})")
+    for col in ("name", "task", "strategy", "bytes", "cached", "description"):
+        t.add_column(col)
+    for e in entries:
+        t.add_row(e["name"], e.get("task", ""), e.get("strategy", ""), _fmt(e.get("bytes")),
+                  str(e.get("cached", "")), e.get("description", ""))
+    Console().print(t)
+
+
+def _width() -> int | None:
+    """Full-width tables when output goes to a file or pipe (Rich would assume 80 columns)."""
+    import shutil
+
+    return None if sys.stdout.isatty() else max(160, shutil.get_terminal_size((160, 24)).columns)
