@@ -98,7 +98,8 @@ def save_model(path: str | Path, model: DUN, extra: dict[str, Any] | None = None
         meta["kind"] = "adapter"
         meta["backbone_sha256"] = backbone_sha256(model)
         prefix = "denoisers.0."
-        state = {k: v for k, v in state.items() if not k.startswith(prefix) or k.rsplit(".", 1)[-1] in lora.ADAPTER_KEYS}
+        state = {k: v for k, v in state.items()
+                 if not k.startswith(prefix) or k.rsplit(".", 1)[-1] in lora.ADAPTER_KEYS}
     else:
         meta["kind"] = "full"
         if model.strategy.kind == "share":

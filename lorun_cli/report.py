@@ -59,7 +59,8 @@ def bench_table(result: Any) -> Table:
             _fmt(r["psnr"]), _fmt(r["ssim"], 4), _fmt(r["total"]), _fmt(r["trainable"]),
             f"{r['stored']:,} ({r['stored_mb']:.2f})", _fmt(ratio.get("stored")),
             _fmt(r.get("peak_mem_mb"), 0), _fmt(ratio.get("peak_mem_mb")),
-            f"{r['latency_ms']:.1f} ({r['latency_min_ms']:.1f}–{r['latency_max_ms']:.1f})", _fmt(ratio.get("latency_ms")),
+            f"{r['latency_ms']:.1f} ({r['latency_min_ms']:.1f}–{r['latency_max_ms']:.1f})",
+            _fmt(ratio.get("latency_ms")),
         )
     return t
 

@@ -99,7 +99,8 @@ def _progress(cfg: TrainConfig):
     tty = console.is_terminal
     state: dict[str, Any] = {"val": float("nan"), "it_s": float("nan"), "t": time.monotonic()}
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("loss {task.fields[loss]:.2e}  val {task.fields[val]:.2f} dB  {task.fields[its]:.2f} it/s"),
+                    TextColumn("loss {task.fields[loss]:.2e}  val {task.fields[val]:.2f} dB"),
+                    TextColumn("{task.fields[its]:.2f} it/s"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not tty)
     tid = None
 
