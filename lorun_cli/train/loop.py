@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import models
+from .. import lora, models
 from ..errors import LorunError, UsageError
 from ..io.checkpoint import atomic_path
 from ..metrics import psnr
@@ -145,10 +145,27 @@ def validate(model: DUN, task_data: Any, device: torch.device) -> float:
     return float(sum(vals) / max(1, len(vals)))
 
 
+def init_distributed(device: str) -> None:
+    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+        if device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) a training run; returns a summary. ``on_event`` receives progress records."""
+    """Run (or resume) a training run; returns a summary. ``on_event`` receives progress records.
+
+    Under ``torchrun`` every rank draws its own batches (generator seeded by seed and rank — the
+    random-crop equivalent of a DistributedSampler); DDP averages gradients, so all ranks hold identical
+    weights; only rank 0 logs and writes files.
+    """
     from .tasks import make_task_data
 
+    init_distributed(cfg.device)
+    if cfg.device.startswith("cuda") and _world() > 1:
+        cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_for_phase(cfg).to(device)
@@ -229,6 +246,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
         "it_s": round(step / max(1e-9, elapsed()), 3),
         "world_size": _world(),
         "threads": torch.get_num_threads(),
+        "weights_sha256": lora.state_sha256(model.state_dict()),
     }
     if is_main:
         extra = {"training": {**summary, "command": cfg.command, "config": asdict(cfg)}}

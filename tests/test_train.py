@@ -1,0 +1,155 @@
+"""Training loop: learns, is deterministic, resumes exactly, freezes the backbone in adapt, runs under DDP."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lorun_cli import lora, models
+from lorun_cli.train import data as D
+from lorun_cli.train.loop import TrainConfig, lr_at, train
+
+
+@pytest.fixture(scope="module")
+def cs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CS data root: smooth gray Train400-like images, two T91-like RGB images, one validation image."""
+    r = tmp_path_factory.mktemp("csdata")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    (r / "train/bsd400").mkdir(parents=True)
+    for i in (1, 2, 3, 40):
+        a = 128 + 60 * np.sin(xx / (3 + i % 5)) + 40 * np.cos(yy / 4) + rng.normal(0, 3, (48, 48))
+        Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(r / "train/bsd400" / f"test_{i:03d}.png")
+    (r / "train/t91").mkdir(parents=True)
+    for name in ("t1.bmp", "t2.bmp"):
+        Image.fromarray(rng.integers(60, 200, (40, 44, 3), dtype=np.uint8)).save(r / "train/t91" / name)
+    assert "test_040.png" in D.CS_VAL_NAMES
+    return r
+
+
+def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(task="cs", strategy="share3", ratio=0.25, block=8, data=str(root), steps=6, batch=2, patch=16,
+                lr=2e-3, warmup=2, val_every=3, ckpt_every=3, log_every=1, out=str(out), seed=3,
+                denoiser_kwargs=None)
+    base.pop("denoiser_kwargs")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from lorun_cli.io.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)[0]
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1e-3, min_lr=1e-5)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(100, cfg) == pytest.approx(1e-5)
+    assert lr_at(55, cfg) == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-3)
+
+
+def test_deterministic_and_learns(cs_root, tmp_path):
+    a = train(_cfg(cs_root, tmp_path / "a.safetensors", steps=12, val_every=12))
+    b = train(_cfg(cs_root, tmp_path / "b.safetensors", steps=12, val_every=12))
+    assert a["weights_sha256"] == b["weights_sha256"]
+    log = [line for line in (tmp_path / "a.safetensors.log.jsonl").read_text().splitlines() if line]
+    assert len(log) == 12
+    # the loss of the first steps is above that of the last ones (it learns something)
+    import json
+
+    losses = [json.loads(x)["loss"] for x in log]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    m = models.load_model(tmp_path / "a.safetensors")
+    assert str(m.strategy) == "share3" and m.op.ratio == 0.25
+
+
+def test_exact_resume(cs_root, tmp_path):
+    full = train(_cfg(cs_root, tmp_path / "full.safetensors"))
+
+    class Kill(Exception):
+        pass
+
+    def killer(rec):
+        if rec.get("step") == 4:  # after the step-3 checkpoint: step 4 is lost and must be redone
+            raise Kill
+
+    with pytest.raises(Kill):
+        train(_cfg(cs_root, tmp_path / "cut.safetensors"), on_event=killer)
+    assert (tmp_path / "cut.safetensors.ckpt").exists() and not (tmp_path / "cut.safetensors").exists()
+    resumed = train(_cfg(cs_root, tmp_path / "cut.safetensors", resume=True))
+    assert resumed["steps"] == 6
+    assert resumed["weights_sha256"] == full["weights_sha256"]
+    wa, wb = _weights(tmp_path / "full.safetensors"), _weights(tmp_path / "cut.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_adapt_freezes_backbone_and_binds_adapters(cs_root, tmp_path):
+    bb = tmp_path / "bb.safetensors"
+    train(_cfg(cs_root, bb, steps=3))
+    before = models.load_model(bb)
+    seen: dict = {}
+
+    def spy(rec):
+        if rec["event"] == "start":
+            seen["params"] = rec["params"]
+
+    out = tmp_path / "ad.safetensors"
+    train(_cfg(cs_root, out, phase="adapt", backbone=str(bb), strategy="lorun3", gamma=10, steps=3), on_event=spy)
+    p = seen["params"]
+    assert p["trainable"] == p["adapter"] + p["operator"] + 6 and p["backbone"] > 0
+    ad = models.load_model(out)
+    assert str(ad.strategy) == "lorun3"
+    for k, v in lora.backbone_state_dict(ad.backbone).items():  # frozen backbone untouched
+        assert torch.equal(v, before.backbone.state_dict()[k]), k
+    st = torch.load(str(out) + ".ckpt", weights_only=True)
+    n_trainable = len([q for q in ad.parameters() if q.requires_grad])
+    assert len(st["opt"]["state"]) == n_trainable  # no optimiser state for frozen weights
+    assert out.stat().st_size < bb.stat().st_size
+    # adapting to another CS ratio learns a new Φ with the adapters (settings switched by swapping files)
+    out10 = tmp_path / "ad10.safetensors"
+    train(_cfg(cs_root, out10, phase="adapt", backbone=str(bb), strategy="lorun3", ratio=0.1, steps=2))
+    assert models.load_model(out10).op.m == round(0.1 * 64)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, root: str, out: str, q) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    summary = train(_cfg(Path(root), Path(out), steps=3))
+    q.put((rank, summary["weights_sha256"], summary["world_size"]))
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_ddp_gloo_two_ranks_identical_weights(cs_root, tmp_path):
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(cs_root), str(tmp_path / "ddp.safetensors"), q))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    assert all(p.exitcode == 0 for p in procs)
+    res = sorted(q.get(timeout=5) for _ in range(2))
+    assert res[0][2] == res[1][2] == 2
+    assert res[0][1] == res[1][1]  # both ranks end with identical weights
+    assert (tmp_path / "ddp.safetensors").exists()

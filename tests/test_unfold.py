@@ -1,0 +1,117 @@
+"""The unfolding network: strategies, stage noise levels, merging, parameter accounting, model files."""
+
+import pytest
+import torch
+
+from lorun_cli import lora, models
+from lorun_cli.errors import LorunError
+from lorun_cli.physics.sr import SRBlur, load_kernels
+from lorun_cli.unfold import param_report, parse_strategy
+
+
+def test_parse_strategy():
+    assert str(parse_strategy("lorun9")) == "lorun9"
+    assert parse_strategy("block1").stages == 1 and parse_strategy("Share4").kind == "share"
+    for bad in ("lora9", "block0", "block", "9"):
+        with pytest.raises(ValueError):
+            parse_strategy(bad)
+
+
+def test_rho_lambda_init_and_sigma():
+    m = models.build_model("cs", "share3", ratio=0.1, block=8)
+    torch.testing.assert_close(m.rho(), torch.full((3,), 0.5 + m.floor))
+    torch.testing.assert_close(m.sigmas(), torch.sqrt(m.rho() * m.lam()))
+    h = models.build_model("sr", "share3")
+    torch.testing.assert_close(h.sigmas(), torch.sqrt(h.lam() / h.rho()))
+
+
+@pytest.mark.parametrize("task", ["cs", "sr", "cassi"])
+def test_strategies_forward_and_lorun_equals_share_at_init(task):
+    torch.manual_seed(0)
+    share = models.build_model(task, "share3", ratio=0.25, block=8)
+    with torch.no_grad():  # make the backbone a non-identity map
+        for p in share.backbone.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    c, hw = share.channels, 16
+    x = torch.rand(2, c, hw, hw)
+    op = None
+    if task == "sr":
+        op = SRBlur(load_kernels()["K5"], 2)
+    elif task == "cassi":
+        from lorun_cli.physics.cassi import CASSI
+
+        op = CASSI(torch.rand(hw, hw), bands=c, step=2)
+    y = (op or share.op).A(x)
+    ref = share(y, op)
+    lor = models.build_model(task, "share3", ratio=0.25, block=8)
+    lor.load_state_dict(share.state_dict())
+    lor.to_lorun(10)
+    torch.testing.assert_close(lor(y, op), ref)
+    outs = lor(y, op, return_stages=True)
+    assert len(outs) == 3 and outs[-1].shape == x.shape
+    blk = models.build_model(task, "block3", ratio=0.25, block=8)
+    assert len(blk.denoisers) == 3 and blk(y, op).shape == x.shape
+
+
+def test_merged_network_matches_unmerged():
+    torch.manual_seed(1)
+    m = models.build_model("cs", "share3", ratio=0.25, block=8).to_lorun(25)
+    with torch.no_grad():
+        for _, layer in lora.lora_layers(m):
+            layer.lora_A.normal_(0, 0.05)
+    y = m.op.A(torch.rand(1, 1, 24, 24))
+    with torch.no_grad():
+        ref = m(y)
+        merged = m.merged()
+        assert merged.strategy.kind == "block" and not list(lora.lora_layers(merged))
+        torch.testing.assert_close(merged(y), ref, rtol=1e-5, atol=1e-5)
+        m.prepare_inference()
+        torch.testing.assert_close(m(y), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["cs", "sr", "cassi"])
+def test_lorun9_stores_at_most_40_percent_of_block9(task):
+    b9 = param_report(models.build_model(task, "block9", "unet", "small"))
+    l9 = param_report(models.build_model(task, "lorun9", "unet", "small", gamma=10))
+    assert l9["network"] <= 0.40 * b9["network"], (l9["network"], b9["network"])
+    # the unfolding network alone: what DUN papers count; the CS sampling matrix is reported apart
+    assert l9["operator"] == b9["operator"]
+    assert l9["trainable"] == l9["setting"] < l9["total"]
+
+
+def test_param_report_counts():
+    m = models.build_model("sr", "share9", "unet", "small")
+    base = sum(p.numel() for p in m.backbone.parameters())
+    r = param_report(m)
+    assert r["total"] == base + 18 and r["trainable"] == r["total"] and r["backbone"] == 0
+    m.to_lorun(10)
+    r = param_report(m)
+    assert r["backbone"] == base and r["adapter"] == lora.adapter_param_count(m)
+    assert r["trainable"] == r["adapter"] + 18 and r["stored_bytes"] == 4 * r["stored"]
+
+
+def test_model_files_roundtrip_and_adapter_binding(tmp_path):
+    torch.manual_seed(2)
+    share = models.build_model("cs", "share3", ratio=0.25, block=8)
+    bb = tmp_path / "bb.safetensors"
+    models.save_model(bb, share)
+    lor = models.load_model(bb).to_lorun(10)
+    with torch.no_grad():
+        for _, layer in lora.lora_layers(lor):
+            layer.lora_A.normal_(0, 0.05)
+    ad = tmp_path / "ad.safetensors"
+    models.save_model(ad, lor, {"backbone": "bb.safetensors"})
+    assert ad.stat().st_size < bb.stat().st_size
+    y = lor.op.A(torch.rand(1, 1, 16, 16))
+    back = models.load_model(ad)  # backbone found beside the adapter file
+    with torch.no_grad():
+        torch.testing.assert_close(back(y), lor(y))
+    other = models.build_model("cs", "share3", ratio=0.25, block=8)
+    ob = tmp_path / "other.safetensors"
+    models.save_model(ob, other)
+    with pytest.raises(LorunError, match="backbone"):
+        models.load_model(ad, backbone=ob)
+    pt = tmp_path / "bb.pt"
+    models.save_model(pt, share)
+    with torch.no_grad():
+        torch.testing.assert_close(models.load_model(pt)(y), share(y))
