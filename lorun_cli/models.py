@@ -80,7 +80,7 @@ def _build_from_meta(meta: dict[str, Any], strategy: str | None = None) -> DUN:
         channels=cfg.pop("channels"),
         ranks=cfg.pop("ranks", None) or None,
         denoiser_kwargs=cfg.pop("denoiser_kwargs"),
-        floor=cfg.pop("floor", 1e-4),
+        floor=cfg.pop("floor", 1e-5),
     )
     return model
 

@@ -19,10 +19,11 @@ def test_parse_strategy():
 
 def test_rho_lambda_init_and_sigma():
     m = models.build_model("cs", "share3", ratio=0.1, block=8)
-    torch.testing.assert_close(m.rho(), torch.full((3,), 0.5 + m.floor))
+    torch.testing.assert_close(m.rho(), torch.full((3,), 0.5))
     torch.testing.assert_close(m.sigmas(), torch.sqrt(m.rho() * m.lam()))
     h = models.build_model("sr", "share3")
     torch.testing.assert_close(h.sigmas(), torch.sqrt(h.lam() / h.rho()))
+    torch.testing.assert_close(h.sigmas(), torch.full((3,), 0.1))
 
 
 @pytest.mark.parametrize("task", ["cs", "sr", "cassi"])

@@ -23,6 +23,11 @@ from .gdm import gdm_hqs, gdm_pgd, sigma_hqs, sigma_pgd
 
 KINDS = ("block", "share", "lorun")
 ALGOS = ("pgd", "hqs")
+# Initial (ρ or μ, λ) per algorithm. PGD: ρ = λ = 0.5 as in Algorithm 1 (ρ is a step size for a Φ with
+# orthonormal rows). HQS: μ is a penalty on the scale of ΦᵀΦ's spectrum (≈ 1/s² for SR, up to ~10 for
+# CASSI); starting it at 0.5 makes every data step nearly ignore y and costs thousands of steps to unlearn,
+# so μ starts at 0.01 and λ at μ·0.1², i.e. a stage noise level σ = sqrt(λ/μ) = 0.1.
+INIT = {"pgd": (0.5, 0.5), "hqs": (0.01, 1e-4)}
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,8 @@ class DUN(nn.Module):
         gamma: float = 10.0,
         ranks: dict[str, int] | None = None,
         denoiser_kwargs: dict | None = None,
-        init_value: float = 0.5,
-        floor: float = 1e-4,
+        init: tuple[float, float] | None = None,
+        floor: float = 1e-5,
     ) -> None:
         super().__init__()
         self.strategy = parse_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -85,8 +90,9 @@ class DUN(nn.Module):
         n_den = k if self.strategy.kind == "block" else 1
         self.denoisers = nn.ModuleList(self._new_denoiser() for _ in range(n_den))
         # step size ρ (PGD) or penalty μ (HQS), and the regularisation weight λ, one per stage (Alg. 1)
-        self.rho_raw = nn.Parameter(torch.full((k,), _inv_softplus(init_value)))
-        self.lam_raw = nn.Parameter(torch.full((k,), _inv_softplus(init_value)))
+        rho0, lam0 = init or INIT[algo]
+        self.rho_raw = nn.Parameter(torch.full((k,), _inv_softplus(rho0 - floor)))
+        self.lam_raw = nn.Parameter(torch.full((k,), _inv_softplus(lam0 - floor)))
         if self.strategy.kind == "lorun":
             self.strategy = Strategy("share", k)
             self.to_lorun(gamma, self.ranks)
