@@ -191,12 +191,30 @@ def bench(
     memory: Annotated[bool, typer.Option(help="Measure peak memory (subprocess RSS on CPU).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout (the table goes to stderr).")] = False,
     csv: Annotated[Path | None, typer.Option(help="Also write the rows as CSV.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Run the whole results suite (every task and test set).")] = False,
+    markdown: Annotated[Path | None, typer.Option(help="With --all: write the results page here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="With --all: write the PSNR-vs-parameters figure (PNG).")] = None,
+    quick: Annotated[bool, typer.Option(help="With --all: 2 latency repeats, no memory probe.")] = False,
 ) -> None:
-    """Score a model against others on a test set: PSNR, SSIM, parameters, memory, latency."""
+    """Score a model against others on a test set: PSNR, SSIM, parameters, memory, latency.
+
+    `lorun bench --all --markdown docs/RESULTS.md --plot docs/psnr_params.png --data DIR` regenerates the
+    results page from the bundled models.
+    """
     from ..bench import BenchOptions, run_bench
     from ..report import print_bench
 
     dev = _setup_torch()
+    if all_:
+        from ..results import build_results
+
+        if markdown is None:
+            raise UsageError("--all writes a results page: pass --markdown FILE (and optionally --plot FILE)")
+        build_results(data, markdown, plot, threads=STATE.threads, device=dev, repeats=repeats, memory=memory,
+                      quick=quick, quiet=STATE.quiet)
+        return
+    if markdown is not None or plot is not None:
+        raise UsageError("--markdown/--plot go with --all")
     opts = BenchOptions(task=task, model=model, compare=[c for c in compare.split(",") if c.strip()],
                         dataset=dataset, data=data, ratio=ratio, scale=scale, kernels=kernels, limit=limit,
                         repeats=repeats, memory=memory, device=dev, threads=STATE.threads, seed=STATE.seed)
@@ -259,7 +277,7 @@ def weights_path(name: Annotated[str | None, typer.Argument(help="A manifest nam
 def main() -> None:
     """Console entry point: one clear line and an exit code for user errors, never a traceback."""
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="lorun")  # also under `python -m lorun_cli`
         sys.exit(rc if isinstance(rc, int) else 0)
     except LorunError as e:
         typer.echo(f"lorun: error: {e.message}", err=True)

@@ -1,0 +1,129 @@
+"""The results page: suite planning, targets computed from results, and a bundled-samples run on the tiny zoo."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lorun_cli import classical, results
+from lorun_cli.bench import BenchResult
+
+
+@pytest.fixture()
+def zoo(zoo_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the weights lookup at the tiny untrained zoo (offline); no data root in the environment."""
+    for key in ("LORUN_MANIFEST", "LORUN_CACHE_DIR", "LORUN_OFFLINE"):
+        monkeypatch.setenv(key, zoo_env[key])
+    monkeypatch.delenv("LORUN_DATA", raising=False)
+
+
+def test_plan_suite_skips_missing_data_and_models(zoo: None, tmp_path: Path) -> None:
+    (tmp_path / "cs" / "set11").mkdir(parents=True)
+    (tmp_path / "cs" / "set11" / "a.png").write_bytes(b"")
+    (tmp_path / "sr" / "set5").mkdir(parents=True)  # present but empty
+    planned, skipped = results.plan_suite(tmp_path)
+    assert [c["key"] for c in planned] == ["cs-set11-r25"]  # the zoo has CS lorun9 at 25 % only
+    cfg = planned[0]
+    assert cfg["ratio"] == 0.25 and cfg["compare"] == ["block9", "linear", "tv"]
+    assert any("block1" in n for n in cfg["notes"])
+    text = "\n".join(t for _, t in skipped)
+    assert "cs/bsd68" in text and "sr/set5" in text and "sr/bsd100" in text and "cassi/cave/test" in text
+    assert {t for t, _ in skipped} == {"cs", "sr", "cassi"}
+    opts = results.bench_options(cfg, tmp_path, "cpu", 1, 3, False)
+    assert (opts.task, opts.dataset, opts.ratio, opts.compare, opts.repeats) == ("cs", "set11", 0.25, cfg["compare"], 3)
+    # without a data root only the bundled-samples suite is planned, one configuration per task
+    planned, _ = results.plan_suite(None)
+    assert [c["task"] for c in planned] == ["cs", "sr", "cassi"] and all(c["dataset"] is None for c in planned)
+
+
+def test_cs_ratios_from_manifest() -> None:
+    models = [{"task": "cs", "strategy": "lorun9", "ratio": 0.1}, {"task": "cs", "strategy": "block9", "ratio": 0.5},
+              {"task": "cs", "strategy": "lorun9", "ratio": 0.25}, {"task": "sr", "strategy": "lorun9"}]
+    assert results.cs_ratios(models) == [0.1, 0.25]
+    expanded = results._expand(results.SUITE[0], models)
+    assert [c["ratio"] for c in expanded] == [0.1, 0.25] and "10 %" in expanded[0]["title"]
+
+
+def _row(strategy: str, psnr: float, network: int = 0, op: int = 0, lat: float = 1.0) -> dict:
+    return {"method": strategy, "role": "model" if strategy == "lorun9" else "compared", "strategy": strategy,
+            "psnr": psnr, "ssim": 0.9, "network": network, "stored": network + op, "operator": op,
+            "latency_ms": lat}
+
+
+def _run(task: str, dataset: str | None, rows: list[dict], **cfg) -> tuple[dict, BenchResult]:
+    return ({"task": task, "dataset": dataset, "title": f"{task} {dataset}", **cfg},
+            BenchResult(task, dataset or "bundled samples", "p", "cpu", 1, rows, {}))
+
+
+def test_targets_are_computed_from_results() -> None:
+    runs = [
+        _run("cs", "set11", [_row("lorun9", 31.6, 350, 1000, 1.0), _row("block9", 31.7, 1000, 1000, 1.0),
+                             _row("tv", 30.0)], ratio=0.25),
+        _run("cs", "set11", [_row("lorun9", 26.0, 350, 400, 1.2), _row("block9", 26.5, 1000, 400, 1.0),
+                             _row("tv", 26.1)], ratio=0.10),
+        _run("sr", "cbsd68", [_row("lorun9", 25.0, 30, lat=1.0), _row("block9", 25.1, 100, lat=1.0),
+                              _row("bicubic", 23.0)], scale=4, kernels="all"),
+    ]
+    models = [{"task": "cs", "strategy": "lorun9", "ratio": 0.25, "bytes": 50},
+              {"task": "cs", "strategy": "block9", "ratio": 0.25, "bytes": 1000}]
+    got = {t.name: t for t in results.evaluate_targets(runs, models)}
+
+    def status(prefix: str) -> str:
+        (hit,) = [t for name, t in got.items() if name.startswith(prefix)]
+        return hit.status
+
+    assert status("CS Set11 25 %") == "MET"
+    assert status("CS Set11 10 %") == "MISSED"
+    assert status("CS Set11 50 %") == "NOT MEASURED"
+    assert status("CS: lorun9 beats tv") == "MISSED"  # −0.10 dB at 10 %
+    assert status("SR CBSD68 ×4, 12-kernel mean: lorun9 PSNR") == "MET"
+    assert status("SR CBSD68 ×4, 12-kernel mean: lorun9 ≥ bicubic") == "MET"  # +2.0 dB
+    assert status("CASSI: lorun9 ≥ gap-tv") == "NOT MEASURED"
+    assert status("CS: lorun9 PSNR ≥ block9") == "MISSED"  # −0.5 dB at 10 %
+    assert status("SR: lorun9 PSNR ≥ block9") == "MET"  # −0.1 dB
+    assert status("CS: stored params") == "MET"  # 350/1000 on the network, Φ excluded
+    assert "with Φ" in got[next(n for n in got if n.startswith("CS: stored params"))].measured
+    assert status("SR: stored params") == "MET"
+    assert status("CS: an extra ratio") == "MET"  # 50 / 1000 bytes
+    assert status("CS: merged lorun9 latency") == "MISSED"  # median of 1.0 and 1.2 = 1.1 > 1.05
+    assert status("SR: merged lorun9 latency") == "MET"
+    assert status("CASSI: merged lorun9 latency") == "NOT MEASURED"
+
+
+def test_build_results_on_bundled_samples(zoo: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the classical iterative baselines are shortened: this test checks the page, not their quality
+    monkeypatch.setattr(classical, "cs_tv", functools.partial(classical.cs_tv, iters=3))
+    monkeypatch.setattr(classical, "gap_tv", functools.partial(classical.gap_tv, iters=2))
+    md, png = tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "psnr_params.png"
+    out = results.build_results(None, md, png, threads=1, quick=True, quiet=True)
+    assert [r.task for r in out] == ["cs", "sr", "cassi"]
+    assert all(r.dataset == "bundled samples" for r in out)
+    page = md.read_text(encoding="utf-8")
+    first = page.splitlines()[0]
+    assert "lorun bench --all --markdown" in first and "--plot" in first and "--quick" in first
+    assert "--data" not in first  # no data root: bundled samples only
+    for res in out:  # one measured table per task, with its protocol in the caption
+        assert res.protocol in page
+        assert len(res.rows) >= 2
+    assert page.count("(model under test) |") == 3
+    assert page.count("Published numbers (other protocol/data, not measured here)") == 3
+    assert "Table I" in page and "Table III" in page and "Table V" in page
+    assert "Machine: device **cpu**" in page and "torch" in page
+    targets = page.split("## Targets", 1)[1]
+    assert re.search(r"\*\*(MET|MISSED)\*\*", targets)
+    # the params ratio printed on the page is the one the results give
+    cs = out[0]
+    lor, blk = results.row_of(cs, "lorun9"), results.row_of(cs, "block9")
+    ratio = lor["network"] / blk["network"]
+    line = next(s for s in targets.splitlines() if s.startswith("| CS: stored params"))
+    assert f"{ratio:.3f}" in line and ("MET" if ratio <= 0.40 else "MISSED") in line
+    assert "![PSNR vs stored parameters" in page and "(psnr_params.png)" in page
+    with Image.open(png) as im:
+        im.load()
+        assert im.format == "PNG" and im.width >= 600 and im.height >= 300
+        rgb = im.convert("RGB")
+        assert (214, 39, 40) in {c for _, c in rgb.getcolors(1 << 20)}  # the lorun9 markers
