@@ -278,10 +278,12 @@ def run_restore(inputs: list[Path], opts: RestoreOptions) -> list[dict[str, Any]
         opts.simulate = True  # a CS measurement only exists relative to the model's learned Φ
     outs = [output_path(f, opts, len(files) > 1) for f in files]
     for o in outs:
-        if o.exists() and not opts.force:
-            raise UsageError(f"{o} exists; pass --force to overwrite or choose another -o")
-        if not o.parent.exists():
-            raise UsageError(f"-o {o}: folder {o.parent} does not exist")
+        for p in [o, o.with_name(o.stem + "_preview.png")] if opts.task == "cassi" else [o]:
+            if p.exists() and not opts.force:
+                raise UsageError(f"{p} exists; pass --force to overwrite or choose another -o")
+        if not o.parent.is_dir():
+            what = "is not a folder" if o.parent.exists() else "does not exist"
+            raise UsageError(f"-o {o}: folder {o.parent} {what}")
     net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device)
     gen = torch.Generator().manual_seed(opts.seed)
     results = []

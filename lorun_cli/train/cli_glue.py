@@ -40,18 +40,18 @@ def make_config(phase: str, values: dict[str, Any], explicit: set[str], config: 
         from_file = load_yaml(config)
         merged.update({k: v for k, v in from_file.items() if k not in explicit})
     merged["phase"] = phase
+    default_out = phase == "adapt" and not merged.get("out")
     if phase == "adapt":
         merged["strategy"] = f"lorun{merged.pop('stages')}" if merged.get("stages") else ""
-        if not merged.get("out"):
-            bb = Path(merged["backbone"])
-            k = merged["strategy"] or "lorun"
-            merged["out"] = str(bb.with_name(f"{bb.stem}-{k}-g{merged.get('gamma', 10):g}.safetensors"))
     for key in ("data", "backbone", "out"):
         if merged.get(key) is not None:
             merged[key] = str(merged[key])
     cfg = TrainConfig(**merged)
     if phase == "adapt":
         _adapt_defaults(cfg, explicit | set(load_yaml(config)) if config else explicit)
+        if default_out:  # BACKBONE-lorunK-gG.safetensors, K known only once the backbone was read
+            bb = Path(cfg.backbone)
+            cfg.out = str(bb.with_name(f"{bb.stem}-{cfg.strategy}-g{cfg.gamma:g}.safetensors"))
     return cfg
 
 

@@ -50,6 +50,7 @@ def parse_strategy(text: str) -> Strategy:
 
 
 def _inv_softplus(v: float) -> float:
+    v = max(v, 1e-8)  # a value at (or under) the floor starts at the floor
     return v + math.log(-math.expm1(-v))
 
 
