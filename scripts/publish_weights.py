@@ -1,0 +1,114 @@
+"""Copy trained models into the package and (re)write weights_manifest.json with sha256, bytes, the exact
+training command and metrics measured on the shipped files.
+
+    python scripts/publish_weights.py RUNS_DIR --data DATA_ROOT [--names cs-lorun9-r25 ...]
+
+Backbones (shareK) are stored as float32: adapters are bound to the content hash of their backbone.
+Adapter sets and blockK models are stored as float16 to keep the package small; they are cast back to
+float32 on load, and every metric in the manifest is measured on the shipped (float16) files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from lorun_cli.bench import BenchOptions, Method, _score_method
+from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from lorun_cli.metrics import PROTOCOL_TEXT
+from lorun_cli.restore import PROTOCOL
+from lorun_cli.train import data as D
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = ROOT / "lorun_cli" / "assets" / "weights"
+MANIFEST = ROOT / "weights_manifest.json"
+EVAL = {  # the headline test set of each task (more in docs/RESULTS.md)
+    "cs": {"dataset": "set11"},
+    "sr": {"dataset": "set5", "scale": 3, "kernels": "K5"},
+    "cassi": {"dataset": "cave"},
+}
+
+
+def describe(name: str, meta: dict) -> str:
+    cfg = meta["config"]
+    task = meta["task"]
+    what = {"share": "shared backbone (LoRun phase 1)", "lorun": "stage-wise LoRA adapters (LoRun phase 2)",
+            "block": "independent per-stage denoisers (baseline)"}[re.match(r"[a-z]+", cfg["strategy"]).group(0)]
+    extra = f", ratio {meta['op']['ratio']:g}" if "op" in meta else ""
+    return f"{task} {cfg['strategy']}: {what}, {cfg['denoiser']}/{cfg['size']}, {cfg['algo']}{extra}; CPU-trained"
+
+
+def publish(src: Path, name: str) -> dict:
+    tensors, meta = load_checkpoint(src)
+    kind = re.match(r"[a-z]+", meta["config"]["strategy"]).group(0)
+    if kind != "share":
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    if meta.get("backbone"):
+        meta["backbone"] = meta["backbone"].removesuffix(".safetensors")
+    dst = WEIGHTS / f"{name}.safetensors"
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, tensors, meta)
+    tr = meta.get("training", {})
+    entry = {
+        "name": name,
+        "task": meta["task"],
+        "strategy": meta["config"]["strategy"],
+        "denoiser": f"{meta['config']['denoiser']}/{meta['config']['size']}",
+        "file": dst.name,
+        "sha256": sha256_file(dst),
+        "bytes": dst.stat().st_size,
+        "urls": [],
+        "description": describe(name, meta),
+        "command": tr.get("command", ""),
+        "training": {k: tr.get(k) for k in ("steps", "minutes", "it_s", "threads", "val_psnr", "stop")},
+    }
+    if "op" in meta:
+        entry["ratio"] = meta["op"]["ratio"]
+    if meta.get("backbone"):
+        entry["backbone"] = meta["backbone"]
+    return entry
+
+
+def measure(entry: dict, data_root: Path) -> dict:
+    task = entry["task"]
+    opts = BenchOptions(task=task, model=entry["name"], compare=[], data=data_root, threads=1, memory=False,
+                        ratio=entry.get("ratio"), **EVAL[task])
+    items = D.load_testset(task, opts.dataset, data_root)
+    scores, _, _, _ = _score_method(Method(entry["name"], opts, is_model=True), opts, items)
+    setting = {k: v for k, v in EVAL[task].items() if k != "dataset"}
+    proto = PROTOCOL_TEXT[PROTOCOL[task]] + (f", border {opts.scale}" if task == "sr" else "")
+    return {f"{opts.dataset}": {"psnr": round(scores["psnr"], 3), "ssim": round(scores["ssim"], 4),
+                                **setting, "protocol": proto}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--names", nargs="*", help="model names (= file stems in RUNS); default: all models there")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    names = args.names or sorted(p.stem for p in args.runs.glob("*.safetensors"))
+    old = {e["name"]: e for e in json.loads(MANIFEST.read_text())["models"]} if MANIFEST.exists() else {}
+    # backbones first: adapters reference them
+    names.sort(key=lambda n: 0 if "share" in n else 1)
+    for n in names:
+        old[n] = publish(args.runs / f"{n}.safetensors", n)
+        print(f"published {n}: {old[n]['bytes']:,} B")
+    import os
+
+    os.environ["LORUN_MANIFEST"] = str(MANIFEST)
+    MANIFEST.write_text(json.dumps({"version": 1, "models": list(old.values())}, indent=2) + "\n")
+    for n in names:
+        old[n]["metrics"] = measure(old[n], args.data)
+        print(f"measured {n}: {old[n]['metrics']}")
+        MANIFEST.write_text(json.dumps({"version": 1, "models": list(old.values())}, indent=2) + "\n")
+    (ROOT / "lorun_cli" / "assets" / "weights_manifest.json").write_text(MANIFEST.read_text())
+
+
+if __name__ == "__main__":
+    main()
