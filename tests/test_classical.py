@@ -87,7 +87,7 @@ def test_tv_prox_denoises_piecewise_constant() -> None:
     clean = _squares()
     noisy = clean + 0.1 * torch.randn_like(clean)
     den = C.tv_prox(noisy, 0.08, iters=60)
-    assert _psnr(den, clean) > _psnr(noisy, clean) + 5.0
+    assert _psnr(den, clean) > _psnr(noisy, clean) + 8.0
 
 
 # --- compressive sensing -------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_cs_tv_beats_linear() -> None:
     assert lin.shape == tv.shape == x.shape
     assert tv.min() >= 0.0 and tv.max() <= 1.0
     assert _psnr(tv, x) > _psnr(lin, x) + 3.0
-    assert _psnr(tv, x) > 25.0
+    assert _psnr(tv, x) > 35.0
 
 
 def test_cs_linear_is_consistent_and_crops() -> None:
@@ -151,7 +151,8 @@ def test_gap_tv_beats_init() -> None:
     rec = C.gap_tv(op, y, iters=60)
     assert rec.shape == x.shape
     assert rec.min() >= 0.0
-    assert _psnr(rec, x) > _psnr(x0, x) + 3.0
+    assert _psnr(rec, x) > _psnr(x0, x) + 10.0
+    assert _psnr(rec, x) > 25.0
 
 
 # --- dispatch ------------------------------------------------------------------------------------------

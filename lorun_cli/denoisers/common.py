@@ -8,7 +8,7 @@ identity map.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -67,6 +67,33 @@ def int_list(values: Sequence[int] | int, length: int | None = None) -> list[int
     if not out:
         raise ValueError("expected at least one value")
     return out
+
+
+def u_shape(
+    x: Tensor,
+    downs: Sequence[nn.Module],
+    ups: Sequence[nn.Module],
+    decoders: Sequence[nn.Module],
+    merge: Callable[[int, Tensor, Tensor], Tensor],
+    encoders: Sequence[nn.Module] | None = None,
+    bottleneck: nn.Module | None = None,
+) -> Tensor:
+    """The encoder–decoder traversal every U-shaped denoiser here shares.
+
+    Each level runs its encoder (if any), keeps the result as a skip, and down-samples; after the optional
+    bottleneck each decoder level up-samples, joins the skip with ``merge(level, up, skip)`` and decodes.
+    """
+    skips = []
+    for i, down in enumerate(downs):
+        if encoders is not None:
+            x = encoders[i](x)
+        skips.append(x)
+        x = down(x)
+    if bottleneck is not None:
+        x = bottleneck(x)
+    for i, (up, dec) in enumerate(zip(ups, decoders, strict=True)):
+        x = dec(merge(i, up(x), skips.pop()))
+    return x
 
 
 class LayerNorm2d(nn.Module):

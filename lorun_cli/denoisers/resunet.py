@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .common import Denoiser, int_list, make_act, zero_init_
+from .common import Denoiser, int_list, make_act, u_shape, zero_init_
 
 
 class ResBlock(nn.Module):
@@ -91,13 +91,6 @@ class ResUNet(Denoiser):
         self.tail = zero_init_(nn.Conv2d(widths[0], channels, 3, padding=1))
 
     def body(self, inp: Tensor) -> Tensor:
-        x = self.head(inp)
-        skips = []
-        for enc, down in zip(self.encoders, self.downs, strict=True):
-            x = enc(x)
-            skips.append(x)
-            x = down(x)
-        x = self.bottleneck(x)
-        for up, dec in zip(self.ups, self.decoders, strict=True):
-            x = dec(up(x) + skips.pop())
+        x = u_shape(self.head(inp), self.downs, self.ups, self.decoders, lambda _i, up, skip: up + skip,
+                    self.encoders, self.bottleneck)
         return self.tail(x)

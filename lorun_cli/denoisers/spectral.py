@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import Denoiser, int_list, zero_init_
+from .common import Denoiser, int_list, u_shape, zero_init_
 
 
 class SpectralAttention(nn.Module):
@@ -135,14 +135,9 @@ class Spectral(Denoiser):
         self.decoders = nn.ModuleList(stage(i) for i in rev)
         self.tail = zero_init_(nn.Conv2d(dim, channels, 3, padding=1))
 
+    def _fuse(self, level: int, up: Tensor, skip: Tensor) -> Tensor:
+        return self.fuses[level](torch.cat([up, skip], dim=1))
+
     def body(self, inp: Tensor) -> Tensor:
-        x = self.embed(inp)
-        skips = []
-        for enc, down in zip(self.encoders, self.downs, strict=True):
-            x = enc(x)
-            skips.append(x)
-            x = down(x)
-        x = self.bottleneck(x)
-        for up, fuse, dec in zip(self.ups, self.fuses, self.decoders, strict=True):
-            x = dec(fuse(torch.cat([up(x), skips.pop()], dim=1)))
+        x = u_shape(self.embed(inp), self.downs, self.ups, self.decoders, self._fuse, self.encoders, self.bottleneck)
         return self.tail(x)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import Denoiser, LayerNorm2d, int_list, zero_init_
+from .common import Denoiser, LayerNorm2d, int_list, u_shape, zero_init_
 
 
 class ChannelAttention(nn.Module):
@@ -136,14 +136,9 @@ class Transformer(Denoiser):
         self.refine = stage(0, refine)
         self.tail = zero_init_(nn.Conv2d(dim, channels, 3, padding=1))
 
+    def _fuse(self, level: int, up: Tensor, skip: Tensor) -> Tensor:
+        return self.fuses[level](torch.cat([up, skip], dim=1))
+
     def body(self, inp: Tensor) -> Tensor:
-        x = self.embed(inp)
-        skips = []
-        for enc, down in zip(self.encoders, self.downs, strict=True):
-            x = enc(x)
-            skips.append(x)
-            x = down(x)
-        x = self.bottleneck(x)
-        for up, fuse, dec in zip(self.ups, self.fuses, self.decoders, strict=True):
-            x = dec(fuse(torch.cat([up(x), skips.pop()], dim=1)))
+        x = u_shape(self.embed(inp), self.downs, self.ups, self.decoders, self._fuse, self.encoders, self.bottleneck)
         return self.tail(self.refine(x))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .common import Denoiser, int_list, make_act, zero_init_
+from .common import Denoiser, int_list, make_act, u_shape, zero_init_
 
 
 class DoubleConv(nn.Module):
@@ -80,14 +80,9 @@ class UNet(Denoiser):
             self.decs.append(DoubleConv(2 * cout if skip == "cat" else cout, cout, act))
         self.tail = zero_init_(nn.Conv2d(widths[0], channels, 1))
 
+    def _merge(self, _level: int, up: Tensor, skip: Tensor) -> Tensor:
+        return torch.cat([up, skip], dim=1) if self.skip == "cat" else up + skip
+
     def body(self, inp: Tensor) -> Tensor:
-        x = self.head(inp)
-        skips = []
-        for down in self.downs:
-            skips.append(x)
-            x = down(x)
-        for up, dec in zip(self.ups, self.decs, strict=True):
-            s = skips.pop()
-            x = up(x)
-            x = dec(torch.cat([x, s], dim=1) if self.skip == "cat" else x + s)
+        x = u_shape(self.head(inp), self.downs, self.ups, self.decs, self._merge)
         return self.tail(x)
