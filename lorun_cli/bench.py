@@ -94,10 +94,11 @@ def _kernel_names(spec: str) -> list[str]:
 class Method:
     """A learned network or a classical baseline behind one call: restore(x_clean) -> (estimate, reference)."""
 
-    def __init__(self, spec: str, opts: BenchOptions, is_model: bool = False) -> None:
+    def __init__(self, spec: str, opts: BenchOptions, is_model: bool = False, cs_op: Any = None) -> None:
         self.spec, self.opts = spec, opts
         self.classical = spec in CLASSICAL.get(opts.task, ())
         self.net = None
+        self.cs_op = cs_op  # CS: the sampling operator this method measures with
         if not self.classical:
             if spec in CLASSICAL["cs"] + CLASSICAL["sr"] + CLASSICAL["cassi"]:
                 raise UsageError(f"--compare {spec} is not a {opts.task} baseline; {opts.task} has "
@@ -108,6 +109,7 @@ class Method:
             model = spec if is_file else (opts.model if is_model else None)
             strategy = "lorun9" if is_model else spec
             self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device)
+            self.cs_op = self.net.op  # learned CS models sample with their own learned Φ
         else:
             self.name = spec
 
@@ -119,14 +121,13 @@ class Method:
             rep["trainable"] = rep["setting"]
         return rep
 
-    def __call__(self, y: Tensor, op: Any, cs_op: Any = None) -> Tensor:
+    def __call__(self, y: Tensor, op: Any) -> Tensor:
         with torch.no_grad():
             if self.net is not None:
                 return self.net(y, op) if op is not None else self.net(y)
             from . import classical
 
-            return classical.run_baseline(self.spec, op if op is not None else cs_op, y,
-                                          scale=self.opts.scale)
+            return classical.run_baseline(self.spec, op if op is not None else self.cs_op, y, scale=self.opts.scale)
 
 
 def _cases(opts: BenchOptions, items: list[tuple[str, Tensor]]):
@@ -154,11 +155,11 @@ def _score_method(m: Method, opts: BenchOptions, items) -> tuple[dict[str, float
     ps, ss, first = [], [], None
     for _case, x, op in _cases(opts, items):
         if opts.task == "cs":
-            cs_op = m.net.op if m.net is not None else _shared_cs_op(opts)
+            cs_op = m.cs_op
             cs_op.set_image_size(*x.shape[-2:])
             with torch.no_grad():
                 y = cs_op.measure(x)
-            out = cs_op.crop(m(y, None, cs_op))
+            out = cs_op.crop(m(y, None))
         else:
             with torch.no_grad():
                 y = op.A(x)
@@ -171,20 +172,12 @@ def _score_method(m: Method, opts: BenchOptions, items) -> tuple[dict[str, float
     return {"psnr": statistics.fmean(ps), "ssim": statistics.fmean(ss)}, ps, first[0], first[1]
 
 
-_CS_OP_CACHE: dict[str, Any] = {}
-
-
-def _shared_cs_op(opts: BenchOptions) -> Any:
-    """Classical CS baselines sample with the model under test's learned Φ (same measurements)."""
-    return _CS_OP_CACHE["op"]
-
-
-def _latency(m: Method, y: Tensor, op: Any, repeats: int, cs_op: Any = None) -> dict[str, float]:
+def _latency(m: Method, y: Tensor, op: Any, repeats: int) -> dict[str, float]:
     def once() -> float:
         if y.is_cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        m(y, op, cs_op)
+        m(y, op)
         if y.is_cuda:
             torch.cuda.synchronize()
         return (time.perf_counter() - t) * 1000
@@ -221,14 +214,12 @@ def _measure_once(args: dict[str, Any]) -> float:
     cuda = opts.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    if opts.task == "cs" and spec in CLASSICAL["cs"]:
-        _CS_OP_CACHE["op"] = Method("lorun9", opts, is_model=True).net.op
-    m = Method(spec, opts, is_model)
+    ref_op = Method("lorun9", opts, is_model=True).net.op if opts.task == "cs" and spec in CLASSICAL["cs"] else None
+    m = Method(spec, opts, is_model, cs_op=ref_op)
     _case, x, op = next(iter(_cases(opts, items[:1])))
     if opts.task == "cs":
-        cs_op = m.net.op if m.net is not None else _CS_OP_CACHE["op"]
-        cs_op.set_image_size(*x.shape[-2:])
-        m(cs_op.measure(x), None, cs_op)
+        m.cs_op.set_image_size(*x.shape[-2:])
+        m(m.cs_op.measure(x), None)
     else:
         m(op.A(x), op)
     if cuda:
@@ -246,9 +237,8 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
         raise UsageError("--compare needs at least one entry, e.g. block9")
     dataset, items = _testset(opts)
     methods = [(Method("lorun9", opts, is_model=True), True)]
-    if opts.task == "cs":
-        _CS_OP_CACHE["op"] = methods[0][0].net.op
-    methods += [(Method(c.strip(), opts), False) for c in opts.compare]
+    ref_op = methods[0][0].cs_op  # classical CS baselines measure with the model under test's Φ
+    methods += [(Method(c.strip(), opts, cs_op=ref_op), False) for c in opts.compare]
     rows = []
     for m, is_model in methods:
         if not quiet:
@@ -260,8 +250,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                                "per_image_psnr": [round(p, 3) for p in per_image]}
         row.update(m.params())
         row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
-        cs_op = (m.net.op if m.net is not None else _CS_OP_CACHE["op"]) if opts.task == "cs" else None
-        row.update({k: round(v, 3) for k, v in _latency(m, y, op, opts.repeats, cs_op).items()})
+        row.update({k: round(v, 3) for k, v in _latency(m, y, op, opts.repeats).items()})
         row["peak_mem_mb"] = _peak_memory(m.spec if not is_model else "lorun9", opts, is_model)
         rows.append(row)
     ref = rows[0]
@@ -270,7 +259,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                                for k in ("stored", "latency_ms", "peak_mem_mb") if r.get(k) is not None}
     setting = {"scale": opts.scale, "kernels": opts.kernels} if opts.task == "sr" else {}
     if opts.task == "cs":
-        setting = {"ratio": _CS_OP_CACHE["op"].ratio, "block": _CS_OP_CACHE["op"].block}
+        setting = {"ratio": ref_op.ratio, "block": ref_op.block}
     if opts.task == "cassi":
         setting = {"mask": "bundled 256x256 TSA-Net mask", "step": 2}
     proto = metrics.PROTOCOL_TEXT[PROTOCOL[opts.task]] + (f", border {opts.scale}" if opts.task == "sr" else "")

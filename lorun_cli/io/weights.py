@@ -153,7 +153,7 @@ def _manifest_location() -> Path:
 def bundled_path(entry: dict[str, Any]) -> Path:
     """The local copy: in the package, or beside a ``$LORUN_MANIFEST`` manifest (it may not exist)."""
     own = BUNDLED_DIR / entry["file"]
-    if os.environ.get("LORUN_MANIFEST", "").strip() and not own.is_file():
+    if os.environ.get("LORUN_MANIFEST", "").strip():  # files beside another manifest come first
         base = _manifest_location().parent
         for cand in (base / "weights" / entry["file"], base / entry["file"]):
             if cand.is_file():
