@@ -143,6 +143,10 @@ def pretrain(
     patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine schedule).")] = 1e-3,
     max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
+    val_every: Annotated[int, typer.Option(min=1, help="Validation PSNR every N steps.")] = 100,
+    ckpt_every: Annotated[int, typer.Option(min=1, help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
+    noise: Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
+                                                "uniform draw; default 2.55/255 for SR, 0 otherwise).")] = None,
     out: Annotated[Path, typer.Option(help="Output model file (.safetensors or .pt).")] = Path("backbone.safetensors"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")] = False,
     force: Annotated[bool, typer.Option(help="Overwrite an existing OUT.")] = False,
@@ -164,6 +168,10 @@ def adapt(
     patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
+    val_every: Annotated[int, typer.Option(min=1, help="Validation PSNR every N steps.")] = 100,
+    ckpt_every: Annotated[int, typer.Option(min=1, help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
+    noise: Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
+                                                "uniform draw; default 2.55/255 for SR, 0 otherwise).")] = None,
     out: Annotated[Path | None, typer.Option(help="Adapter file (default: BACKBONE-lorunK-gG.safetensors).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")] = False,
     force: Annotated[bool, typer.Option(help="Overwrite an existing OUT.")] = False,
