@@ -189,8 +189,10 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if ddp else model
     is_main = _rank() == 0
     log_file = _log_path(cfg)
-    if is_main and not cfg.resume and log_file.exists():
-        log_file.unlink()
+    if is_main and log_file.exists():
+        # a fresh run starts a new curve; a resumed one drops what was logged after its checkpoint
+        kept = [ln for ln in log_file.read_text().splitlines() if cfg.resume and json.loads(ln)["step"] <= step]
+        log_file.write_text("".join(ln + "\n" for ln in kept))
     t0 = time.monotonic()
     last_t, last_step, val = t0, step, float("nan")
     emit = on_event or (lambda _r: None)
