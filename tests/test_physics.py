@@ -239,7 +239,7 @@ def test_cassi_arbitrary_mask_shape() -> None:
     assert op.x_shape(y) == (1, 28, 11, 17)
     x0 = op.init(y)
     assert x0.shape == x.shape
-    torch.testing.assert_close(op.A(x0), y, atol=1e-5, rtol=1e-4)  # minimum-norm solution of Φx = y
+    torch.testing.assert_close(op.A(x0), y, atol=1e-5, rtol=1e-4)  # the init is data-consistent
     assert op.hqs_step(y, x0, 0.01).shape == x.shape
     assert op.shift_back(y).shape == x.shape
     with pytest.raises(ValueError):
@@ -381,3 +381,12 @@ def test_make_operator() -> None:
     assert cassi.A(torch.rand(1, 5, 4, 6)).shape == (1, 1, 4, 14)
     with pytest.raises(ValueError):
         make_operator("deblur")
+
+
+def test_cassi_min_norm_init() -> None:
+    op = CASSI(torch.rand(9, 13), bands=5, step=2)
+    y = op.A(torch.rand(2, 5, 9, 13))
+    x0 = op.init_min_norm(y)
+    torch.testing.assert_close(op.A(x0), y, atol=1e-5, rtol=1e-4)
+    # minimum norm: the projected shift-back init differs from it only in Φ's null space
+    assert x0.norm() <= op.init(y).norm() + 1e-6

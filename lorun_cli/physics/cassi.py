@@ -148,7 +148,17 @@ class CASSI(Operator):
         return self._shift_sum(m2)
 
     def init(self, y: Tensor, eps: float = 1e-6) -> Tensor:
-        """x⁽⁰⁾ = Φᵀ(y / max(ΦΦᵀ, eps)), i.e. the minimum-norm solution of Φx = y."""
+        """x⁽⁰⁾: the flat-spectrum shift-back projected onto {x : Φx = y}.
+
+        sb + Φᵀ((y − Φ sb) / ΦΦᵀ) keeps the smooth spectrum of the shift-back where the measurement says
+        nothing (Φ's null space) instead of the zeros of the minimum-norm solution :meth:`init_min_norm`
+        (measured on the CAVE validation regions: 16.6 / 20.0 dB against 15.8 / 15.8 dB).
+        """
+        sb = self.shift_back(y)
+        return sb + self.A_adjoint((y - self.A(sb)) / self.phiphit(y).clamp_min(eps))
+
+    def init_min_norm(self, y: Tensor, eps: float = 1e-6) -> Tensor:
+        """Φᵀ(y / max(ΦΦᵀ, eps)), the minimum-norm solution of Φx = y."""
         self._check_y(y)
         return self.A_adjoint(y / self.phiphit(y).clamp_min(eps))
 
