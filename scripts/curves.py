@@ -73,7 +73,7 @@ def main() -> None:
         for t in grid[:: max(1, len(grid) // 16)]:
             cells = []
             for c in curves:
-                before = [p for p in c if p[0] <= t + 1e-9]
+                before = [p for p in c if round(p[0], 1) <= t]
                 cells.append(f"{before[-1][2]:.2f}" if before else "–")
             lines.append(f"| {t:.1f} | " + " | ".join(cells) + " |")
         lines.append("")
