@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from lorun_cli.errors import LorunError, UsageError
+from lorun_cli.io import images
 
 Tensor = torch.Tensor
 Rect = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive
@@ -110,17 +111,6 @@ def _list_images(folder: Path, exts: Sequence[str] = IMAGE_EXTS) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _to_float(a: np.ndarray) -> np.ndarray:
-    """Integer image array to float32 in [0, 1] using its dtype's full range."""
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    if a.dtype == np.bool_:
-        return a.astype(np.float32)
-    return a.astype(np.float32)
-
-
 def rgb_to_luma(x: Tensor) -> Tensor:
     """Full-range BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of ``(..., 3, H, W)`` -> ``(..., 1, H, W)``."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(3, 1, 1)
@@ -128,22 +118,13 @@ def rgb_to_luma(x: Tensor) -> Tensor:
 
 
 def read_gray(path: str | os.PathLike) -> Tensor:
-    """A gray image as ``(1, H, W)``; palette images via their palette, RGB via BT.601 luma, 16-bit kept."""
-    im = Image.open(path)
-    if im.mode == "P":
-        im = im.convert("L")
-    if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LA"):
-        return rgb_to_luma(read_rgb(path))
-    a = np.array(im)
-    if a.dtype == np.int32 or im.mode.startswith("I;16"):
-        a = a.astype(np.uint16)
-    return torch.from_numpy(_to_float(a)).unsqueeze(0)
+    """A gray image as ``(1, H, W)`` (palette via its palette, RGB via BT.601 luma, 16-bit kept)."""
+    return images.read_image(path, "gray")
 
 
 def read_rgb(path: str | os.PathLike) -> Tensor:
     """An image forced to RGB as ``(3, H, W)`` (gray files are replicated)."""
-    a = np.array(Image.open(path).convert("RGB"))
-    return torch.from_numpy(_to_float(a)).permute(2, 0, 1).contiguous()
+    return images.read_image(path, "rgb")
 
 
 def modcrop(x: Tensor, s: int) -> Tensor:
