@@ -45,11 +45,12 @@ def bench_table(result: Any) -> Table:
     """The Rich table of a :class:`BenchResult`."""
     t = Table(title=f"lorun bench — {result.task} on {result.dataset} "
               + (", ".join(f"{k}={v}" for k, v in result.setting.items())),
-              caption=f"PSNR/SSIM: {result.protocol}. Params: total / trainable (last phase) / stored in files. "
+              caption=f"PSNR/SSIM: {result.protocol}. Params: total / trainable in the last training phase / stored "
+              "(everything a deployment keeps: backbone + all stage adapters + Φ; MB at float32). "
               f"Latency: median (min–max) of repeats, {result.device}, {result.threads} thread(s). "
               f"Peak memory: {'CUDA max allocated' if result.device.startswith('cuda') else 'process RSS'}. "
               "×: ratio to the model under test.")
-    for col in ("method", "PSNR", "SSIM", "params total", "trainable", "stored (MB)", "×stored", "peak MB",
+    for col in ("method", "PSNR", "SSIM", "params total", "trainable", "stored (MB fp32)", "×stored", "peak MB",
                 "×mem", "latency ms", "×lat"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for r in result.rows:
