@@ -390,3 +390,21 @@ def test_cassi_min_norm_init() -> None:
     torch.testing.assert_close(op.A(x0), y, atol=1e-5, rtol=1e-4)
     # minimum norm: the projected shift-back init differs from it only in Φ's null space
     assert x0.norm() <= op.init(y).norm() + 1e-6
+
+
+def test_resize_sampling_keeps_learned_directions() -> None:
+    from lorun_cli.physics.cs import resize_sampling
+
+    torch.manual_seed(0)
+    phi = torch.randn(20, 64) * torch.linspace(0.2, 2.0, 20)[:, None]
+    more = resize_sampling(phi, 40)
+    assert more.shape == (40, 64)
+    torch.testing.assert_close(more[:20], phi)
+    assert (more[20:] @ phi.T).abs().max() < 1e-4  # new rows are orthogonal to the learned ones
+    fewer = resize_sampling(phi, 5)
+    assert fewer.shape == (5, 64)
+    # the best rank-5 approximation: its row space holds the 5 strongest directions of phi
+    s = torch.linalg.svdvals(phi)
+    torch.testing.assert_close(torch.linalg.svdvals(fewer), s[:5], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError):
+        resize_sampling(phi, 65)

@@ -21,6 +21,28 @@ def orthogonal_rows(m: int, n: int, generator: torch.Generator | None = None) ->
     return q.T.contiguous().to(torch.float32)
 
 
+def resize_sampling(phi: Tensor, m: int, generator: torch.Generator | None = None) -> Tensor:
+    """A starting (m, n) sampling matrix for another ratio, derived from a learned (m0, n) one.
+
+    Fewer rows: the best rank-m approximation of the learned measurement space (top singular directions,
+    scaled by their singular values). More rows: the learned rows plus orthonormal rows spanning the rest,
+    scaled to the learned rows' mean norm. Adapting to a new ratio then starts from what Φ already learned
+    instead of from a random matrix.
+    """
+    phi = phi.detach().to(torch.float64)
+    m0, n = phi.shape
+    if not 1 <= m <= n:
+        raise ValueError(f"cannot make {m} measurement rows from blocks of {n} pixels")
+    if m <= m0:
+        _, s, vh = torch.linalg.svd(phi, full_matrices=False)
+        return (s[:m, None] * vh[:m]).to(torch.float32)
+    q, _ = torch.linalg.qr(phi.T)  # (n, m0) orthonormal basis of the learned row space
+    g = torch.randn(n, m - m0, generator=generator, dtype=torch.float64)
+    g = g - q @ (q.T @ g)  # remove the learned directions
+    extra = torch.linalg.qr(g)[0].T * phi.norm(dim=1).mean()
+    return torch.cat([phi, extra]).to(torch.float32)
+
+
 class BlockCS(Operator):
     """Block-based CS with a learnable sampling matrix ``phi`` (m, B²); y has shape (N, C, m, H/B, W/B).
 

@@ -95,9 +95,13 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
     cfg.task = base.task
     if cfg.task == "cs" and abs(base.op.ratio - cfg.ratio) > 1e-9:
         # adapting to another sampling ratio: a new Φ learned with the adapters (Table VI)
-        from ..physics.cs import BlockCS
+        from ..physics.cs import BlockCS, resize_sampling
 
+        old = base.op.phi
         base.op = BlockCS(cfg.ratio, base.op.block)
+        if cfg.extra.get("phi_init", "resize") == "resize":
+            with torch.no_grad():
+                base.op.phi.copy_(resize_sampling(old, base.op.m))
     base.to_lorun(cfg.gamma)
     return base
 
