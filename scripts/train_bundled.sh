@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the bundled CPU-scale checkpoints (one chain per CPU core). Usage:
-#   LORUN_DATA=/path/to/data bash scripts/train_bundled.sh cs|sr|cassi-a|cassi-b [OUTDIR]
+#   LORUN_DATA=/path/to/data bash scripts/train_bundled.sh cs|sr|cassi-a|cassi-b|cs-block1 [OUTDIR]
 # Every run is resumable (`--resume`); the exact commands are recorded in each model's metadata.
 set -euo pipefail
 chain=$1
@@ -30,14 +30,18 @@ case "$chain" in
         --out sr-block9.safetensors
     ;;
   cassi-a)
-    $L pretrain --task cassi --strategy share9 --steps 1200 --batch 4 --patch 64 --max-minutes 20 \
+    $L pretrain --task cassi --strategy share9 --steps 800 --batch 4 --patch 64 --max-minutes 14 \
         --out cassi-share9.safetensors
-    $L adapt --backbone cassi-share9.safetensors --gamma 10 --steps 600 --batch 4 --patch 64 --max-minutes 10 \
+    $L adapt --backbone cassi-share9.safetensors --gamma 10 --steps 450 --batch 4 --patch 64 --max-minutes 8 \
         --out cassi-lorun9.safetensors
     ;;
   cassi-b)
-    $L pretrain --task cassi --strategy block9 --steps 1800 --batch 4 --patch 64 --max-minutes 30 \
+    $L pretrain --task cassi --strategy block9 --steps 1250 --batch 4 --patch 64 --max-minutes 22 \
         --out cassi-block9.safetensors
+    ;;
+  cs-block1)
+    $L pretrain --task cs --strategy block1 --ratio 0.25 --steps 2900 --batch 16 --max-minutes 15 \
+        --out cs-block1-r25.safetensors
     ;;
   *) echo "unknown chain $chain" >&2; exit 2 ;;
 esac

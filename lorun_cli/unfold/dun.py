@@ -74,12 +74,16 @@ class DUN(nn.Module):
         denoiser_kwargs: dict | None = None,
         init: tuple[float, float] | None = None,
         floor: float = 1e-5,
+        x0: str = "op",
     ) -> None:
         super().__init__()
         self.strategy = parse_strategy(strategy) if isinstance(strategy, str) else strategy
         if algo not in ALGOS:
             raise ValueError(f"unknown algorithm {algo!r}; use one of {ALGOS}")
         self.channels, self.algo, self.floor = channels, algo, floor
+        if not (x0 == "op" or re.fullmatch(r"gap-tv:\d+", x0)):
+            raise ValueError(f"unknown initial estimate {x0!r}; use 'op' or 'gap-tv:N'")
+        self.x0 = x0
         self.denoiser_name, self.size = denoiser, size
         self.denoiser_kwargs = dict(denoiser_kwargs or denoisers.config(denoiser, size))
         self.denoiser_kwargs.pop("channels", None)
@@ -147,12 +151,20 @@ class DUN(nn.Module):
             return self.pmm(k, gdm_pgd(op, x, y, rho), sigma)
         return self.pmm(k, gdm_hqs(op, y, x, rho), sigma)
 
+    def initial_estimate(self, op: Operator, y: Tensor) -> Tensor:
+        """x⁽⁰⁾: the operator's own init, or (``gap-tv:N``) N GAP-TV iterations as a classical warm start."""
+        if self.x0 == "op":
+            return op.init(y)
+        from ..classical import gap_tv
+
+        return gap_tv(op, y, iters=int(self.x0.split(":")[1]))
+
     def forward(self, y: Tensor, op: Operator | None = None, return_stages: bool = False) -> Tensor | list:
         """Reconstruct x from the measurement y (cropping is the caller's job, via ``op.crop``)."""
         op = op if op is not None else self.op
         if op is None:
             raise ValueError("no degradation operator: pass op= or build the model with one")
-        x = op.init(y)
+        x = self.initial_estimate(op, y)
         rho, sig = self.rho(), self.sigmas()
         outs = []
         for k in range(self.strategy.stages):
@@ -195,4 +207,5 @@ class DUN(nn.Module):
             "ranks": self.ranks,
             "denoiser_kwargs": self.denoiser_kwargs,
             "floor": self.floor,
+            "x0": self.x0,
         }
