@@ -209,6 +209,7 @@ class SRBlur(Operator):
         return fb
 
     def A(self, x: Tensor) -> Tensor:
+        """y = (x ⊛ k)↓s: circular blur, then keep every s-th pixel from the top-left.  # Eq. 15-16"""
         self._check_hw(*x.shape[-2:])
         s = self.scale
         blurred = torch.fft.ifft2(torch.fft.fft2(x) * self.otf(x)).real
