@@ -88,6 +88,14 @@ def test_sr_adjoint_per_sample_kernels(scale: int) -> None:
     assert _adjoint_gap(op, x) < 1e-5
 
 
+def _assert_per_sample_hqs(op, a, y, w, mus) -> None:
+    """hqs_step with a per-sample μ equals the dense solve of each sample."""
+    out = op.hqs_step(y, w, mus)
+    for i in range(len(mus)):
+        ref = _dense_hqs(a, y[i], w[i], float(mus[i]))
+        torch.testing.assert_close(out[i].reshape(-1), ref, atol=1e-4, rtol=1e-4)
+
+
 # --- exact HQS step versus a dense solve ---------------------------------------------------------
 def test_cs_hqs_matches_dense_solve() -> None:
     op = BlockCS(0.25, block=4)
@@ -96,10 +104,7 @@ def test_cs_hqs_matches_dense_solve() -> None:
     y = op.A(x)
     a = _dense(op, (1, 1, 8, 8))
     mus = torch.tensor([0.05, 0.7], dtype=D)
-    out = op.hqs_step(y, w, mus)
-    for i in range(2):
-        ref = _dense_hqs(a, y[i], w[i], float(mus[i]))
-        torch.testing.assert_close(out[i].reshape(-1), ref, atol=1e-4, rtol=1e-4)
+    _assert_per_sample_hqs(op, a, y, w, mus)
     ref0 = _dense_hqs(a, y[0], w[0], 0.3)
     torch.testing.assert_close(op.hqs_step(y, w, 0.3)[0].reshape(-1), ref0, atol=1e-4, rtol=1e-4)
 
@@ -112,10 +117,7 @@ def test_cassi_hqs_matches_dense_solve() -> None:
     y = op.A(x)
     a = _dense(op, (1, 3, 4, 5))
     mus = torch.tensor([0.01, 2.0], dtype=D)
-    out = op.hqs_step(y, w, mus)
-    for i in range(2):
-        ref = _dense_hqs(a, y[i], w[i], float(mus[i]))
-        torch.testing.assert_close(out[i].reshape(-1), ref, atol=1e-4, rtol=1e-4)
+    _assert_per_sample_hqs(op, a, y, w, mus)
     # ΦΦᵀ is the diagonal that phiphit returns
     torch.testing.assert_close(torch.diag(a @ a.T), op.phiphit(x).reshape(-1))
 

@@ -36,6 +36,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
 def make_config(phase: str, values: dict[str, Any], explicit: set[str], config: Path | None) -> TrainConfig:
     """Defaults < YAML file < explicitly given command-line flags."""
     merged: dict[str, Any] = {k: v for k, v in values.items() if k not in CLI_ONLY and v is not None}
+    from_file: dict[str, Any] = {}
     if config is not None:
         from_file = load_yaml(config)
         merged.update({k: v for k, v in from_file.items() if k not in explicit})
@@ -48,7 +49,7 @@ def make_config(phase: str, values: dict[str, Any], explicit: set[str], config: 
             merged[key] = str(merged[key])
     cfg = TrainConfig(**merged)
     if phase == "adapt":
-        _adapt_defaults(cfg, explicit | set(load_yaml(config)) if config else explicit)
+        _adapt_defaults(cfg, explicit | set(from_file))
         if default_out:  # BACKBONE-lorunK-gG.safetensors, K known only once the backbone was read
             bb = Path(cfg.backbone)
             cfg.out = str(bb.with_name(f"{bb.stem}-{cfg.strategy}-g{cfg.gamma:g}.safetensors"))
@@ -66,7 +67,7 @@ def _adapt_defaults(cfg: TrainConfig, given: set[str]) -> None:
     if "ratio" not in given and "op" in meta:
         cfg.ratio = meta["op"]["ratio"]
     if not cfg.strategy:
-        cfg.strategy = "lorun" + meta["config"]["strategy"].lstrip("abcdefghijklmnopqrstuvwxyz")
+        cfg.strategy = f"lorun{models.parse_strategy(meta['config']['strategy']).stages}"
 
 
 def run_training(phase: str, values: dict[str, Any], explicit: set[str], config: Path | None, device: str,
