@@ -1,9 +1,12 @@
 """Learning curves (validation PSNR vs wall-clock minutes) from training logs, as Markdown and a PNG.
 
-    python scripts/curves.py runs docs/TRAINING.md docs/curves.png
+    python scripts/curves.py docs/logs docs/TRAINING.md docs/curves.png
 
 Each task gets share9 → lorun9 (the adapt curve continues where the backbone's ended) beside block9 with
 the same budget. Validation PSNR is float [0,1] on the held-out training split (not a test set).
+The runs' ``*.log.jsonl`` files are kept in ``docs/logs``. A phase whose log is missing enters a chain as
+its end point only (steps, minutes, validation PSNR from the weights manifest); a task with no log at all
+keeps its section of the existing Markdown, and its panel is drawn from that section's table.
 """
 
 from __future__ import annotations
@@ -22,11 +25,49 @@ RUNS = {
 COLORS = [(214, 39, 40), (31, 119, 180), (44, 160, 44)]
 
 
+MANIFEST = Path(__file__).resolve().parent.parent / "weights_manifest.json"
+
+
 def load(runs: Path, name: str) -> list[dict]:
+    """Validation records of a run's log; the manifest's end point when the log is missing."""
     f = runs / f"{name}.safetensors.log.jsonl"
-    if not f.exists():
+    if f.exists():
+        return [r for r in map(json.loads, f.read_text().splitlines()) if "val_psnr" in r]
+    for m in json.loads(MANIFEST.read_text())["models"]:
+        if m["name"] == name and "training" in m:
+            t = m["training"]
+            return [{"step": t["steps"], "minutes": t["minutes"], "val_psnr": t["val_psnr"], "end_only": True}]
+    return []
+
+
+def old_sections(md: Path) -> dict[str, list[str]]:
+    """The existing Markdown's ``## task`` sections, as lines."""
+    out: dict[str, list[str]] = {}
+    cur = None
+    for line in md.read_text().splitlines() if md.exists() else []:
+        if line.startswith("## "):
+            cur = line[3:].strip()
+            out[cur] = []
+        if cur:
+            out[cur].append(line)
+    return out
+
+
+def curves_from_table(section: list[str]) -> list[list[tuple[float, int, float, str]]]:
+    """Curve points read back from a kept section's 'minutes | …' table."""
+    start = next((i for i, ln in enumerate(section) if ln.startswith("| minutes")), None)
+    if start is None:
         return []
-    return [r for r in map(json.loads, f.read_text().splitlines()) if "val_psnr" in r]
+    ncol = section[start].count("|") - 2
+    curves: list[list[tuple[float, int, float, str]]] = [[] for _ in range(ncol)]
+    for ln in section[start + 2:]:
+        if not ln.startswith("| "):
+            break
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        for i, c in enumerate(cells[1:]):
+            if c != "–":
+                curves[i].append((float(cells[0]), 0, float(c), ""))
+    return curves
 
 
 def chained(runs: Path, names: tuple[str, ...]) -> list[tuple[float, int, float, str]]:
@@ -34,14 +75,15 @@ def chained(runs: Path, names: tuple[str, ...]) -> list[tuple[float, int, float,
     out, t0, s0 = [], 0.0, 0
     for n in names:
         recs = load(runs, n)
-        out += [(t0 + r["minutes"], s0 + r["step"], r["val_psnr"], n) for r in recs]
+        out += [(t0 + r["minutes"], s0 + r["step"], r["val_psnr"], n + ("*" if r.get("end_only") else ""))
+                for r in recs]
         if recs:
             t0, s0 = out[-1][0], out[-1][1]
     return out
 
 
 def its(runs: Path, name: str) -> str:
-    recs = [r for r in map(json.loads, (runs / f"{name}.safetensors.log.jsonl").read_text().splitlines())]
+    recs = load(runs, name)
     if not recs:
         return "–"
     last = recs[-1]
@@ -50,6 +92,7 @@ def its(runs: Path, name: str) -> str:
 
 def main() -> None:
     runs, md, png = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    kept = old_sections(md)
     lines = ["# Training curves (CPU)", "",
              f"Regenerate with `python scripts/curves.py {runs} {md} {png}` from the runs' `*.log.jsonl`.",
              "Validation PSNR: float [0, 1], the task's held-out split of its *training* data (CS: 10 Train400 "
@@ -58,14 +101,23 @@ def main() -> None:
     img = Image.new("RGB", (1200, 380), "white")
     d = ImageDraw.Draw(img)
     for col, (task, groups) in enumerate(RUNS.items()):
+        has_log = any((runs / f"{n}.safetensors.log.jsonl").exists() for g in groups for n in g)
+        if not has_log and task in kept:
+            lines += kept[task]
+            curves = curves_from_table(kept[task])
+            draw_panel(d, col, task, groups, curves)
+            continue
         curves = [chained(runs, g) for g in groups]
         lines += [f"## {task}", "", "| run | steps | minutes | it/s (whole run) | final val PSNR |",
                   "|---|---|---|---|---|"]
+        seen = set()
         for g in groups:
             for n in g:
                 recs = load(runs, n)
-                if recs:
-                    lines.append(f"| {n} | {recs[-1]['step']} | {recs[-1]['minutes']:.1f} | {its(runs, n)} | "
+                if recs and n not in seen:
+                    seen.add(n)
+                    note = " (log not kept: end point from the manifest)" if recs[-1].get("end_only") else ""
+                    lines.append(f"| {n}{note} | {recs[-1]['step']} | {recs[-1]['minutes']:.1f} | {its(runs, n)} | "
                                  f"{recs[-1]['val_psnr']:.2f} |")
         lines += ["", "| minutes | " + " | ".join(" → ".join(g) for g in groups) + " |",
                   "|---|" + "---|" * len(groups)]
@@ -77,28 +129,36 @@ def main() -> None:
                 cells.append(f"{before[-1][2]:.2f}" if before else "–")
             lines.append(f"| {t:.1f} | " + " | ".join(cells) + " |")
         lines.append("")
-        # panel
-        x0, y0, w, h = 60 + col * 390, 40, 310, 280
-        pts = [p for c in curves for p in c]
-        d.text((x0, 10), f"{task}: val PSNR (dB) vs minutes", fill="black")
-        d.rectangle([x0, y0, x0 + w, y0 + h], outline="black")
-        if not pts:
-            continue
-        tmax = max(p[0] for p in pts)
-        lo, hi = min(p[2] for p in pts) - 0.2, max(p[2] for p in pts) + 0.2
-        for k in range(5):
-            v = lo + (hi - lo) * k / 4
-            yy = y0 + h - (v - lo) / (hi - lo) * h
-            d.text((x0 - 45, yy - 6), f"{v:.1f}", fill="black")
-            t = tmax * k / 4
-            d.text((x0 + w * k / 4 - 8, y0 + h + 6), f"{t:.0f}", fill="black")
-        for ci, (g, c) in enumerate(zip(groups, curves, strict=True)):
-            xy = [(x0 + p[0] / tmax * w, y0 + h - (p[2] - lo) / (hi - lo) * h) for p in c]
-            if len(xy) > 1:
-                d.line(xy, fill=COLORS[ci], width=2)
-            d.text((x0 + 8, y0 + 8 + 14 * ci), " -> ".join(g), fill=COLORS[ci])
+        draw_panel(d, col, task, groups, curves)
     md.write_text("\n".join(lines) + "\n")
     img.save(png)
+
+
+def draw_panel(d: ImageDraw.ImageDraw, col: int, task: str, groups: list[tuple[str, ...]],
+               curves: list[list[tuple[float, int, float, str]]]) -> None:
+    """One task's panel: validation PSNR vs minutes, one line per chain."""
+    x0, y0, w, h = 60 + col * 390, 40, 310, 280
+    pts = [p for c in curves for p in c]
+    d.text((x0, 10), f"{task}: val PSNR (dB) vs minutes", fill="black")
+    d.rectangle([x0, y0, x0 + w, y0 + h], outline="black")
+    if not pts:
+        return
+    tmax = max(p[0] for p in pts)
+    lo, hi = min(p[2] for p in pts) - 0.2, max(p[2] for p in pts) + 0.2
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        yy = y0 + h - (v - lo) / (hi - lo) * h
+        d.text((x0 - 45, yy - 6), f"{v:.1f}", fill="black")
+        t = tmax * k / 4
+        d.text((x0 + w * k / 4 - 8, y0 + h + 6), f"{t:.0f}", fill="black")
+    for ci, (g, c) in enumerate(zip(groups, curves, strict=True)):
+        xy = [(x0 + p[0] / tmax * w, y0 + h - (p[2] - lo) / (hi - lo) * h) for p in c]
+        if len(xy) > 1:
+            d.line(xy, fill=COLORS[ci], width=2)
+        for (px, py), p in zip(xy, c, strict=True):
+            if p[3].endswith("*"):  # a phase known only by its end point
+                d.ellipse([px - 4, py - 4, px + 4, py + 4], outline=COLORS[ci], width=2)
+        d.text((x0 + 8, y0 + 8 + 14 * ci), " -> ".join(g), fill=COLORS[ci])
 
 
 if __name__ == "__main__":

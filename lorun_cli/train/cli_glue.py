@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -100,7 +101,7 @@ def _progress(cfg: TrainConfig):
     tty = console.is_terminal
     state: dict[str, Any] = {"val": float("nan"), "it_s": float("nan"), "t": time.monotonic()}
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("loss {task.fields[loss]:.2e}  val {task.fields[val]:.2f} dB"),
+                    TextColumn("loss {task.fields[loss]:.2e}  val {task.fields[val]}"),
                     TextColumn("{task.fields[its]:.2f} it/s"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not tty)
     tid = None
@@ -114,19 +115,24 @@ def _progress(cfg: TrainConfig):
                           f"parameters; steps {rec['step']}→{rec['steps']}")
             prog.start()
             tid = prog.add_task(cfg.phase, total=rec["steps"], completed=rec["step"], loss=float("nan"),
-                                val=float("nan"), its=float("nan"))
+                                val=_val_text(state["val"]), its=float("nan"))
             return
         if ev == "end":
             prog.stop()
             return
         state["val"] = rec.get("val_psnr", state["val"])
         state["it_s"] = rec.get("it_s", state["it_s"])
-        prog.update(tid, completed=rec["step"], loss=rec["loss"], val=state["val"], its=state["it_s"])
+        prog.update(tid, completed=rec["step"], loss=rec["loss"], val=_val_text(state["val"]), its=state["it_s"])
         if not tty and ("it_s" in rec or "val_psnr" in rec):
-            console.print(f"step {rec['step']}/{cfg.steps} loss {rec['loss']:.3e} val {state['val']:.2f} dB "
+            console.print(f"step {rec['step']}/{cfg.steps} loss {rec['loss']:.3e} val {_val_text(state['val'])} "
                           f"{state['it_s']:.2f} it/s {rec['minutes']:.1f} min", highlight=False)
 
     return sink
+
+
+def _val_text(val: float) -> str:
+    """Validation PSNR for the progress line: '–' until the first validation has run."""
+    return "–" if math.isnan(val) else f"{val:.2f} dB"
 
 
 __all__ = ["make_config", "run_training", "LorunError"]
