@@ -1,0 +1,49 @@
+"""Rewrite the README's bundled-models table from weights_manifest.json (the numbers are never typed in).
+
+    python scripts/readme_table.py            # rewrites the block between the README markers
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
+PROTOCOL = {"cs": "gray 8-bit", "sr": "Y, border = scale", "cassi": "float, 28-band mean"}
+LABEL = {"set11": "set11", "set5": "set5 ×3 K5", "cave": "cave"}
+
+
+def setting(m: dict) -> str:
+    if m["task"] == "cs":
+        return f"cs {m['ratio'] * 100:g} %, {m['strategy']}"
+    return f"{m['task']}, {m['strategy']}"
+
+
+def table(manifest: dict) -> str:
+    order = {"cs": 0, "sr": 1, "cassi": 2}
+    models = sorted(manifest["models"], key=lambda m: (order[m["task"]], m.get("ratio", 0), m["name"]))
+    rows = ["| name | setting | file | headline result (protocol) | training (this phase) |",
+            "|---|---|---:|---|---|"]
+    for m in models:
+        ds, met = next(iter(m["metrics"].items()))
+        t = m["training"]
+        rows.append(f"| `{m['name']}` | {setting(m)} | {m['bytes'] / 1e6:.2f} MB | {LABEL.get(ds, ds)}: "
+                    f"{met['psnr']:.2f} dB / SSIM {met['ssim']:.3f} ({PROTOCOL[m['task']]}) | "
+                    f"{t['steps']} steps, {t['minutes']:.1f} min |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = table(json.loads((ROOT / "weights_manifest.json").read_text()))
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no {BEGIN} … {END} block")
+    readme.write_text(pattern.sub(lambda _m: f"{BEGIN}\n{new}\n{END}", text))
+
+
+if __name__ == "__main__":
+    main()
