@@ -60,6 +60,7 @@ def test_deterministic_and_learns(cs_root, tmp_path):
     a = train(_cfg(cs_root, tmp_path / "a.safetensors", steps=12, val_every=12))
     b = train(_cfg(cs_root, tmp_path / "b.safetensors", steps=12, val_every=12))
     assert a["weights_sha256"] == b["weights_sha256"]
+    assert a["peak_rss_mb"] > 50 and "peak_gpu_mb" not in a  # a torch process on the CPU
     log = [line for line in (tmp_path / "a.safetensors.log.jsonl").read_text().splitlines() if line]
     assert len(log) == 12
     # the loss of the first steps is above that of the last ones (it learns something)

@@ -88,7 +88,8 @@ def run_training(phase: str, values: dict[str, Any], explicit: set[str], config:
     summary = train(cfg, None if quiet else _progress(cfg))
     if not quiet:
         print(f"saved {out} ({summary['steps']} steps, {summary['minutes']} min, "
-              f"{summary['it_s']} it/s, validation PSNR {summary['val_psnr']} dB [float, task crop])",
+              f"{summary['it_s']} it/s, validation PSNR {summary['val_psnr']} dB [float, task crop], "
+              f"peak memory {_peak_text(summary)})",
               file=sys.stderr)
 
 
@@ -128,6 +129,12 @@ def _progress(cfg: TrainConfig):
                           f"{state['it_s']:.2f} it/s {rec['minutes']:.1f} min", highlight=False)
 
     return sink
+
+
+def _peak_text(summary: dict[str, Any]) -> str:
+    """'612 MB RSS' (+ ', 1830 MB GPU' on CUDA)."""
+    text = f"{summary['peak_rss_mb']:.0f} MB RSS"
+    return text + (f", {summary['peak_gpu_mb']:.0f} MB GPU" if "peak_gpu_mb" in summary else "")
 
 
 def _val_text(val: float) -> str:

@@ -137,6 +137,16 @@ def save_train_state(path: Path, model: DUN, opt: torch.optim.Optimizer, step: i
         torch.save(state, tmp)
 
 
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak memory of this process so far: resident set (MB) and, on CUDA, the allocator's peak (MB)."""
+    import resource
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: KiB
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
 def validate(model: DUN, task_data: Any, device: torch.device) -> float:
     """Mean PSNR (float, [0,1] range, the task's own crop) over the fixed validation items."""
     model.eval()
@@ -253,6 +263,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
         "world_size": _world(),
         "threads": torch.get_num_threads(),
         "weights_sha256": lora.state_sha256(model.state_dict()),
+        **peak_memory_mb(device),
     }
     if is_main:
         extra = {"training": {**summary, "command": cfg.command, "config": asdict(cfg)}}
