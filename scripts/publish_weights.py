@@ -64,7 +64,8 @@ def publish(src: Path, name: str) -> dict:
         "urls": [],
         "description": describe(name, meta),
         "command": tr.get("command", ""),
-        "training": {k: tr.get(k) for k in ("steps", "minutes", "it_s", "threads", "val_psnr", "stop")},
+        "training": {k: tr[k] for k in ("steps", "minutes", "it_s", "threads", "val_psnr", "stop", "peak_rss_mb")
+                     if k in tr},
     }
     if "op" in meta:
         entry["ratio"] = meta["op"]["ratio"]
