@@ -97,7 +97,9 @@ def main() -> None:
              f"Regenerate with `python scripts/curves.py {runs} {md} {png}` from the runs' `*.log.jsonl`.",
              "Validation PSNR: float [0, 1], the task's held-out split of its *training* data (CS: 10 Train400 "
              "images, gray; SR: 6 T91 images at fixed ×2 K1 / ×3 K5 / ×4 K9, RGB; CASSI: two 256×256 CAVE "
-             "training-scene regions, 28 bands). One thread per run, two runs sharing the 2-core machine.", ""]
+             "training-scene regions, 28 bands). One thread per run, two runs sharing the 2-core machine.",
+             "", "The runs come from two sessions on 2-core machines of different speed (compare the it/s "
+             "columns); within a task, the runs whose logs are listed were made on the same machine.", ""]
     img = Image.new("RGB", (1200, 380), "white")
     d = ImageDraw.Draw(img)
     for col, (task, groups) in enumerate(RUNS.items()):
