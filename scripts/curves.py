@@ -20,9 +20,10 @@ from PIL import Image, ImageDraw
 RUNS = {
     "cs": [("cs-share9-r25", "cs-lorun9-r25"), ("cs-block9-r25",), ("cs-share9-r25", "curve15-cs-lorun9-r25")],
     "sr": [("sr-share9", "sr-lorun9"), ("sr-block9",)],
-    "cassi": [("cassi-share9", "cassi-lorun9"), ("cassi-block9",)],
+    "cassi": [("cassi-share9", "cassi-lorun9"), ("cassi-block9",),
+              ("curve15-cassi-share9", "curve15-cassi-lorun9"), ("curve15-cassi-block9",)],
 }
-COLORS = [(214, 39, 40), (31, 119, 180), (44, 160, 44)]
+COLORS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189)]
 
 
 MANIFEST = Path(__file__).resolve().parent.parent / "weights_manifest.json"
