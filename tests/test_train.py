@@ -154,3 +154,14 @@ def test_ddp_gloo_two_ranks_identical_weights(cs_root, tmp_path):
     assert res[0][2] == res[1][2] == 2
     assert res[0][1] == res[1][1]  # both ranks end with identical weights
     assert (tmp_path / "ddp.safetensors").exists()
+
+
+def test_time_budget_stop_is_validated_and_logged(cs_root, tmp_path):
+    import json
+
+    out = tmp_path / "t.safetensors"
+    summary = train(_cfg(cs_root, out, max_minutes=0.0))  # the budget is spent before the first step
+    assert summary["stop"] != "steps" and summary["steps"] == 0 and np.isfinite(summary["val_psnr"])
+    last = json.loads((tmp_path / "t.safetensors.log.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "end" and last["step"] == 0 and last["val_psnr"] == pytest.approx(summary["val_psnr"],
+                                                                                              abs=1e-3)

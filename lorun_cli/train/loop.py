@@ -253,7 +253,11 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
             checkpoint()
     checkpoint()
     if math.isnan(val) or stop_reason != "steps":
+        # a run stopped by --max-minutes ends between validations: validate once more and log it
         val = validate(model, task_data, device)
+        if is_main:
+            with open(log_file, "a") as f:
+                f.write(json.dumps({"event": "end", "step": step, "val_psnr": val, "minutes": elapsed() / 60}) + "\n")
     summary = {
         "steps": step,
         "minutes": round(elapsed() / 60, 2),
