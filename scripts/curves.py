@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 RUNS = {
     "cs": [("cs-share9-r25", "cs-lorun9-r25"), ("cs-block9-r25",), ("cs-share9-r25", "curve15-cs-lorun9-r25")],
     "sr": [("sr-share9", "sr-lorun9"), ("sr-block9",)],
+    "cs ratio adapts": [("cs-share9-r25", "cs-lorun9-r10"), ("cs-share9-r25", "cs-lorun9-r1")],
     "cassi": [("cassi-share9", "cassi-lorun9"), ("cassi-block9",),
               ("curve15-cassi-share9", "curve15-cassi-lorun9"), ("curve15-cassi-block9",)],
 }
@@ -101,7 +102,7 @@ def main() -> None:
              "training-scene regions, 28 bands). One thread per run, two runs sharing the 2-core machine.",
              "", "The runs come from two sessions on 2-core machines of different speed (compare the it/s "
              "columns); within a task, the runs whose logs are listed were made on the same machine.", ""]
-    img = Image.new("RGB", (1200, 380), "white")
+    img = Image.new("RGB", (60 + 390 * len(RUNS), 380), "white")
     d = ImageDraw.Draw(img)
     for col, (task, groups) in enumerate(RUNS.items()):
         has_log = any((runs / f"{n}.safetensors.log.jsonl").exists() for g in groups for n in g)
