@@ -24,6 +24,7 @@ from .errors import UsageError
 from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, load_kernels
 from .restore import PROTOCOL, load_task_model
+from .runtime import peak_rss_mb
 from .unfold import param_report
 
 CLASSICAL = {"cs": ("linear", "tv"), "sr": ("bicubic",), "cassi": ("gap-tv",)}
@@ -224,9 +225,7 @@ def _measure_once(args: dict[str, Any]) -> float:
         m(op.A(x), op)
     if cuda:
         return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return peak_rss_mb()
 
 
 def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:

@@ -19,6 +19,13 @@ def setup(threads: int | None, seed: int) -> None:
     random.seed(seed)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def resolve_device(spec: str) -> str:
     """``auto`` → cuda if available else cpu; explicit CUDA requests fail clearly when there is none."""
     import torch

@@ -11,6 +11,7 @@ keeps its section of the existing Markdown, and its panel is drawn from that sec
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -30,16 +31,23 @@ COLORS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189)]
 MANIFEST = Path(__file__).resolve().parent.parent / "weights_manifest.json"
 
 
+def log_path(runs: Path, name: str) -> Path:
+    return runs / f"{name}.safetensors.log.jsonl"
+
+
+@functools.cache
+def manifest_training() -> dict[str, dict]:
+    """Each manifest model's training summary, by name."""
+    return {m["name"]: m["training"] for m in json.loads(MANIFEST.read_text())["models"] if "training" in m}
+
+
 def load(runs: Path, name: str) -> list[dict]:
     """Validation records of a run's log; the manifest's end point when the log is missing."""
-    f = runs / f"{name}.safetensors.log.jsonl"
+    f = log_path(runs, name)
     if f.exists():
         return [r for r in map(json.loads, f.read_text().splitlines()) if "val_psnr" in r]
-    for m in json.loads(MANIFEST.read_text())["models"]:
-        if m["name"] == name and "training" in m:
-            t = m["training"]
-            return [{"step": t["steps"], "minutes": t["minutes"], "val_psnr": t["val_psnr"], "end_only": True}]
-    return []
+    t = manifest_training().get(name)
+    return [{"step": t["steps"], "minutes": t["minutes"], "val_psnr": t["val_psnr"], "end_only": True}] if t else []
 
 
 def old_sections(md: Path) -> dict[str, list[str]]:
@@ -84,10 +92,8 @@ def chained(runs: Path, names: tuple[str, ...]) -> list[tuple[float, int, float,
     return out
 
 
-def its(runs: Path, name: str) -> str:
-    recs = load(runs, name)
-    if not recs:
-        return "–"
+def its(recs: list[dict]) -> str:
+    """Whole-run iterations per second from a run's last record."""
     last = recs[-1]
     return f"{last['step'] / max(1e-9, last['minutes'] * 60):.2f}"
 
@@ -105,7 +111,7 @@ def main() -> None:
     img = Image.new("RGB", (60 + 390 * len(RUNS), 380), "white")
     d = ImageDraw.Draw(img)
     for col, (task, groups) in enumerate(RUNS.items()):
-        has_log = any((runs / f"{n}.safetensors.log.jsonl").exists() for g in groups for n in g)
+        has_log = any(log_path(runs, n).exists() for g in groups for n in g)
         if not has_log and task in kept:
             lines += kept[task]
             curves = curves_from_table(kept[task])
@@ -121,7 +127,7 @@ def main() -> None:
                 if recs and n not in seen:
                     seen.add(n)
                     note = " (log not kept: end point from the manifest)" if recs[-1].get("end_only") else ""
-                    lines.append(f"| {n}{note} | {recs[-1]['step']} | {recs[-1]['minutes']:.1f} | {its(runs, n)} | "
+                    lines.append(f"| {n}{note} | {recs[-1]['step']} | {recs[-1]['minutes']:.1f} | {its(recs)} | "
                                  f"{recs[-1]['val_psnr']:.2f} |")
         lines += ["", "| minutes | " + " | ".join(" → ".join(g) for g in groups) + " |",
                   "|---|" + "---|" * len(groups)]

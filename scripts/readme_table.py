@@ -12,13 +12,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PROTOCOL = {"cs": "gray 8-bit", "sr": "Y, border = scale", "cassi": "float, 28-band mean"}
-LABEL = {"set11": "set11", "set5": "set5 ×3 K5", "cave": "cave"}
 
 
 def setting(m: dict) -> str:
     if m["task"] == "cs":
         return f"cs {m['ratio'] * 100:g} %, {m['strategy']}"
     return f"{m['task']}, {m['strategy']}"
+
+
+def label(dataset: str, metric: dict) -> str:
+    """'set11', or 'set5 ×3 K5' where the metric records a scale and kernel."""
+    return f"{dataset} ×{metric['scale']} {metric['kernels']}" if "scale" in metric else dataset
 
 
 def table(manifest: dict) -> str:
@@ -29,7 +33,7 @@ def table(manifest: dict) -> str:
     for m in models:
         ds, met = next(iter(m["metrics"].items()))
         t = m["training"]
-        rows.append(f"| `{m['name']}` | {setting(m)} | {m['bytes'] / 1e6:.2f} MB | {LABEL.get(ds, ds)}: "
+        rows.append(f"| `{m['name']}` | {setting(m)} | {m['bytes'] / 1e6:.2f} MB | {label(ds, met)}: "
                     f"{met['psnr']:.2f} dB / SSIM {met['ssim']:.3f} ({PROTOCOL[m['task']]}) | "
                     f"{t['steps']} steps, {t['minutes']:.1f} min |")
     return "\n".join(rows)

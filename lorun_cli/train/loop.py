@@ -23,6 +23,7 @@ from .. import lora, models
 from ..errors import LorunError, UsageError
 from ..io.checkpoint import atomic_path
 from ..metrics import psnr
+from ..runtime import peak_rss_mb
 from ..unfold import DUN, param_report
 
 
@@ -139,9 +140,7 @@ def save_train_state(path: Path, model: DUN, opt: torch.optim.Optimizer, step: i
 
 def peak_memory_mb(device: torch.device) -> dict[str, float]:
     """Peak memory of this process so far: resident set (MB) and, on CUDA, the allocator's peak (MB)."""
-    import resource
-
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: KiB
+    out = {"peak_rss_mb": round(peak_rss_mb(), 1)}
     if device.type == "cuda":
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
@@ -215,6 +214,11 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     def elapsed() -> float:
         return elapsed0 + time.monotonic() - t0
 
+    def log(rec: dict[str, Any]) -> None:
+        if is_main:
+            with open(log_file, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
     def checkpoint() -> None:
         if is_main:
             save_train_state(state_file, model, opt, step, gen, {"elapsed": elapsed(), "config": asdict(cfg)})
@@ -245,9 +249,8 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
             rec["it_s"] = (step - last_step) / max(1e-9, now - last_t)
             last_t, last_step = now, step
         rec["minutes"] = elapsed() / 60
-        if is_main and ("val_psnr" in rec or step % cfg.log_every == 0):
-            with open(log_file, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        if "val_psnr" in rec or step % cfg.log_every == 0:
+            log(rec)
         emit(rec)
         if step % cfg.ckpt_every == 0:
             checkpoint()
@@ -255,9 +258,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     if math.isnan(val) or stop_reason != "steps":
         # a run stopped by --max-minutes ends between validations: validate once more and log it
         val = validate(model, task_data, device)
-        if is_main:
-            with open(log_file, "a") as f:
-                f.write(json.dumps({"event": "end", "step": step, "val_psnr": val, "minutes": elapsed() / 60}) + "\n")
+        log({"event": "end", "step": step, "val_psnr": val, "minutes": elapsed() / 60})
     summary = {
         "steps": step,
         "minutes": round(elapsed() / 60, 2),
