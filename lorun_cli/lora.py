@@ -106,6 +106,37 @@ class LoRALayer(nn.Module):
         return f"stages={self.stages}, rank={self.rank}, scale={self.scale}"
 
 
+class LowRankUpdate(nn.Module):
+    """Parametrization ``W ↦ W + A·B`` of a frozen matrix; ``A`` starts at zero, so W is unchanged at start."""
+
+    def __init__(self, rows: int, cols: int, rank: int, like: Tensor) -> None:
+        super().__init__()
+        self.lora_A = nn.Parameter(torch.zeros(rows, rank, device=like.device, dtype=like.dtype))
+        b = torch.empty(rank, cols, device=like.device, dtype=like.dtype)
+        nn.init.kaiming_uniform_(b, a=math.sqrt(5))
+        self.lora_B = nn.Parameter(b)
+
+    def forward(self, w: Tensor) -> Tensor:
+        return w + self.lora_A @ self.lora_B  # Eq. 3 on a plain matrix
+
+
+def add_low_rank_update(module: nn.Module, name: str, gamma: float) -> int:
+    """Freeze the matrix parameter ``module.name`` and learn only a low-rank update of it (rank by Eq. 12).
+
+    Works for any 2-D parameter (e.g. a CS sampling matrix); returns the rank.
+    """
+    from torch.nn.utils import parametrize
+
+    w = getattr(module, name)
+    if w.dim() != 2:
+        raise ValueError(f"a low-rank update needs a matrix, {name} has shape {tuple(w.shape)}")
+    rows, cols = w.shape
+    rank = lora_rank(cols, rows, gamma)
+    parametrize.register_parametrization(module, name, LowRankUpdate(rows, cols, rank, w))
+    module.parametrizations[name].original.requires_grad_(False)
+    return rank
+
+
 def _layer_dims(m: nn.Conv2d | nn.Linear) -> tuple[int, int]:
     """(input_dim, output_dim) of a layer as Eq. 12 counts them (per group for grouped convs)."""
     if isinstance(m, nn.Conv2d):

@@ -11,10 +11,11 @@ from torch import Tensor
 from . import lora
 from .errors import LorunError
 from .io.checkpoint import atomic_path, load_checkpoint, save_checkpoint, sha256_file
-from .physics.cs import BlockCS
+from .physics.cs import BlockCS, derive_sampling
 from .unfold import DUN, parse_strategy
 
 TASKS = ("cs", "cassi", "sr")
+PHI_MODES = ("learn", "lora", "frozen")
 FORMAT = "lorun-1"
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "cs": {"channels": 1, "algo": "pgd", "denoiser": "unet"},
@@ -57,11 +58,39 @@ def build_model(
     return model
 
 
+def derive_phi(model: DUN, phi0: Tensor, mode: str = "learn", gamma: float = 10.0) -> None:
+    """Start a CS model's Φ from a backbone's Φ0 (resized to the model's ratio) and set how it adapts.
+
+    ``learn``: Φ is a free parameter, stored with the adapters; ``lora``: Φ = derived Φ0 + A·B with the rank of
+    Eq. 12 (only A, B are stored); ``frozen``: Φ stays the derived Φ0 (nothing stored).
+    """
+    if mode not in PHI_MODES:
+        raise ValueError(f"unknown Φ mode {mode!r}; use one of {', '.join(PHI_MODES)}")
+    op = model.op
+    if not isinstance(op, BlockCS):
+        raise ValueError("only CS models have a sampling matrix Φ to derive")
+    with torch.no_grad():
+        op.phi.copy_(derive_sampling(phi0, op.m))
+    op.phi_mode = mode
+    if mode != "learn":
+        op.phi.requires_grad_(False)
+        op.phi._lorun_derived = True  # rebuilt from the backbone on load, so no file stores it
+    if mode == "lora":
+        lora.add_low_rank_update(op, "phi", gamma)
+
+
+def _derived_keys(model: DUN) -> set[str]:
+    """State-dict keys of tensors rebuilt from the backbone (never written to adapter files)."""
+    return {k for k, p in model.state_dict(keep_vars=True).items() if getattr(p, "_lorun_derived", False)}
+
+
 def model_meta(model: DUN) -> dict[str, Any]:
     """Metadata that rebuilds ``model`` (weights aside)."""
     meta: dict[str, Any] = {"format": FORMAT, "task": model.task, "config": model.config()}
     if isinstance(model.op, BlockCS):
         meta["op"] = {"ratio": model.op.ratio, "block": model.op.block}
+        if model.op.phi_mode != "learn":
+            meta["op"]["phi"] = model.op.phi_mode
     return meta
 
 
@@ -102,8 +131,9 @@ def save_model(path: str | Path, model: DUN, extra: dict[str, Any] | None = None
         meta["kind"] = "adapter"
         meta["backbone_sha256"] = backbone_sha256(model)
         prefix = "denoisers.0."
-        state = {k: v for k, v in state.items()
-                 if not k.startswith(prefix) or k.rsplit(".", 1)[-1] in lora.ADAPTER_KEYS}
+        derived = _derived_keys(model)
+        state = {k: v for k, v in state.items() if k not in derived
+                 and (not k.startswith(prefix) or k.rsplit(".", 1)[-1] in lora.ADAPTER_KEYS)}
     else:
         meta["kind"] = "full"
         if model.strategy.kind == "share":
@@ -144,7 +174,11 @@ def load_model(path: str | Path, backbone: str | Path | None = None) -> DUN:
         )
     model = _build_from_meta(meta, strategy=f"share{meta['config']['strategy'].removeprefix('lorun')}")
     model.denoisers[0].load_state_dict(base.denoisers[0].state_dict())
-    model.to_lorun(meta["config"].get("gamma") or 10.0, meta["config"].get("ranks") or None)
+    gamma = meta["config"].get("gamma") or 10.0
+    model.to_lorun(gamma, meta["config"].get("ranks") or None)
+    phi_mode = meta.get("op", {}).get("phi", "learn")
+    if phi_mode != "learn":
+        derive_phi(model, base.op.phi, phi_mode, gamma)
     _load_state(model, tensors, path, partial=True)
     return model
 
@@ -185,5 +219,5 @@ def describe(model: DUN) -> str:
     return s
 
 
-__all__ = ["TASKS", "build_model", "save_model", "load_model", "read_meta", "backbone_sha256", "describe",
-           "parse_strategy"]
+__all__ = ["TASKS", "PHI_MODES", "derive_phi", "build_model", "save_model", "load_model", "read_meta",
+           "backbone_sha256", "describe", "parse_strategy"]

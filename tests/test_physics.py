@@ -410,3 +410,15 @@ def test_resize_sampling_keeps_learned_directions() -> None:
     torch.testing.assert_close(torch.linalg.svdvals(fewer), s[:5], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError):
         resize_sampling(phi, 65)
+
+
+def test_derive_sampling_is_the_same_for_equivalent_backbones() -> None:
+    """Row signs/order of Φ0 do not change the operator; the derived Φ must not depend on them (nor on the run)."""
+    from lorun_cli.physics.cs import derive_sampling
+
+    torch.manual_seed(1)
+    phi = torch.randn(20, 64) * torch.linspace(0.2, 2.0, 20)[:, None]
+    flipped = phi[torch.randperm(20)] * torch.where(torch.rand(20, 1) < 0.5, -1.0, 1.0)
+    torch.testing.assert_close(derive_sampling(phi, 7), derive_sampling(flipped, 7), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(derive_sampling(phi, 30), derive_sampling(phi, 30))  # seeded new rows
+    assert torch.equal(derive_sampling(phi, 20), phi)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from lorun_cli import lora, models
+from lorun_cli.physics.cs import derive_sampling
 from lorun_cli.train import data as D
 from lorun_cli.train.loop import TrainConfig, lr_at, train
 
@@ -118,6 +119,33 @@ def test_adapt_freezes_backbone_and_binds_adapters(cs_root, tmp_path):
     out10 = tmp_path / "ad10.safetensors"
     train(_cfg(cs_root, out10, phase="adapt", backbone=str(bb), strategy="lorun3", ratio=0.1, steps=2))
     assert models.load_model(out10).op.m == round(0.1 * 64)
+
+
+@pytest.mark.parametrize("mode", ["lora", "frozen"])
+def test_adapt_phi_derived_from_backbone(cs_root, tmp_path, mode):
+    """--phi lora|frozen: Φ is rebuilt from the backbone's on load; the file holds only its update (or nothing)."""
+    bb = tmp_path / "bb.safetensors"
+    train(_cfg(cs_root, bb, steps=2))
+    learn, small = tmp_path / "learn.safetensors", tmp_path / f"{mode}.safetensors"
+    train(_cfg(cs_root, learn, phase="adapt", backbone=str(bb), strategy="lorun3", ratio=0.5, steps=2))
+    summary = train(_cfg(cs_root, small, phase="adapt", backbone=str(bb), strategy="lorun3", ratio=0.5, steps=3,
+                         phi=mode))
+    stored = _weights(small)
+    assert not any(k in stored for k in ("op.phi", "op.parametrizations.phi.original"))
+    assert ("op.parametrizations.phi.0.lora_A" in stored) == (mode == "lora")
+    assert small.stat().st_size < learn.stat().st_size
+    m = models.load_model(small)
+    assert m.op.m == 32 and models.read_meta(small)["op"]["phi"] == mode
+    assert lora.state_sha256(m.state_dict()) == summary["weights_sha256"]  # reloads exactly what was trained
+    derived = derive_sampling(models.load_model(bb).op.phi, 32)
+    if mode == "frozen":
+        torch.testing.assert_close(m.op.phi, derived)
+    else:
+        upd = m.op.parametrizations.phi[0]  # Φ = derived + A·B, A (32, r), r by Eq. 12; A moved from zero
+        assert upd.lora_A.shape == (32, lora.lora_rank(64, 32, 10)) and upd.lora_A.abs().max() > 0
+        torch.testing.assert_close(m.op.phi, derived + upd.lora_A @ upd.lora_B)
+    with pytest.raises(Exception, match="--phi"):
+        train(_cfg(cs_root, tmp_path / "bad.safetensors", phase="adapt", backbone=str(bb), phi="low"))
 
 
 def _free_port() -> int:

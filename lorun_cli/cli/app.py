@@ -162,6 +162,9 @@ def adapt(
     gamma: Annotated[float, typer.Option(help="LoRA rank factor γ: r = ceil(min(in,out)·γ/100) (Eq. 12).")] = 10.0,
     stages: Annotated[int | None, typer.Option(help="Number of stages K (default: the backbone's).")] = None,
     ratio: Annotated[float | None, typer.Option(help="CS: adapt to another sampling ratio (new Φ).")] = None,
+    phi: Annotated[str, typer.Option(help="CS: how Φ adapts, starting from the backbone's: learn (full matrix, "
+                                     "stored), lora (low-rank update, rank by Eq. 12; smallest files that still "
+                                     "learn Φ) or frozen (not stored).")] = "learn",
     data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Training iterations.")] = 1000,
     batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,

@@ -29,18 +29,31 @@ def resize_sampling(phi: Tensor, m: int, generator: torch.Generator | None = Non
     scaled to the learned rows' mean norm. Adapting to a new ratio then starts from what Φ already learned
     instead of from a random matrix.
     """
-    phi = phi.detach().to(torch.float64)
+    phi = phi.detach().to("cpu", torch.float64)
     m0, n = phi.shape
     if not 1 <= m <= n:
         raise ValueError(f"cannot make {m} measurement rows from blocks of {n} pixels")
     if m <= m0:
         _, s, vh = torch.linalg.svd(phi, full_matrices=False)
-        return (s[:m, None] * vh[:m]).to(torch.float32)
+        vh = vh[:m]
+        # singular vectors have arbitrary signs: make each row's largest entry positive (same result everywhere)
+        lead = vh.gather(1, vh.abs().argmax(dim=1, keepdim=True))
+        return (s[:m, None] * vh * torch.sign(lead)).to(torch.float32)
     q, _ = torch.linalg.qr(phi.T)  # (n, m0) orthonormal basis of the learned row space
     g = torch.randn(n, m - m0, generator=generator, dtype=torch.float64)
     g = g - q @ (q.T @ g)  # remove the learned directions
     extra = torch.linalg.qr(g)[0].T * phi.norm(dim=1).mean()
     return torch.cat([phi, extra]).to(torch.float32)
+
+
+def derive_sampling(phi0: Tensor, m: int) -> Tensor:
+    """The (m, n) sampling matrix a model with m rows derives from a backbone's Φ0 — the same on every machine.
+
+    Φ0 itself when the row count matches, else :func:`resize_sampling` with a fixed seed for any new rows.
+    """
+    if m == phi0.shape[0]:
+        return phi0.detach().to("cpu", torch.float32).clone()
+    return resize_sampling(phi0, m, torch.Generator().manual_seed(0))
 
 
 class BlockCS(Operator):
@@ -64,6 +77,7 @@ class BlockCS(Operator):
         self.pad_mode = pad_mode
         self.m = cs_measurements(self.ratio, self.block)
         self.phi = nn.Parameter(orthogonal_rows(self.m, self.block * self.block))
+        self.phi_mode = "learn"  # how an adapted model's Φ relates to its backbone's (models.derive_phi)
         self._image_hw: tuple[int, int] | None = None
 
     def extra_repr(self) -> str:
@@ -163,4 +177,4 @@ def cs_measurements(ratio: float, block: int = 32) -> int:
     return max(1, int(round(float(ratio) * block * block)))
 
 
-__all__ = ["BlockCS", "orthogonal_rows", "cs_measurements", "PAD_MODES"]
+__all__ = ["BlockCS", "orthogonal_rows", "cs_measurements", "resize_sampling", "derive_sampling", "PAD_MODES"]

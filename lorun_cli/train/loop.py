@@ -40,6 +40,7 @@ class TrainConfig:
     ratio: float = 0.25
     block: int = 32
     gamma: float = 10.0
+    phi: str = "learn"  # adapt, CS: learn | lora | frozen (models.derive_phi)
     backbone: str | None = None
     data: str | None = None
     steps: int = 2000
@@ -94,16 +95,20 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
         base.rho_raw = nn.Parameter(base.rho_raw.detach()[:1].repeat(stages))
         base.lam_raw = nn.Parameter(base.lam_raw.detach()[:1].repeat(stages))
     cfg.task = base.task
-    if cfg.task == "cs" and abs(base.op.ratio - cfg.ratio) > 1e-9:
-        # adapting to another sampling ratio: a new Φ learned with the adapters (Table VI)
-        from ..physics.cs import BlockCS, resize_sampling
-
-        old = base.op.phi
-        base.op = BlockCS(cfg.ratio, base.op.block)
-        if cfg.extra.get("phi_init", "resize") == "resize":
-            with torch.no_grad():
-                base.op.phi.copy_(resize_sampling(old, base.op.m))
+    if cfg.task != "cs" and cfg.phi != "learn":
+        raise UsageError(f"--phi {cfg.phi} is for CS (the sampling matrix Φ); {cfg.task} has no learned operator")
+    if cfg.phi not in models.PHI_MODES:
+        raise UsageError(f"--phi {cfg.phi!r}: use one of {', '.join(models.PHI_MODES)}")
     base.to_lorun(cfg.gamma)
+    if cfg.task == "cs":
+        # another sampling ratio (Table VI): Φ starts from the backbone's, then is learned, low-rank
+        # updated or kept as derived (--phi)
+        from ..physics.cs import BlockCS
+
+        phi0 = base.op.phi.detach()
+        if abs(base.op.ratio - cfg.ratio) > 1e-9:
+            base.op = BlockCS(cfg.ratio, base.op.block)
+        models.derive_phi(base, phi0, cfg.phi, cfg.gamma)
     return base
 
 

@@ -20,11 +20,13 @@ def param_report(model: nn.Module) -> dict[str, int]:
     - ``setting``: what one more setting (another CS ratio, another task variant) costs to store —
       for lorunK the adapters + per-stage scalars + operator parameters, otherwise the whole model;
     - ``adapter`` / ``backbone``: the LoRA part and the frozen part (0 where not applicable);
-    - ``operator``: learned degradation parameters (the CS sampling matrix Φ), counted in the totals above;
+    - ``operator``: learned degradation parameters (the CS sampling matrix Φ, or its low-rank update when Φ
+      is derived from the backbone's), counted in the totals above;
       ``network`` = ``stored - operator`` is the unfolding network alone (how DUN papers count).
     ``*_bytes`` are the same counts at each tensor's element size.
     """
-    params = list(model.parameters())
+    # a Φ derived from the backbone's (an adapter's ``--phi lora|frozen``) is rebuilt on load, never stored
+    params = [p for p in model.parameters() if not getattr(p, "_lorun_derived", False)]
     buffers = [b for name, b in model.named_buffers() if name.rsplit(".", 1)[-1] not in ("_merged",)]
     adapters = [p for _, layer in lora.lora_layers(model) for p in (layer.lora_A, layer.lora_B)]
     adapter_ids = {id(p) for p in adapters}
@@ -36,7 +38,8 @@ def param_report(model: nn.Module) -> dict[str, int]:
         return sum(t.numel() * t.element_size() for t in ts)
 
     op = getattr(model, "op", None)
-    op_params = _numel(op.parameters()) if isinstance(op, nn.Module) else 0
+    op_params = _numel(p for p in op.parameters() if not getattr(p, "_lorun_derived", False)) \
+        if isinstance(op, nn.Module) else 0
     return {
         "operator": op_params,
         "network": _numel(params) + _numel(buffers) - op_params,
