@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import metrics
+from . import metrics, models
 from .errors import UsageError
 from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, load_kernels
@@ -92,6 +92,12 @@ def _kernel_names(spec: str) -> list[str]:
     return names
 
 
+def _is_manifest_name(spec: str) -> bool:
+    from .io.weights import load_manifest, model_names
+
+    return spec in model_names(load_manifest())
+
+
 class Method:
     """A learned network or a classical baseline behind one call: restore(x_clean) -> (estimate, reference)."""
 
@@ -104,9 +110,11 @@ class Method:
             if spec in CLASSICAL["cs"] + CLASSICAL["sr"] + CLASSICAL["cassi"]:
                 raise UsageError(f"--compare {spec} is not a {opts.task} baseline; {opts.task} has "
                                  f"{', '.join(CLASSICAL[opts.task])}")
-            is_file = Path(spec).exists()
+            named = not is_model and spec not in LEARNED and _is_manifest_name(spec)
+            is_file = named or Path(spec).exists()
             if not is_model and not is_file and spec not in LEARNED:
-                raise UsageError(f"--compare {spec}: use {', '.join(LEARNED + CLASSICAL[opts.task])} or a file")
+                raise UsageError(f"--compare {spec}: use {', '.join(LEARNED + CLASSICAL[opts.task])}, a model "
+                                 f"name from `lorun weights list` or a file")
             model = spec if is_file else (opts.model if is_model else None)
             strategy = "lorun9" if is_model else spec
             self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device)
@@ -244,7 +252,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
             print(f"bench: {m.name} …", file=sys.stderr)
         scores, per_image, y, op = _score_method(m, opts, items)
         row: dict[str, Any] = {"method": m.name, "role": "model" if is_model else "compared",
-                               "strategy": str(m.net.strategy) if m.net is not None else m.spec,
+                               "strategy": models.strategy_label(m.net) if m.net is not None else m.spec,
                                **{k: round(v, 4) for k, v in scores.items()},
                                "per_image_psnr": [round(p, 3) for p in per_image]}
         row.update(m.params())

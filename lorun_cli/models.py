@@ -211,6 +211,17 @@ def _load_state(model: DUN, tensors: dict[str, Tensor], path: str | Path, partia
             own[k].copy_(v)
 
 
+def strategy_label(model: DUN) -> str:
+    """The strategy, plus the adapter settings where they differ from the paper's (γ = 10, Φ learned)."""
+    label = str(model.strategy)
+    if model.strategy.kind == "lorun":
+        extra = [f"γ{model.gamma:g}"] if model.gamma != 10 else []
+        mode = getattr(model.op, "phi_mode", "learn")
+        extra += [f"Φ-{mode}"] if mode != "learn" else []
+        label += f" ({', '.join(extra)})" if extra else ""
+    return label
+
+
 def describe(model: DUN) -> str:
     """One-line description, e.g. ``cs lorun9 unet/small pgd ratio=0.25``."""
     s = f"{model.task} {model.strategy} {model.denoiser_name}/{model.size} {model.algo}"
@@ -220,4 +231,4 @@ def describe(model: DUN) -> str:
 
 
 __all__ = ["TASKS", "PHI_MODES", "derive_phi", "build_model", "save_model", "load_model", "read_meta",
-           "backbone_sha256", "describe", "parse_strategy"]
+           "backbone_sha256", "describe", "strategy_label", "parse_strategy"]

@@ -45,8 +45,12 @@ class RestoreOptions:
 
 
 def default_model_name(task: str, strategy: str, ratio: float | None = None) -> str:
-    """The manifest entry serving ``task``/``strategy`` (for CS the one trained at ``ratio``, default 25 %)."""
-    entries = [e for e in load_manifest()["models"] if e.get("task") == task and e.get("strategy") == strategy]
+    """The manifest entry serving ``task``/``strategy`` (for CS the one trained at ``ratio``, default 25 %).
+
+    Variants (e.g. compact adapters) are only used when named.
+    """
+    entries = [e for e in load_manifest()["models"]
+               if e.get("task") == task and e.get("strategy") == strategy and not e.get("variant")]
     if task == "cs":
         want = 0.25 if ratio is None else ratio
         entries = [e for e in entries if abs(float(e.get("ratio", -1)) - want) < 1e-6]

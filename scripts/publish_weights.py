@@ -69,6 +69,13 @@ def publish(src: Path, name: str) -> dict:
     }
     if "op" in meta:
         entry["ratio"] = meta["op"]["ratio"]
+    if kind == "lorun":
+        gamma, phi = meta["config"].get("gamma") or 10.0, meta.get("op", {}).get("phi", "learn")
+        entry["gamma"] = gamma
+        if "op" in meta:
+            entry["phi"] = phi
+        if gamma != 10.0 or phi != "learn":  # not the paper's setting: served only when asked for by name
+            entry["variant"] = "compact"
     if meta.get("backbone"):
         entry["backbone"] = meta["backbone"]
     return entry

@@ -458,6 +458,13 @@ def test_pickled_object_in_pt_is_refused(lorun, tmp_path):
     assert not marker.exists() and not (tmp_path / "in_x4.png").exists()
 
 
+def test_bench_compares_a_manifest_model_by_name(lorun):
+    r = lorun("bench", "--json", "--compare", "cs-share9-r25", "--repeats", "1", "--no-memory")
+    assert_ok(r)
+    rows = json.loads(r.stdout)["rows"]
+    assert [(x["method"], x["strategy"]) for x in rows] == [("cs-lorun9-r25", "lorun9"), ("cs-share9-r25", "share9")]
+
+
 def test_bench_unknown_strategy(lorun):
     assert_error(lorun("bench", "--compare", "foo", "--no-memory", "--repeats", "1"), 2, "--compare foo", "block9")
     assert_error(lorun("bench", "--task", "sr", "--compare", "tv", "--no-memory"), 2, "not a sr baseline")

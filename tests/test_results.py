@@ -48,6 +48,21 @@ def test_cs_ratios_from_manifest() -> None:
     assert [c["ratio"] for c in expanded] == [0.1, 0.25] and "10 %" in expanded[0]["title"]
 
 
+def test_variants_are_compared_by_name_never_served_by_default() -> None:
+    models = [{"name": "a", "task": "cs", "strategy": "lorun9", "ratio": 0.1},
+              {"name": "a-compact", "task": "cs", "strategy": "lorun9", "ratio": 0.1, "variant": "compact"},
+              {"name": "b-compact", "task": "cs", "strategy": "lorun9", "ratio": 0.5, "variant": "compact"}]
+    assert results.cs_ratios(models) == [0.1]  # a variant alone does not add a ratio to the suite
+    assert results.variants(models, "cs", 0.1) == ["a-compact"] and results.variants(models, "sr", None) == []
+    assert results._has_model(models, "cs", "lorun9", 0.1) and not results._has_model(models, "cs", "lorun9", 0.5)
+    bytes_ = [{"name": "a", "task": "cs", "strategy": "lorun9", "ratio": 0.1, "bytes": 300},
+              {"name": "a-compact", "task": "cs", "strategy": "lorun9", "ratio": 0.1, "bytes": 90, "variant": "c"},
+              {"name": "f", "task": "cs", "strategy": "block9", "ratio": 0.1, "bytes": 1000}]
+    t = results._adapter_bytes_target(bytes_)
+    assert t.status == "MET" and "10 %: 0.300" in t.measured and "10 % a-compact: 0.090" in t.measured
+    assert results._adapter_bytes_target(bytes_[:1] + bytes_[2:]).status == "MISSED"
+
+
 def _row(strategy: str, psnr: float, network: int = 0, op: int = 0, lat: float = 1.0) -> dict:
     return {"method": strategy, "role": "model" if strategy == "lorun9" else "compared", "strategy": strategy,
             "psnr": psnr, "ssim": 0.9, "network": network, "stored": network + op, "operator": op,

@@ -136,6 +136,7 @@ def test_adapt_phi_derived_from_backbone(cs_root, tmp_path, mode):
     assert small.stat().st_size < learn.stat().st_size
     m = models.load_model(small)
     assert m.op.m == 32 and models.read_meta(small)["op"]["phi"] == mode
+    assert models.strategy_label(m) == f"lorun3 (Φ-{mode})"
     assert lora.state_sha256(m.state_dict()) == summary["weights_sha256"]  # reloads exactly what was trained
     derived = derive_sampling(models.load_model(bb).op.phi, 32)
     if mode == "frozen":
