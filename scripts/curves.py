@@ -21,7 +21,9 @@ from PIL import Image, ImageDraw
 RUNS = {
     "cs": [("cs-share9-r25", "cs-lorun9-r25"), ("cs-block9-r25",), ("cs-share9-r25", "curve15-cs-lorun9-r25")],
     "sr": [("sr-share9", "sr-lorun9"), ("sr-block9",)],
-    "cs ratio adapts": [("cs-share9-r25", "cs-lorun9-r10"), ("cs-share9-r25", "cs-lorun9-r1")],
+    "cs 10 %": [("cs-share9-r25", "cs-lorun9-r10"), ("cs-block9-r10",), ("cs-block1-r10",),
+                ("cs-share9-r25", "cs-lorun9-r10-compact")],
+    "cs ratio adapts": [("cs-share9-r25", "cs-lorun9-r1"), ("cs-share9-r25", "cs-lorun9-r50")],
     "cassi": [("cassi-share9", "cassi-lorun9"), ("cassi-block9",),
               ("curve15-cassi-share9", "curve15-cassi-lorun9"), ("curve15-cassi-block9",)],
 }
