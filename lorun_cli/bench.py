@@ -45,6 +45,7 @@ class BenchOptions:
     kernels: str = "K1"
     limit: int | None = None
     repeats: int = 10
+    baseline_repeats: int | None = None  # cap on the latency runs of classical baselines (slow, not compared)
     memory: bool = True
     device: str = "cpu"
     threads: int | None = None
@@ -257,7 +258,8 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                                "per_image_psnr": [round(p, 3) for p in per_image]}
         row.update(m.params())
         row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
-        row.update({k: round(v, 3) for k, v in _latency(m, y, op, opts.repeats).items()})
+        runs = min(opts.repeats, opts.baseline_repeats or opts.repeats) if m.classical else opts.repeats
+        row.update({k: round(v, 3) for k, v in _latency(m, y, op, runs).items()}, latency_runs=runs)
         row["peak_mem_mb"] = _peak_memory(m.spec if not is_model else "lorun9", opts, is_model)
         rows.append(row)
     ref = rows[0]

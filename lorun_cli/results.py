@@ -76,6 +76,10 @@ BUNDLED_SUITE: list[Config] = [
      "compare": ["block9", "gap-tv"], "data_note": "the bundled CAVE sample cube (256×256, 28 bands)"},
 ]
 
+#: Latency runs of the classical baselines on the page at most (GAP-TV/TV take seconds per run and no
+#: target compares their latency); learned models get every ``--repeats`` run.
+BASELINE_REPEATS = 3
+
 _OPTION_KEYS = ("task", "dataset", "ratio", "scale", "kernels", "limit", "compare")
 
 
@@ -200,7 +204,7 @@ def bench_options(cfg: Config, data_root: Path | None, device: str, threads: int
     if cfg["task"] != "cs":
         kw.pop("ratio", None)
     return BenchOptions(**kw, model=None, data=data_root if cfg.get("dataset") else None, repeats=repeats,
-                        memory=memory, device=device, threads=threads)
+                        baseline_repeats=BASELINE_REPEATS, memory=memory, device=device, threads=threads)
 
 
 # ------------------------------------------------------------------------------------------ machine facts
@@ -559,6 +563,12 @@ def _setting_text(cfg: Config, res: BenchResult) -> str:
     return f"{s.get('mask', 'mask')}, dispersion step {s.get('step', 2)}, 28 bands, no noise"
 
 
+def _runs_text(res: BenchResult, repeats: int) -> str:
+    """'N runs', or 'N runs (M for the classical baselines)' when the baselines were timed fewer times."""
+    fewer = {r["latency_runs"] for r in res.rows if r.get("latency_runs", repeats) != repeats}
+    return f"{repeats} runs" + (f" ({', '.join(map(str, sorted(fewer)))} for the classical baselines)" if fewer else "")
+
+
 def _measured_table(n: int, cfg: Config, res: BenchResult, repeats: int, memory: bool) -> list[str]:
     ds = cfg.get("dataset") or "samples"
     header = ("Method", "Strategy", "Params total", "Stored params (network + Φ)", "Stored MB", f"PSNR ({ds})",
@@ -583,7 +593,7 @@ def _measured_table(n: int, cfg: Config, res: BenchResult, repeats: int, memory:
            f"Protocol: {res.protocol}; PSNR/SSIM are means over all cases. Setting: {_setting_text(cfg, res)}. "
            "Params total: every parameter (for CS the learned Φ included); stored: what the model files hold "
            "(network, plus the learned CS sampling matrix Φ where there is one); × stored counts Φ too. "
-           f"Latency: median (min–max) of {repeats} runs after one "
+           f"Latency: median (min–max) of {_runs_text(res, repeats)} after one "
            f"warm-up, on the first case, {res.device}, {res.threads} thread(s). Peak memory: {mem}. "
            f"×: ratio to the model under test (lorun9).*")
     lines = _md_table(header, rows, left=2) + ["", cap]

@@ -39,6 +39,10 @@ def describe(name: str, meta: dict) -> str:
     what = {"share": "shared backbone (LoRun phase 1)", "lorun": "stage-wise LoRA adapters (LoRun phase 2)",
             "block": "independent per-stage denoisers (baseline)"}[re.match(r"[a-z]+", cfg["strategy"]).group(0)]
     extra = f", ratio {meta['op']['ratio']:g}" if "op" in meta else ""
+    if cfg["strategy"].startswith("lorun") and (cfg.get("gamma") or 10.0) != 10.0:
+        extra += f", γ {cfg['gamma']:g}"
+    if meta.get("op", {}).get("phi", "learn") != "learn":
+        extra += f", Φ = backbone's resized Φ{' + low-rank update' if meta['op']['phi'] == 'lora' else ''}"
     return f"{task} {cfg['strategy']}: {what}, {cfg['denoiser']}/{cfg['size']}, {cfg['algo']}{extra}; CPU-trained"
 
 

@@ -142,3 +142,14 @@ def test_build_results_on_bundled_samples(zoo: None, tmp_path: Path, monkeypatch
         assert im.format == "PNG" and im.width >= 600 and im.height >= 300
         rgb = im.convert("RGB")
         assert (214, 39, 40) in {c for _, c in rgb.getcolors(1 << 20)}  # the lorun9 markers
+
+
+def test_baselines_are_timed_at_most_baseline_repeats(zoo: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorun_cli.bench import BenchOptions, run_bench
+
+    monkeypatch.setattr(classical, "cs_tv", functools.partial(classical.cs_tv, iters=2))
+    res = run_bench(BenchOptions(task="cs", compare=["block9", "tv"], repeats=4, baseline_repeats=1, memory=False,
+                                 threads=1), quiet=True)
+    assert [r["latency_runs"] for r in res.rows] == [4, 4, 1]
+    assert results._runs_text(res, 4) == "4 runs (1 for the classical baselines)"
+    assert results.bench_options({"task": "sr", "compare": []}, None, "cpu", 1, 10, False).baseline_repeats == 3
