@@ -304,7 +304,8 @@ def _status(ok: bool) -> str:
 
 def _label(cfg: Config) -> str:
     if cfg["task"] == "cs":
-        return _pct(float(cfg["ratio"])) + ("" if cfg.get("dataset") else " (bundled samples)")
+        where = {"set11": "Set11", "bsd68": "BSD68"}.get(cfg.get("dataset") or "", cfg.get("dataset") or "")
+        return f"{where} {_pct(float(cfg['ratio']))}" if where else f"{_pct(float(cfg['ratio']))} (bundled samples)"
     return cfg["title"]
 
 

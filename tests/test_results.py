@@ -99,6 +99,8 @@ def test_targets_are_computed_from_results() -> None:
     assert status("SR CBSD68 ×4, 12-kernel mean: lorun9 ≥ bicubic") == "MET"  # +2.0 dB
     assert status("CASSI: lorun9 ≥ gap-tv") == "NOT MEASURED"
     assert status("CS: lorun9 PSNR ≥ block9") == "MISSED"  # −0.5 dB at 10 %
+    block = got[next(n for n in got if n.startswith("CS: lorun9 PSNR ≥ block9"))].measured
+    assert "Set11 25 %: -0.10 dB" in block and "Set11 10 %: -0.50 dB" in block  # each run named by data + ratio
     assert status("SR: lorun9 PSNR ≥ block9") == "MET"  # −0.1 dB
     assert status("CS: stored params") == "MET"  # 350/1000 on the network, Φ excluded
     assert "with Φ" in got[next(n for n in got if n.startswith("CS: stored params"))].measured
