@@ -367,7 +367,8 @@ def _gap_target(name: str, found: list[Run], other: str, margin: float, strict: 
         return Target(name, f"not measured (no run with lorun9 and {other})", "NOT MEASURED")
     worst = min(v for _, v in vals)
     ok = worst > margin if strict else worst >= margin
-    text = "; ".join(f"{_label(c)}: {v:+.2f} dB" for c, v in vals)
+    # a gap under 0.05 dB gets a third decimal, so a near-tie never reads as "+0.00 … MET"
+    text = "; ".join(f"{_label(c)}: {v:+.{3 if abs(v) < 0.05 else 2}f} dB" for c, v in vals)
     return Target(name, f"lorun9 − {other}: {text}", _status(ok))
 
 

@@ -101,6 +101,9 @@ def test_targets_are_computed_from_results() -> None:
     assert status("CS: lorun9 PSNR ≥ block9") == "MISSED"  # −0.5 dB at 10 %
     block = got[next(n for n in got if n.startswith("CS: lorun9 PSNR ≥ block9"))].measured
     assert "Set11 25 %: -0.10 dB" in block and "Set11 10 %: -0.50 dB" in block  # each run named by data + ratio
+    near = [_run("cs", "set11", [_row("lorun9", 20.8437), _row("tv", 20.8408)], ratio=0.01)]
+    (tv,) = [t for t in results.evaluate_targets(near, []) if t.name.startswith("CS: lorun9 beats tv")]
+    assert tv.status == "MET" and "Set11 1 %: +0.003 dB" in tv.measured  # a near-tie shows its third decimal
     assert status("SR: lorun9 PSNR ≥ block9") == "MET"  # −0.1 dB
     assert status("CS: stored params") == "MET"  # 350/1000 on the network, Φ excluded
     assert "with Φ" in got[next(n for n in got if n.startswith("CS: stored params"))].measured
