@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,8 @@ def _score_method(m: Method, opts: BenchOptions, items) -> tuple[dict[str, float
     return {"psnr": statistics.fmean(ps), "ssim": statistics.fmean(ss)}, ps, first[0], first[1]
 
 
-def _latency(m: Method, y: Tensor, op: Any, repeats: int) -> dict[str, float]:
+def _timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
+    """One timed inference of ``m`` on (y, op), in ms."""
     def once() -> float:
         if y.is_cuda:
             torch.cuda.synchronize()
@@ -192,9 +194,24 @@ def _latency(m: Method, y: Tensor, op: Any, repeats: int) -> dict[str, float]:
             torch.cuda.synchronize()
         return (time.perf_counter() - t) * 1000
 
-    once()  # warm-up
-    ts = [once() for _ in range(repeats)]
-    return {"latency_ms": statistics.median(ts), "latency_min_ms": min(ts), "latency_max_ms": max(ts)}
+    return once
+
+
+def _latencies(jobs: list[tuple[Callable[[], float], int]]) -> list[dict[str, float]]:
+    """Median/min/max latency of each (timer, runs) job, one warm-up each.
+
+    The runs are interleaved round-robin (A B C A B C …), so a slow drift of the machine (clock, cache,
+    other load) falls on every method alike instead of on whichever happened to run last.
+    """
+    for once, _ in jobs:
+        once()  # warm-up
+    times: list[list[float]] = [[] for _ in jobs]
+    for i in range(max((n for _, n in jobs), default=0)):
+        for (once, n), ts in zip(jobs, times):
+            if i < n:
+                ts.append(once())
+    return [{"latency_ms": statistics.median(ts), "latency_min_ms": min(ts), "latency_max_ms": max(ts)}
+            for ts in times]
 
 
 def _peak_memory(spec: str, opts: BenchOptions, is_model: bool) -> float | None:
@@ -247,7 +264,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     methods = [(Method("lorun9", opts, is_model=True), True)]
     ref_op = methods[0][0].cs_op  # classical CS baselines measure with the model under test's Φ
     methods += [(Method(c.strip(), opts, cs_op=ref_op), False) for c in opts.compare]
-    rows = []
+    rows, jobs = [], []
     for m, is_model in methods:
         if not quiet:
             print(f"bench: {m.name} …", file=sys.stderr)
@@ -259,9 +276,17 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
         row.update(m.params())
         row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
         runs = min(opts.repeats, opts.baseline_repeats or opts.repeats) if m.classical else opts.repeats
-        row.update({k: round(v, 3) for k, v in _latency(m, y, op, runs).items()}, latency_runs=runs)
+        row["latency_runs"] = runs
         row["peak_mem_mb"] = _peak_memory(m.spec if not is_model else "lorun9", opts, is_model)
         rows.append(row)
+        jobs.append((_timer(m, y, op), runs))
+    # learned models are timed together, interleaved; the (slow, never compared) classical ones on their own
+    learned = [i for i, (m, _) in enumerate(methods) if not m.classical]
+    for group in (learned, [i for i in range(len(methods)) if i not in learned]):
+        if not quiet and group:
+            print(f"bench: timing {', '.join(methods[i][0].name for i in group)} …", file=sys.stderr)
+        for i, lat in zip(group, _latencies([jobs[i] for i in group])):
+            rows[i].update({k: round(v, 3) for k, v in lat.items()})
     ref = rows[0]
     for r in rows:
         r["ratio_to_model"] = {k: (round(r[k] / ref[k], 3) if ref.get(k) else None)

@@ -596,7 +596,8 @@ def _measured_table(n: int, cfg: Config, res: BenchResult, repeats: int, memory:
            "Params total: every parameter (for CS the learned Φ included); stored: what the model files hold "
            "(network, plus the learned CS sampling matrix Φ where there is one); × stored counts Φ too. "
            f"Latency: median (min–max) of {_runs_text(res, repeats)} after one "
-           f"warm-up, on the first case, {res.device}, {res.threads} thread(s). Peak memory: {mem}. "
+           f"warm-up each, on the first case, the learned models' runs interleaved (A B A B …) so drift hits "
+           f"them alike, {res.device}, {res.threads} thread(s). Peak memory: {mem}. "
            f"×: ratio to the model under test (lorun9).*")
     lines = _md_table(header, rows, left=2) + ["", cap]
     if cfg.get("notes"):

@@ -158,3 +158,19 @@ def test_baselines_are_timed_at_most_baseline_repeats(zoo: None, monkeypatch: py
     assert [r["latency_runs"] for r in res.rows] == [4, 4, 1]
     assert results._runs_text(res, 4) == "4 runs (1 for the classical baselines)"
     assert results.bench_options({"task": "sr", "compare": []}, None, "cpu", 1, 10, False).baseline_repeats == 3
+
+
+def test_latency_runs_are_interleaved_round_robin() -> None:
+    from lorun_cli.bench import _latencies
+
+    calls: list[str] = []
+
+    def timer(name: str, ms: float):
+        def once() -> float:
+            calls.append(name)
+            return ms
+        return once
+
+    lat = _latencies([(timer("a", 2.0), 3), (timer("b", 5.0), 3), (timer("c", 1.0), 1)])
+    assert calls == ["a", "b", "c", "a", "b", "c", "a", "b", "a", "b"]  # warm-ups, then A B C A B A B
+    assert [x["latency_ms"] for x in lat] == [2.0, 5.0, 1.0]
