@@ -69,6 +69,18 @@ class BenchResult:
         return asdict(self)
 
 
+HEADLINE = {"cs": ("set11", "cs/set11"), "sr": ("set5", "sr/set5"), "cassi": ("cave", "cassi/cave/test")}
+
+
+def default_dataset(task: str, data: str | os.PathLike | None) -> str | None:
+    """The task's headline test set (the manifest's metrics) when the data root holds it; else None (samples)."""
+    root = data if data not in (None, "") else os.environ.get("LORUN_DATA")
+    if not root or task not in HEADLINE:
+        return None
+    name, rel = HEADLINE[task]
+    return name if (Path(root).expanduser() / rel).is_dir() else None
+
+
 def _testset(opts: BenchOptions) -> tuple[str, list[tuple[str, Tensor]]]:
     from .train import data
 

@@ -535,3 +535,24 @@ def test_weights_list_fetch_verify_path(zoo_env, tmp_path):
 
     assert_error(run_lorun(["weights", "path", "nope"], env, tmp_path), 1, "nope", "sr-lorun9")
     assert_error(run_lorun(["weights", "fetch", "nope"], env, tmp_path), 2, "nope")
+
+
+def test_bench_defaults_to_the_headline_set_when_the_data_root_has_it(lorun, zoo_env, tmp_path):
+    from PIL import Image
+
+    set11 = tmp_path / "root" / "cs" / "set11"
+    set11.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(set11 / f"img{i}.png")
+    env = {**zoo_env, "LORUN_DATA": str(tmp_path / "root")}
+    args = ("bench", "--json", "--compare", "block9", "--repeats", "1", "--no-memory")
+    r = lorun(*args, env=env)
+    assert_ok(r)
+    assert json.loads(r.stdout)["dataset"] == "set11"  # the manifest's metrics are Set11 numbers
+    r = lorun(*args, "--dataset", "samples", env=env)
+    assert_ok(r)
+    assert json.loads(r.stdout)["dataset"] == "bundled samples"
+    r = lorun(*args, env={**zoo_env, "LORUN_DATA": str(tmp_path)})  # a root without cs/set11
+    assert_ok(r)
+    assert json.loads(r.stdout)["dataset"] == "bundled samples"

@@ -192,7 +192,9 @@ def bench(
     task: Annotated[str, typer.Option(help=TASK_HELP)] = "cs",
     model: Annotated[str | None, typer.Option(help="The model under test (default: the task's lorun9).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Test set (cs: set11, bsd68; sr: set5, set14, bsd100, "
-                                                "cbsd68; cassi: cave). Default: bundled samples.")] = None,
+                                                "cbsd68; cassi: cave; samples). Default: the task's headline "
+                                                "set (set11, set5, cave) when the data root holds it, else the "
+                                                "bundled samples.")] = None,
     data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root for --dataset.")] = None,
     ratio: Annotated[float | None, typer.Option(help="CS ratio (picks the matching bundled models).")] = None,
     scale: Annotated[int, typer.Option(help="SR scale.")] = 4,
@@ -212,7 +214,7 @@ def bench(
     `lorun bench --all --markdown docs/RESULTS.md --plot docs/psnr_params.png --data DIR` regenerates the
     results page from the bundled models.
     """
-    from ..bench import BenchOptions, run_bench
+    from ..bench import BenchOptions, default_dataset, run_bench
     from ..report import print_bench
 
     dev = _setup_torch()
@@ -226,6 +228,10 @@ def bench(
         return
     if markdown is not None or plot is not None:
         raise UsageError("--markdown/--plot go with --all")
+    if dataset is None:
+        dataset = default_dataset(task, data)
+    elif dataset.strip().lower() == "samples":
+        dataset = None
     opts = BenchOptions(task=task, model=model, compare=[c for c in compare.split(",") if c.strip()],
                         dataset=dataset, data=data, ratio=ratio, scale=scale, kernels=kernels, limit=limit,
                         repeats=repeats, memory=memory, device=dev, threads=STATE.threads, seed=STATE.seed)
