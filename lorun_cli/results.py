@@ -43,7 +43,9 @@ DATASET_DIRS: dict[tuple[str, str], str] = {
 }
 
 #: The full suite run by ``lorun bench --all --data ROOT``. ``ratio: "each"`` expands to every ratio for
-#: which the manifest has a CS lorun9 model; ``"variants"`` in ``compare`` to the manifest's variant models.
+#: which the manifest has a CS lorun9 model; ``"variants"`` in ``compare`` to the manifest's variant models;
+#: SR ``scale``/``kernels: "each"`` to every scale × kernel case, shown as one PSNR grid (``grid``: one
+#: latency run, no memory probe, since only PSNR is reported there).
 #: Keys of :class:`BenchOptions` plus ``key``, ``title``, ``data_note``.
 SUITE: list[Config] = [
     {"key": "cs-set11", "title": "CS — Set11", "task": "cs", "dataset": "set11", "ratio": "each",
@@ -59,6 +61,9 @@ SUITE: list[Config] = [
      "(120 image-kernel cases)"},
     {"key": "sr-set14-x2-k1", "title": "SR — Set14 ×2, kernel K1", "task": "sr", "dataset": "set14", "scale": 2,
      "kernels": "K1", "compare": ["block9", "bicubic"], "data_note": "Set14, all 14 images, ×2, blur kernel K1"},
+    {"key": "sr-cbsd68-grid", "title": "SR — CBSD68 first 10 images, every scale × kernel", "task": "sr",
+     "dataset": "cbsd68", "scale": "each", "kernels": "each", "limit": 10, "compare": ["bicubic"], "grid": True,
+     "data_note": "CBSD68 first 10 images (order of assets/cbsd68.json), no noise"},
     {"key": "cassi-cave", "title": "CASSI — CAVE hold-out (3 centre crops)", "task": "cassi", "dataset": "cave",
      "compare": ["block9", "gap-tv"],
      "data_note": "CAVE hold-out: the 3 test scenes, centre 256×256 crops, 21 bands interpolated to 28 "
@@ -126,7 +131,13 @@ def _pct(ratio: float) -> str:
 
 
 def _expand(cfg: Config, models: list[dict[str, Any]]) -> list[Config]:
-    """Concrete configurations of one suite entry (CS ratios resolved)."""
+    """Concrete configurations of one suite entry (CS ratios, SR scale × kernel grids resolved)."""
+    if cfg["task"] == "sr" and cfg.get("scale") == "each":
+        from .physics.sr import load_kernels
+
+        names = list(load_kernels()) if cfg.get("kernels") == "each" else [cfg["kernels"]]
+        return [{**cfg, "key": f"{cfg['key']}-x{sc}-{k}", "title": f"{cfg['title']}: ×{sc} {k}", "scale": sc,
+                 "kernels": k} for sc in (2, 3, 4) for k in names]
     if cfg["task"] != "cs":
         return [dict(cfg)]
     if cfg.get("ratio") == "each":
@@ -176,7 +187,9 @@ def plan_suite(data_root: Path | None, suite: Sequence[Config] | None = None
                 what = f"{cfg['task']} lorun9" + (f" at ratio {_pct(ratio)}" if ratio is not None else "")
                 why = f"no {what} model in the weights manifest"
             if why is not None:
-                skipped.append((cfg["task"], f"{cfg['title']}: not run — {why}."))
+                title = cfg["title"].split(":")[0] if cfg.get("grid") else cfg["title"]  # one line per grid
+                if (cfg["task"], f"{title}: not run — {why}.") not in skipped:
+                    skipped.append((cfg["task"], f"{title}: not run — {why}."))
                 continue
             keep, notes = [], []
             compare = [v for c in cfg["compare"]
@@ -203,6 +216,8 @@ def bench_options(cfg: Config, data_root: Path | None, device: str, threads: int
     kw = {k: cfg[k] for k in _OPTION_KEYS if k in cfg}
     if cfg["task"] != "cs":
         kw.pop("ratio", None)
+    if cfg.get("grid"):  # a PSNR grid: latency and memory are measured by the other configurations
+        repeats, memory = 1, False
     return BenchOptions(**kw, model=None, data=data_root if cfg.get("dataset") else None, repeats=repeats,
                         baseline_repeats=BASELINE_REPEATS, memory=memory, device=device, threads=threads)
 
@@ -330,6 +345,8 @@ def _task_runs(runs: list[Run], task: str, prefer: str | None = None) -> tuple[l
 def evaluate_targets(runs: list[Run], models: list[dict[str, Any]] | None = None) -> list[Target]:
     """Every project target with the measured value and MET / MISSED (or NOT MEASURED), from the results."""
     models = models if models is not None else _manifest_models()
+    grid = [r for r in runs if r[0].get("grid")]
+    runs = [r for r in runs if not r[0].get("grid")]
     out: list[Target] = []
     for ratio, thr in ((0.25, 31.5), (0.10, 26.5), (0.50, 37.0)):
         out.append(_absolute(f"CS Set11 {_pct(ratio)}: lorun9 PSNR ≥ {thr:g} dB",
@@ -341,6 +358,8 @@ def evaluate_targets(runs: list[Run], models: list[dict[str, Any]] | None = None
     sr4 = _find(runs, "sr", "cbsd68", scale=4, kernels="all")
     out.append(_absolute("SR CBSD68 ×4, 12-kernel mean: lorun9 PSNR ≥ 24.5 dB", sr4, 24.5))
     out.append(_gap_target("SR CBSD68 ×4, 12-kernel mean: lorun9 ≥ bicubic + 1.5 dB", sr4, "bicubic", 1.5))
+    out.append(_every_case_target("SR: lorun9 ≥ bicubic + 1.5 dB for every kernel and scale",
+                                  [r for r in grid if r[0]["task"] == "sr"], "bicubic", 1.5))
 
     ca_runs, src = _task_runs(runs, "cassi", "cave")
     out.append(_gap_target("CASSI: lorun9 ≥ gap-tv + 5 dB" + src, ca_runs, "gap-tv", 5.0))
@@ -370,6 +389,23 @@ def _gap_target(name: str, found: list[Run], other: str, margin: float, strict: 
     # a gap under 0.05 dB gets a third decimal, so a near-tie never reads as "+0.00 … MET"
     text = "; ".join(f"{_label(c)}: {v:+.{3 if abs(v) < 0.05 else 2}f} dB" for c, v in vals)
     return Target(name, f"lorun9 − {other}: {text}", _status(ok))
+
+
+def _case(cfg: Config) -> str:
+    return f"×{cfg['scale']} {cfg['kernels']}"
+
+
+def _every_case_target(name: str, found: list[Run], other: str, margin: float) -> Target:
+    """lorun9 − ``other`` ≥ ``margin`` dB in every case of a grid; the measured text names the cases below."""
+    vals = [(c, a - b) for c, r in found
+            if (a := _psnr(r, "lorun9")) is not None and (b := _psnr(r, other)) is not None]
+    if not vals:
+        return Target(name, f"not measured (no scale × kernel grid with lorun9 and {other})", "NOT MEASURED")
+    below = [(c, v) for c, v in vals if v < margin]
+    text = (f"{len(vals)} cases on {found[0][0]['dataset'].upper()}: lorun9 − {other} from "
+            f"{min(v for _, v in vals):+.2f} to {max(v for _, v in vals):+.2f} dB; ")
+    text += ("below: " + ", ".join(f"{_case(c)} {v:+.2f}" for c, v in below)) if below else "none below"
+    return Target(name, text, _status(not below))
 
 
 def _params_target(task: str, found: list[Run]) -> Target:
@@ -610,6 +646,28 @@ def _measured_table(n: int, cfg: Config, res: BenchResult, repeats: int, memory:
     return lines
 
 
+def _grid_table(n: int, grid: list[Run]) -> list[str]:
+    """One PSNR table for a scale × kernel grid: a row per kernel, lorun9 / other / gap per scale."""
+    cfg0, res0 = grid[0]
+    other = next(r["strategy"] for r in res0.rows if r.get("role") != "model")
+    scales = sorted({c["scale"] for c, _ in grid})
+    cells = {(c["kernels"], c["scale"]): r for c, r in grid}
+    header = ["Kernel"] + [f"×{s} {h}" for s in scales for h in ("lorun9", other, "gap")]
+    rows = []
+    for k in dict.fromkeys(c["kernels"] for c, _ in grid):
+        row = [k]
+        for s in scales:
+            r = cells.get((k, s))
+            a, b = (_psnr(r, "lorun9"), _psnr(r, other)) if r else (None, None)
+            row += [_fmt(a), _fmt(b), f"{a - b:+.2f}" if a is not None and b is not None else "–"]
+        rows.append(row)
+    title = cfg0["title"].split(":")[0]
+    cap = (f"*Table {n}. {title}: PSNR (dB) of lorun9 and {other}, gap = lorun9 − {other}. Test data: "
+           f"{cfg0.get('data_note', res0.dataset)}. Protocol: {res0.protocol.rsplit(', border', 1)[0]}, border = "
+           "scale; means over the images. PSNR only: latency and memory are in the tables above.*")
+    return [f"### {title}", ""] + _md_table(header, rows) + ["", cap]
+
+
 def _published_lines(task: str) -> list[str]:
     pub = PUBLISHED[task]
     lines = ["#### Published numbers (other protocol/data, not measured here)", ""]
@@ -646,9 +704,15 @@ def render_markdown(runs: list[Run], skipped: list[tuple[str, str]], targets: li
         task_skips = [text for t, text in skipped if t == task]
         lines += [f"## {TASK_TITLES[task]}", ""]
         for cfg, res in task_runs:
+            if cfg.get("grid"):
+                continue
             n += 1
             lines += [f"### {cfg['title']}", ""]
             lines += _measured_table(n, cfg, res, repeats, memory) + [""]
+        for key in dict.fromkeys(c["key"].rsplit("-x", 1)[0] for c, _ in task_runs if c.get("grid")):
+            n += 1
+            lines += _grid_table(n, [(c, r) for c, r in task_runs
+                                     if c.get("grid") and c["key"].rsplit("-x", 1)[0] == key]) + [""]
         if not task_runs:
             lines += ["No configuration of this task was measured.", ""]
         if task_skips:
@@ -689,11 +753,11 @@ def _ascii(text: str) -> str:
 
 def _headline(runs: list[Run], task: str) -> Run | None:
     """The run a task's panel shows: the Set11 25 % / CBSD68 ×4 / CAVE one, else the task's first run."""
-    found = _find(runs, task)
+    found = [r for r in _find(runs, task) if not r[0].get("grid")]
     if not found:
         return None
     ds, ratio = _HEADLINE[task]
-    best = _find(runs, task, ds, ratio)
+    best = [r for r in _find(runs, task, ds, ratio) if not r[0].get("grid")]
     return best[0] if best else found[0]
 
 

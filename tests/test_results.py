@@ -33,6 +33,7 @@ def test_plan_suite_skips_missing_data_and_models(zoo: None, tmp_path: Path) -> 
     text = "\n".join(t for _, t in skipped)
     assert "cs/bsd68" in text and "sr/set5" in text and "sr/bsd100" in text and "cassi/cave/test" in text
     assert {t for t, _ in skipped} == {"cs", "sr", "cassi"}
+    assert sum("every scale × kernel" in t for t in text.splitlines()) == 1  # one line for a whole grid
     opts = results.bench_options(cfg, tmp_path, "cpu", 1, 3, False)
     assert (opts.task, opts.dataset, opts.ratio, opts.compare, opts.repeats) == ("cs", "set11", 0.25, cfg["compare"], 3)
     # without a data root only the bundled-samples suite is planned, one configuration per task
@@ -174,3 +175,24 @@ def test_latency_runs_are_interleaved_round_robin() -> None:
     lat = _latencies([(timer("a", 2.0), 3), (timer("b", 5.0), 3), (timer("c", 1.0), 1)])
     assert calls == ["a", "b", "c", "a", "b", "c", "a", "b", "a", "b"]  # warm-ups, then A B C A B A B
     assert [x["latency_ms"] for x in lat] == [2.0, 5.0, 1.0]
+
+
+def test_sr_grid_expands_scores_every_case_and_renders_one_table() -> None:
+    (grid,) = [c for c in results.SUITE if c.get("grid")]
+    cases = results._expand(grid, [])
+    assert len(cases) == 36 and {(c["scale"], c["kernels"]) for c in cases} >= {(2, "K1"), (4, "K12")}
+    opts = results.bench_options(cases[0], Path("."), "cpu", 1, 10, True)
+    assert (opts.scale, opts.kernels, opts.repeats, opts.memory) == (2, "K1", 1, False)
+    runs = [_run("sr", "cbsd68", [_row("lorun9", 26.0 + (c["kernels"] == "K1")), _row("bicubic", 25.0)],
+                 **{k: c[k] for k in ("key", "title", "scale", "kernels", "grid")}) for c in cases]
+    runs = [({**cfg, "title": c["title"]}, res) for (cfg, res), c in zip(runs, cases)]
+    got = {t.name: t for t in results.evaluate_targets(runs, [])}
+    every = got["SR: lorun9 ≥ bicubic + 1.5 dB for every kernel and scale"]
+    assert every.status == "MISSED" and "36 cases on CBSD68" in every.measured
+    assert "×2 K2 +1.00" in every.measured and "K1 +" not in every.measured  # K1 cases gain 2 dB here
+    assert got["SR: lorun9 PSNR ≥ block9 − 0.2 dB (every run)"].status == "NOT MEASURED"  # grid runs left out
+    page = results.render_markdown(runs, [], [], {"device": "cpu", "threads": "1", "cpu": "x", "torch": "t",
+                                                   "lorun": "l", "python": "p"}, "cmd", None, Path("."), 1, False,
+                                   False)
+    assert page.count("### SR — CBSD68 first 10 images, every scale × kernel") == 1
+    assert "| Kernel | ×2 lorun9 | ×2 bicubic | ×2 gap |" in page and "| K12 | 26.00 | 25.00 | +1.00 |" in page
