@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from . import metrics, models
-from .errors import UsageError
+from .errors import LorunError, UsageError
 from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, load_kernels
 from .restore import PROTOCOL, load_task_model
@@ -69,16 +69,29 @@ class BenchResult:
         return asdict(self)
 
 
-HEADLINE = {"cs": ("set11", "cs/set11"), "sr": ("set5", "sr/set5"), "cassi": ("cave", "cassi/cave/test")}
+#: Data folder (relative to the data root) each test set is read from.
+DATASET_DIRS: dict[tuple[str, str], str] = {
+    ("cs", "set11"): "cs/set11",
+    ("cs", "bsd68"): "cs/bsd68",
+    ("sr", "set5"): "sr/set5",
+    ("sr", "set14"): "sr/set14",
+    ("sr", "cbsd68"): "sr/bsd100",
+    ("cassi", "cave"): "cassi/cave/test",
+}
+#: Each task's headline test set: the one the weights manifest's metrics are measured on.
+HEADLINE = {"cs": "set11", "sr": "set5", "cassi": "cave"}
 
 
 def default_dataset(task: str, data: str | os.PathLike | None) -> str | None:
-    """The task's headline test set (the manifest's metrics) when the data root holds it; else None (samples)."""
-    root = data if data not in (None, "") else os.environ.get("LORUN_DATA")
-    if not root or task not in HEADLINE:
+    """The task's headline test set when the data root (``--data`` / ``$LORUN_DATA``) holds it; else None."""
+    from .train.data import data_root
+
+    try:
+        root = data_root(data)
+    except LorunError:
         return None
-    name, rel = HEADLINE[task]
-    return name if (Path(root).expanduser() / rel).is_dir() else None
+    name = HEADLINE.get(task)
+    return name if name and (root / DATASET_DIRS[(task, name)]).is_dir() else None
 
 
 def _testset(opts: BenchOptions) -> tuple[str, list[tuple[str, Tensor]]]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .bench import BenchOptions, BenchResult, run_bench
+from .bench import DATASET_DIRS, BenchOptions, BenchResult, run_bench
 from .errors import LorunError
 from .io.checkpoint import atomic_write_bytes
 
@@ -31,16 +31,6 @@ TASK_TITLES = {"cs": "Compressive sensing (CS)", "sr": "Super-resolution (SR)", 
 TASK_ORDER = ("cs", "sr", "cassi")
 CLASSICAL = {"linear", "tv", "bicubic", "gap-tv"}
 LEARNED = {"block1", "share9", "block9", "lorun9"}
-
-#: Data folder (relative to the data root) each test set is read from.
-DATASET_DIRS: dict[tuple[str, str], str] = {
-    ("cs", "set11"): "cs/set11",
-    ("cs", "bsd68"): "cs/bsd68",
-    ("sr", "set5"): "sr/set5",
-    ("sr", "set14"): "sr/set14",
-    ("sr", "cbsd68"): "sr/bsd100",
-    ("cassi", "cave"): "cassi/cave/test",
-}
 
 #: The full suite run by ``lorun bench --all --data ROOT``. ``ratio: "each"`` expands to every ratio for
 #: which the manifest has a CS lorun9 model; ``"variants"`` in ``compare`` to the manifest's variant models;
@@ -137,7 +127,7 @@ def _expand(cfg: Config, models: list[dict[str, Any]]) -> list[Config]:
 
         names = list(load_kernels()) if cfg.get("kernels") == "each" else [cfg["kernels"]]
         return [{**cfg, "key": f"{cfg['key']}-x{sc}-{k}", "title": f"{cfg['title']}: ×{sc} {k}", "scale": sc,
-                 "kernels": k} for sc in (2, 3, 4) for k in names]
+                 "kernels": k, "grid": cfg["key"], "grid_title": cfg["title"]} for sc in (2, 3, 4) for k in names]
     if cfg["task"] != "cs":
         return [dict(cfg)]
     if cfg.get("ratio") == "each":
@@ -187,9 +177,9 @@ def plan_suite(data_root: Path | None, suite: Sequence[Config] | None = None
                 what = f"{cfg['task']} lorun9" + (f" at ratio {_pct(ratio)}" if ratio is not None else "")
                 why = f"no {what} model in the weights manifest"
             if why is not None:
-                title = cfg["title"].split(":")[0] if cfg.get("grid") else cfg["title"]  # one line per grid
-                if (cfg["task"], f"{title}: not run — {why}.") not in skipped:
-                    skipped.append((cfg["task"], f"{title}: not run — {why}."))
+                line = (cfg["task"], f"{cfg.get('grid_title', cfg['title'])}: not run — {why}.")
+                if line not in skipped:  # a grid's cases share one line
+                    skipped.append(line)
                 continue
             keep, notes = [], []
             compare = [v for c in cfg["compare"]
@@ -359,7 +349,7 @@ def evaluate_targets(runs: list[Run], models: list[dict[str, Any]] | None = None
     out.append(_absolute("SR CBSD68 ×4, 12-kernel mean: lorun9 PSNR ≥ 24.5 dB", sr4, 24.5))
     out.append(_gap_target("SR CBSD68 ×4, 12-kernel mean: lorun9 ≥ bicubic + 1.5 dB", sr4, "bicubic", 1.5))
     out.append(_every_case_target("SR: lorun9 ≥ bicubic + 1.5 dB for every kernel and scale",
-                                  [r for r in grid if r[0]["task"] == "sr"], "bicubic", 1.5))
+                                  _find(grid, "sr"), "bicubic", 1.5))
 
     ca_runs, src = _task_runs(runs, "cassi", "cave")
     out.append(_gap_target("CASSI: lorun9 ≥ gap-tv + 5 dB" + src, ca_runs, "gap-tv", 5.0))
@@ -375,13 +365,15 @@ def evaluate_targets(runs: list[Run], models: list[dict[str, Any]] | None = None
     return out
 
 
+def _gaps(found: list[Run], other: str) -> list[tuple[Config, float]]:
+    """(config, lorun9 − ``other`` PSNR) of every run that has both rows."""
+    return [(c, a - b) for c, r in found
+            if (a := _psnr(r, "lorun9")) is not None and (b := _psnr(r, other)) is not None]
+
+
 def _gap_target(name: str, found: list[Run], other: str, margin: float, strict: bool = False) -> Target:
     """lorun9 − ``other`` ≥ ``margin`` dB (> when ``strict``) in every run that has both."""
-    vals = []
-    for cfg, res in found:
-        a, b = _psnr(res, "lorun9"), _psnr(res, other)
-        if a is not None and b is not None:
-            vals.append((cfg, a - b))
+    vals = _gaps(found, other)
     if not vals:
         return Target(name, f"not measured (no run with lorun9 and {other})", "NOT MEASURED")
     worst = min(v for _, v in vals)
@@ -397,8 +389,7 @@ def _case(cfg: Config) -> str:
 
 def _every_case_target(name: str, found: list[Run], other: str, margin: float) -> Target:
     """lorun9 − ``other`` ≥ ``margin`` dB in every case of a grid; the measured text names the cases below."""
-    vals = [(c, a - b) for c, r in found
-            if (a := _psnr(r, "lorun9")) is not None and (b := _psnr(r, other)) is not None]
+    vals = _gaps(found, other)
     if not vals:
         return Target(name, f"not measured (no scale × kernel grid with lorun9 and {other})", "NOT MEASURED")
     below = [(c, v) for c, v in vals if v < margin]
@@ -661,7 +652,7 @@ def _grid_table(n: int, grid: list[Run]) -> list[str]:
             a, b = (_psnr(r, "lorun9"), _psnr(r, other)) if r else (None, None)
             row += [_fmt(a), _fmt(b), f"{a - b:+.2f}" if a is not None and b is not None else "–"]
         rows.append(row)
-    title = cfg0["title"].split(":")[0]
+    title = cfg0["grid_title"]
     cap = (f"*Table {n}. {title}: PSNR (dB) of lorun9 and {other}, gap = lorun9 − {other}. Test data: "
            f"{cfg0.get('data_note', res0.dataset)}. Protocol: {res0.protocol.rsplit(', border', 1)[0]}, border = "
            "scale; means over the images. PSNR only: latency and memory are in the tables above.*")
@@ -709,10 +700,9 @@ def render_markdown(runs: list[Run], skipped: list[tuple[str, str]], targets: li
             n += 1
             lines += [f"### {cfg['title']}", ""]
             lines += _measured_table(n, cfg, res, repeats, memory) + [""]
-        for key in dict.fromkeys(c["key"].rsplit("-x", 1)[0] for c, _ in task_runs if c.get("grid")):
+        for grid in dict.fromkeys(c["grid"] for c, _ in task_runs if c.get("grid")):
             n += 1
-            lines += _grid_table(n, [(c, r) for c, r in task_runs
-                                     if c.get("grid") and c["key"].rsplit("-x", 1)[0] == key]) + [""]
+            lines += _grid_table(n, [(c, r) for c, r in task_runs if c.get("grid") == grid]) + [""]
         if not task_runs:
             lines += ["No configuration of this task was measured.", ""]
         if task_skips:
@@ -753,11 +743,12 @@ def _ascii(text: str) -> str:
 
 def _headline(runs: list[Run], task: str) -> Run | None:
     """The run a task's panel shows: the Set11 25 % / CBSD68 ×4 / CAVE one, else the task's first run."""
-    found = [r for r in _find(runs, task) if not r[0].get("grid")]
+    runs = [r for r in runs if not r[0].get("grid")]
+    found = _find(runs, task)
     if not found:
         return None
     ds, ratio = _HEADLINE[task]
-    best = [r for r in _find(runs, task, ds, ratio) if not r[0].get("grid")]
+    best = _find(runs, task, ds, ratio)
     return best[0] if best else found[0]
 
 

@@ -184,7 +184,7 @@ def test_sr_grid_expands_scores_every_case_and_renders_one_table() -> None:
     opts = results.bench_options(cases[0], Path("."), "cpu", 1, 10, True)
     assert (opts.scale, opts.kernels, opts.repeats, opts.memory) == (2, "K1", 1, False)
     runs = [_run("sr", "cbsd68", [_row("lorun9", 26.0 + (c["kernels"] == "K1")), _row("bicubic", 25.0)],
-                 **{k: c[k] for k in ("key", "title", "scale", "kernels", "grid")}) for c in cases]
+                 **{k: c[k] for k in ("key", "title", "scale", "kernels", "grid", "grid_title")}) for c in cases]
     runs = [({**cfg, "title": c["title"]}, res) for (cfg, res), c in zip(runs, cases)]
     got = {t.name: t for t in results.evaluate_targets(runs, [])}
     every = got["SR: lorun9 ≥ bicubic + 1.5 dB for every kernel and scale"]
