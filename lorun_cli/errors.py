@@ -23,3 +23,15 @@ class UsageError(LorunError):
     """Wrong or inconsistent command-line usage (bad option value, wrong combination); exits with code 2."""
 
     exit_code: int = 2
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM: the CLI prints ``lorun: interrupted`` (plus ``note``) and exits 130 / 143.
+
+    A BaseException, like KeyboardInterrupt, so ``except Exception`` blocks do not swallow it; not a
+    KeyboardInterrupt, so Typer does not turn it into a silent exit.
+    """
+
+    def __init__(self, note: str = "", exit_code: int = 130) -> None:
+        super().__init__(note)
+        self.note, self.exit_code = note, exit_code

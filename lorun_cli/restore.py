@@ -2,46 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import metrics, models
+from . import memory, metrics, models
 from .errors import LorunError, UsageError
 from .io import images
 from .io.weights import load_manifest, resolve_model
+from .options import CUBE_EXTS, RestoreOptions, expand_inputs, min_tile, output_path, plan
 from .physics.cassi import CASSI, WAVELENGTHS_28, load_mask
 from .physics.cs import BlockCS
 from .physics.sr import SRBlur, load_kernel_file, load_kernels
 from .unfold import DUN
 
-CUBE_EXTS = (".mat", ".npy", ".npz", ".tif", ".tiff")
-
-
-@dataclass
-class RestoreOptions:
-    """What `lorun restore` was asked to do."""
-
-    task: str = "sr"
-    model: str | None = None
-    strategy: str = "lorun9"
-    backbone: Path | None = None
-    scale: int = 4
-    kernel: str = "K1"
-    noise: float = 0.0
-    ratio: float | None = None
-    mask: Path | None = None
-    simulate: bool = False
-    ref: Path | None = None
-    output: Path | None = None
-    force: bool = False
-    tile: int = 0
-    device: str = "cpu"
-    seed: int = 0
+__all__ = ["CUBE_EXTS", "RestoreOptions", "default_model_name", "expand_inputs", "load_task_model", "output_path",
+           "run_restore", "run_tiled"]
 
 
 def default_model_name(task: str, strategy: str, ratio: float | None = None) -> str:
@@ -49,15 +30,20 @@ def default_model_name(task: str, strategy: str, ratio: float | None = None) -> 
 
     Variants (e.g. compact adapters) are only used when named.
     """
-    entries = [e for e in load_manifest()["models"]
-               if e.get("task") == task and e.get("strategy") == strategy and not e.get("variant")]
+    served = [e for e in load_manifest()["models"] if e.get("task") == task and not e.get("variant")]
+    entries = [e for e in served if e.get("strategy") == strategy]
+    if not entries:
+        have = sorted({str(e.get("strategy")) for e in served})
+        raise UsageError(f"--strategy {strategy}: no bundled {task} model of that kind; bundled: "
+                         f"{', '.join(have) or 'none'} (or pass --model FILE)")
     if task == "cs":
         want = 0.25 if ratio is None else ratio
+        ratios = sorted({float(e["ratio"]) for e in entries if "ratio" in e})
         entries = [e for e in entries if abs(float(e.get("ratio", -1)) - want) < 1e-6]
-    if not entries:
-        what = f"{task} {strategy}" + (f" at ratio {ratio if ratio is not None else 0.25:g}" if task == "cs" else "")
-        raise LorunError(f"no bundled {what} model; see `lorun weights list`, or train one "
-                         f"(`lorun pretrain`/`lorun adapt`) and pass --model FILE")
+        if not entries:
+            raise UsageError(f"--ratio {want:g}: no bundled cs {strategy} model samples at this ratio; bundled "
+                             f"ratios: {', '.join(f'{r:g}' for r in ratios)} (or train one with `lorun adapt "
+                             f"--ratio {want:g}` and pass --model FILE)")
     return entries[0]["name"]
 
 
@@ -73,36 +59,6 @@ def load_task_model(task: str, model: str | None, strategy: str = "lorun9", rati
         raise UsageError(f"model {name} samples at ratio {net.op.ratio:g}, not {ratio:g}; drop --ratio or pick "
                          f"a model trained at {ratio:g}")
     return net.to(device).prepare_inference(), name
-
-
-def expand_inputs(inputs: list[Path], task: str) -> list[Path]:
-    """Files as given; folders expanded to their image/cube files (sorted)."""
-    exts = CUBE_EXTS + images.IMAGE_EXTS if task == "cassi" else images.IMAGE_EXTS
-    out: list[Path] = []
-    for p in inputs:
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in exts)
-            if not found:
-                raise UsageError(f"folder {p} holds no {task} inputs ({', '.join(exts)})")
-            out += found
-        elif not p.exists():
-            raise UsageError(f"input {p}: no such file")
-        else:
-            out.append(p)
-    return out
-
-
-def output_path(inp: Path, opts: RestoreOptions, many: bool) -> Path:
-    """Where the result goes: ``-o`` (file, or folder for several inputs) or beside the input."""
-    suffix = {"sr": f"_x{opts.scale}.png", "cs": "_cs.png", "cassi": "_cube.tif"}[opts.task]
-    name = inp.stem + suffix
-    if opts.output is None:
-        return inp.with_name(name)
-    if many or opts.output.is_dir():
-        if not opts.output.is_dir():
-            raise UsageError(f"-o {opts.output}: several inputs need an existing folder")
-        return opts.output / name
-    return opts.output
 
 
 def run_tiled(fn, y: Tensor, tile: int, overlap: int, out_scale: int, axes: tuple[int, ...] = (-2, -1),
@@ -149,22 +105,56 @@ def _noise(shape: torch.Size, sigma255: float, gen: torch.Generator, like: Tenso
     return (sigma255 / 255.0) * torch.randn(shape, generator=gen).to(like.device)
 
 
+def _finite(t: Tensor, source: Path) -> Tensor:
+    """Refuse NaN/inf values: they would silently turn the whole result into NaN."""
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise LorunError(f"{source} holds {bad} NaN or infinite value(s); replace them (e.g. with 0) and run again")
+    return t
+
+
 def _sr_kernel(opts: RestoreOptions) -> Tensor:
     bank = load_kernels()
-    key = opts.kernel.upper()
+    key = opts.kernel.strip().upper()
     if key in bank:
         return bank[key]
     p = Path(opts.kernel)
-    if not p.exists():
+    if not p.exists() and not p.is_dir():
         raise UsageError(f"--kernel {opts.kernel}: not one of K1…K12 and no such file")
     try:
         return load_kernel_file(p)
     except ValueError as e:
-        raise UsageError(f"--kernel {p}: {e}") from None
+        raise UsageError(f"--kernel {p} {e}") from None
 
 
-def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator) -> tuple[Tensor, Tensor | None]:
-    img = images.read_image(inp, "rgb").unsqueeze(0).to(opts.device)
+def _width0(net: DUN) -> int:
+    """Width of the denoiser's first level (what dominates inference memory)."""
+    kw = net.denoiser_kwargs
+    return int(kw.get("widths", [kw.get("dim", 32)])[0])
+
+
+class _Guard:
+    """The memory guard for one run: budget, and a callback for its notes."""
+
+    def __init__(self, opts: RestoreOptions, on_note: Callable[[str], None] | None) -> None:
+        self.budget, self.how = memory.budget_bytes(opts.max_memory, opts.device)
+        self.on_note = on_note or (lambda _m: None)
+
+    def tile(self, net: DUN, inp: Path, opts: RestoreOptions, out_hw: tuple[int, int], batch: int, min_tile: int,
+             align: int = 32, rows_only: bool = False) -> int:
+        p = memory.plan_tiles(_width0(net), net.channels, batch, out_hw, opts.tile, self.budget, self.how, min_tile,
+                              align=align, rows_only=rows_only)
+        if p.note:
+            self.on_note(f"{inp.name}: {p.note}")
+        return p.tile
+
+
+def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
+                guard: _Guard) -> tuple[Tensor, Tensor | None]:
+    img = _finite(images.read_image(inp, "auto"), inp)
+    gray = img.shape[0] == 1 or bool(torch.equal(img[0], img[1]) and torch.equal(img[1], img[2]))
+    channels = img.shape[0]
+    img = img.expand(3, -1, -1).unsqueeze(0).to(opts.device) if channels == 1 else img.unsqueeze(0).to(opts.device)
     k = _sr_kernel(opts).to(opts.device)
     s = opts.scale
     ref = None
@@ -175,48 +165,82 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator)
         ref = img[..., :h, :w]
         y = SRBlur(k, s).A(ref)
         y = y + _noise(y.shape, opts.noise, gen, y)
+        if gray:  # the same noise in every channel: a gray image stays gray
+            y = y[:, :1].expand_as(y)
     else:
         y = img
+    if max(k.shape) > s * min(y.shape[-2:]):
+        raise UsageError(f"--kernel {opts.kernel}: the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
+                         f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")
+    tile = guard.tile(net, inp, opts, (y.shape[-2] * s, y.shape[-1] * s), 1, min_tile(opts.task, s))
 
     def fn(t: Tensor) -> Tensor:
         return net(t, SRBlur(k, s))
 
     with torch.no_grad():
-        out = run_tiled(fn, y, opts.tile // s if opts.tile else 0, overlap=8, out_scale=s)
-    return out.clamp(0, 1)[0], None if ref is None else ref[0]
+        out = run_tiled(fn, y, tile // s if tile else 0, overlap=8, out_scale=s)
+    out = out.clamp(0, 1)[0]
+    if gray:  # a gray input gives a gray output (no colour fringes from the RGB network)
+        out = out.mean(dim=0, keepdim=True)
+        out = out if channels == 1 else out.expand(3, -1, -1)
+        ref = None if ref is None else ref[:, :channels]
+    return out, None if ref is None else ref[0]
 
 
-def _restore_cs(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    img = images.read_image(inp, "auto").to(opts.device)  # (C,H,W): gray, or RGB sampled per channel
+def _restore_cs(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
+                guard: _Guard) -> tuple[Tensor, Tensor]:
+    img = _finite(images.read_image(inp, "auto"), inp).to(opts.device)  # (C,H,W): gray, or RGB per channel
     op: BlockCS = net.op
     x = img.unsqueeze(1)  # channels as a batch of gray images
+    B = op.block
+    tile = guard.tile(net, inp, opts, tuple(img.shape[-2:]), img.shape[0], min_tile(opts.task, 1), align=B)
     with torch.no_grad():
         y = op.measure(x)
         y = y + _noise(y.shape, opts.noise, gen, y)
-        B = op.block
-        tile_blocks = max(1, opts.tile // B) if opts.tile else 0
+        tile_blocks = max(1, tile // B) if tile else 0
 
         def fn(t: Tensor) -> Tensor:  # t: (N, C, m, hb, wb) measurement blocks
             return net(t)
 
-        xpad = run_tiled(fn, y, tile_blocks, overlap=1 if tile_blocks > 2 else 0, out_scale=B) if tile_blocks \
+        xpad = run_tiled(fn, y, tile_blocks, overlap=_cs_overlap(tile_blocks), out_scale=B) if tile_blocks \
             else net(y)
         out = op.crop(xpad)
     return out[:, 0].clamp(0, 1), img
 
 
-def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator) -> tuple[Tensor, Tensor | None]:
-    mask = load_mask(opts.mask).to(opts.device)
+def _cs_overlap(tile_blocks: int) -> int:
+    """Overlap (in blocks) between CS tiles: as much context as the tile allows, up to 4 blocks a side."""
+    return max(0, min(4, (tile_blocks - 1) // 2))
+
+
+def _read_cassi_cube(inp: Path) -> Tensor:
+    if inp.suffix.lower() == ".npz":
+        from .train.data import read_cassi_sample
+
+        try:
+            return read_cassi_sample(inp)
+        except Exception:  # noqa: BLE001 - KeyError/ValueError/zip errors: not one of our sample files
+            raise LorunError(f"{inp} is not a lorun CASSI sample (.npz from lorun_cli/assets/samples/cassi); "
+                             f"pass the cube as .mat, .npy or .tif") from None
+    return images.read_cube(inp)
+
+
+def _load_mask(path: Path | None) -> Tensor:
+    try:
+        return load_mask(path)
+    except Exception as e:  # noqa: BLE001 - numpy/scipy/tifffile errors on a file that is not a mask
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"--mask {path}: could not be read as a coded-aperture mask ({text}); pass a 2-D "
+                         f"array in .mat, .npy or .tif") from None
+
+
+def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
+                   guard: _Guard) -> tuple[Tensor, Tensor | None]:
+    mask = _finite(_load_mask(opts.mask), opts.mask or Path("mask")).to(opts.device)
     op = CASSI(mask, bands=net.channels, step=2)
     ref = None
     if opts.simulate:
-        if inp.suffix == ".npz":
-            from .train.data import read_cassi_sample
-
-            cube = read_cassi_sample(inp)
-        else:
-            cube = images.read_cube(inp)
-        cube = cube.to(opts.device)
+        cube = _finite(_read_cassi_cube(inp), inp).to(opts.device)
         if cube.shape[0] != net.channels:
             raise UsageError(f"{inp}: cube has {cube.shape[0]} bands; the model expects {net.channels}")
         if tuple(cube.shape[-2:]) != tuple(mask.shape):
@@ -226,16 +250,16 @@ def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generat
         y = op.A(cube.unsqueeze(0))
         y = y + _noise(y.shape, opts.noise, gen, y)
     else:
-        meas = images.read_measurement(inp).to(opts.device)
+        meas = _finite(images.read_measurement(inp), inp).to(opts.device)
         want = (mask.shape[0], mask.shape[1] + 2 * (net.channels - 1))
         if tuple(meas.shape) != want:
             raise UsageError(f"{inp}: measurement is {meas.shape[0]}×{meas.shape[1]}, expected {want[0]}×{want[1]} "
                              f"for a {mask.shape[0]}×{mask.shape[1]} mask; pass the matching --mask")
         y = meas.view(1, 1, *want)
-
+    tile = guard.tile(net, inp, opts, tuple(mask.shape), 1, min_tile(opts.task, 1), align=8, rows_only=True)
     with torch.no_grad():
-        if opts.tile and y.shape[-2] > opts.tile:
-            out = _cassi_rows(net, y, mask, opts.tile)
+        if tile and y.shape[-2] > tile:
+            out = _cassi_rows(net, y, mask, tile)
         else:
             out = net(y, op)
     return out.clamp(0, 1)[0], ref
@@ -263,42 +287,37 @@ def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 16)
 PROTOCOL = {"cs": "gray8", "sr": "y", "cassi": "bands"}
 
 
-def run_restore(inputs: list[Path], opts: RestoreOptions) -> list[dict[str, Any]]:
-    """Restore every input; returns one result record per input (what reports print)."""
-    if opts.task not in models.TASKS:
-        raise UsageError(f"--task {opts.task!r}: use one of {', '.join(models.TASKS)}")
-    if opts.task == "sr" and opts.scale < 1:
-        raise UsageError(f"--scale {opts.scale}: use 2, 3 or 4 (any integer ≥ 1 works)")
-    if opts.task == "cs" and opts.ratio is not None and not 0 < opts.ratio <= 1:
-        raise UsageError(f"--ratio {opts.ratio}: a sampling ratio lies in (0, 1], e.g. 0.25")
-    if opts.noise < 0:
-        raise UsageError(f"--noise {opts.noise}: noise std must be ≥ 0 (0-255 scale)")
+def run_restore(inputs: list[Path], opts: RestoreOptions,
+                on_note: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Restore every input; returns one result record per input (what reports print).
+
+    Everything checkable is checked first (:func:`lorun_cli.options.plan`); the memory guard then keeps
+    each input within the budget, tiling it when needed (``on_note`` receives the announcement).
+    """
+    pairs = plan(inputs, opts)
     if opts.task == "sr":
-        _sr_kernel(opts)  # fail fast on a bad kernel
-    files = expand_inputs(inputs, opts.task)
-    if opts.ref is not None and len(files) > 1:
-        raise UsageError("--ref scores one input; pass a single input with --ref")
+        _sr_kernel(opts)  # fail fast on a bad kernel file
     if opts.task == "cs" and not opts.simulate:
         opts.simulate = True  # a CS measurement only exists relative to the model's learned Φ
-    outs = [output_path(f, opts, len(files) > 1) for f in files]
-    for o in outs:
-        for p in [o, o.with_name(o.stem + "_preview.png")] if opts.task == "cassi" else [o]:
-            if p.exists() and not opts.force:
-                raise UsageError(f"{p} exists; pass --force to overwrite or choose another -o")
-        if not o.parent.is_dir():
-            what = "is not a folder" if o.parent.exists() else "does not exist"
-            raise UsageError(f"-o {o}: folder {o.parent} {what}")
+    if opts.task == "cassi":
+        _load_mask(opts.mask)  # fail fast on a bad mask
     net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device)
     gen = torch.Generator().manual_seed(opts.seed)
+    guard = _Guard(opts, on_note)
     results = []
     fn = {"sr": _restore_sr, "cs": _restore_cs, "cassi": _restore_cassi}[opts.task]
-    for f, o in zip(files, outs, strict=True):
+    for f, o in pairs:
         t0 = time.perf_counter()
-        out, ref = fn(net, f, opts, gen)
+        try:
+            out, ref = fn(net, f, opts, gen, guard)
+        except (torch.OutOfMemoryError, MemoryError) as e:
+            raise LorunError(f"{f}: out of memory ({str(e).splitlines()[0][:80]}); pass a smaller --tile or a "
+                             f"lower --max-memory") from None
         secs = time.perf_counter() - t0
         if opts.ref is not None:
-            ref = (images.read_cube(opts.ref) if opts.task == "cassi" else
-                   images.read_image(opts.ref, "rgb" if opts.task == "sr" else "auto")).to(out.device)
+            ref = _finite(images.read_cube(opts.ref) if opts.task == "cassi" else
+                          images.read_image(opts.ref, "rgb" if opts.task == "sr" and out.shape[0] == 3 else "auto"),
+                          opts.ref).to(out.device)
             if ref.shape != out.shape:
                 raise UsageError(f"--ref {opts.ref}: shape {tuple(ref.shape)} differs from the output "
                                  f"{tuple(out.shape)}")
@@ -312,6 +331,8 @@ def run_restore(inputs: list[Path], opts: RestoreOptions) -> list[dict[str, Any]
             border = opts.scale if opts.task == "sr" else 0
             proto = PROTOCOL[opts.task] if not (opts.task == "sr" and out.shape[0] == 1) else "gray8"
             rec.update(metrics.score(out, ref, proto, border=border), protocol=metrics.PROTOCOL_TEXT[proto])
+            if not all(math.isfinite(float(rec[k])) for k in ("psnr", "ssim") if k in rec):
+                raise LorunError(f"{f}: the score is not a number; check the input and --ref for invalid values")
         _write(o, out, opts)
         results.append(rec)
     return results
@@ -319,10 +340,16 @@ def run_restore(inputs: list[Path], opts: RestoreOptions) -> list[dict[str, Any]
 
 def _write(path: Path, out: Tensor, opts: RestoreOptions) -> None:
     out = out.detach().cpu()
+    if not torch.isfinite(out).all():  # never write garbage with exit 0
+        raise LorunError(f"the result for {path} holds NaN values; nothing was written (check the input)")
     if opts.task == "cassi":
-        images.write_cube(path, out, list(WAVELENGTHS_28[: out.shape[0]]), force=opts.force)
         preview = path.with_name(path.stem + "_preview.png")
-        images.write_image(preview, images.cube_preview_rgb(out, list(WAVELENGTHS_28[: out.shape[0]])),
-                           force=opts.force)
+        wl = list(WAVELENGTHS_28[: out.shape[0]])
+        images.write_cube(path, out, wl, force=opts.force)
+        try:
+            images.write_image(preview, images.cube_preview_rgb(out, wl), force=opts.force)
+        except BaseException:  # the cube and its preview go together
+            path.unlink(missing_ok=True)
+            raise
     else:
         images.write_image(path, out, force=opts.force)

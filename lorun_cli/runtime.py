@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import threading
+from collections.abc import Callable, Iterator
 
-from .errors import UsageError
+from .errors import Interrupted, UsageError
+
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def setup(threads: int | None, seed: int) -> None:
@@ -44,3 +50,44 @@ def resolve_device(spec: str) -> str:
                 raise UsageError(f"--device {spec}: no such GPU ({torch.cuda.device_count()} visible); use cuda:0")
         return spec
     raise UsageError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(exit_code=SIGNAL_EXIT.get(signum, 130))
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` (so temporary files are cleaned on the way out)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _raise_interrupted) for s in SIGNAL_EXIT}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[Callable[[], int | None]]:
+    """Within the block SIGINT/SIGTERM only raise a flag, polled with the yielded function (it returns the
+    exit code once a signal came, else None), so a loop can stop at a consistent point; a second signal
+    interrupts at once."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if got:
+            _raise_interrupted(signum, frame)
+        got.append(SIGNAL_EXIT.get(signum, 130))
+
+    old = {s: signal.signal(s, handler) for s in SIGNAL_EXIT}
+    try:
+        yield lambda: got[0] if got else None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

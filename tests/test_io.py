@@ -186,10 +186,10 @@ def test_write_failure_midway_keeps_old_file(tmp_path: Path, monkeypatch: pytest
 
     def broken_save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
         Path(str(fp)).write_bytes(b"half")
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(LorunError, match="no space left"):
         write_image(target, torch.zeros(1, 4, 4), force=True)
     assert target.read_bytes() == b"previous"
     assert _leftovers(tmp_path) == []

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from ..errors import LorunError, UsageError
+from ..errors import Interrupted, LorunError, UsageError
 
 app = typer.Typer(
     name="lorun",
@@ -50,7 +50,7 @@ def main_options(
     device: Annotated[
         str, typer.Option(envvar="LORUN_DEVICE", help="auto, cpu, cuda or cuda:N (auto falls back to CPU).")
     ] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: torch's choice).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (simulated noise, training).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and requested output.")] = False,
     version: Annotated[
@@ -58,7 +58,10 @@ def main_options(
     ] = False,
 ) -> None:
     """Global options."""
-    STATE.device, STATE.threads, STATE.seed, STATE.quiet = device, threads, seed, quiet
+    from ..validate import RESTORE_RULES, check, check_threads
+
+    STATE.device, STATE.threads, STATE.quiet = device, check_threads(threads), quiet
+    STATE.seed = check("seed", seed, RESTORE_RULES["seed"])
 
 
 def _setup_torch() -> str:
@@ -67,6 +70,11 @@ def _setup_torch() -> str:
 
     setup(STATE.threads, STATE.seed)
     return resolve_device(STATE.device)
+
+
+def _note(text: str) -> None:
+    """A one-line notice on stderr (e.g. the memory guard's automatic tiling)."""
+    typer.echo(f"lorun: note: {text}", err=True)
 
 
 def _click():
@@ -95,7 +103,10 @@ def restore(
     ref: Annotated[Path | None, typer.Option(help="Ground truth to score against (PSNR/SSIM).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one input) or folder.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
-    tile: Annotated[int, typer.Option(help="Tile size in output pixels for large inputs (0: whole image).")] = 0,
+    tile: Annotated[int, typer.Option(help="Tile size in output pixels for large inputs (0: whole image, or "
+                                      "tiles chosen by the memory guard when the image would not fit).")] = 0,
+    max_memory: Annotated[float | None, typer.Option(help="Memory budget in GB (default: LORUN_MAX_MEMORY, else half "
+                                                     "the available memory); larger inputs are tiled.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Restore images: super-resolve (sr), reconstruct CS or CASSI measurements.
@@ -104,13 +115,16 @@ def restore(
     Examples: lorun restore --task sr --kernel K5 --scale 3 in.png ;
     lorun restore --task cs --ratio 0.1 photo.png ; lorun restore --task cassi --simulate cube.mat
     """
-    from ..restore import RestoreOptions, run_restore
+    from ..options import RestoreOptions, plan
 
-    dev = _setup_torch()
     opts = RestoreOptions(task=task, model=model, strategy=strategy, backbone=backbone, scale=scale, kernel=kernel,
                           noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref, output=output,
-                          force=force, tile=tile, device=dev, seed=STATE.seed)
-    results = run_restore(inputs, opts)
+                          force=force, tile=tile, seed=STATE.seed, max_memory=max_memory)
+    plan(inputs, opts)  # every check that needs no computation, before torch is even imported
+    opts.device = _setup_torch()
+    from ..restore import run_restore
+
+    results = run_restore(inputs, opts, on_note=None if STATE.quiet else _note)
     from ..report import print_restore
 
     print_restore(results, json_out=json_out, quiet=STATE.quiet)
@@ -138,13 +152,13 @@ def pretrain(
     algo: Annotated[str | None, typer.Option(help="Gradient step: pgd (Eq. 5) or hqs (Eq. 9).")] = None,
     ratio: Annotated[float, typer.Option(help="CS sampling ratio in (0, 1].")] = 0.25,
     data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Training iterations.")] = 2000,
-    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
+    steps: Annotated[int, typer.Option(help="Training iterations.")] = 2000,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine schedule).")] = 1e-3,
     max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
-    val_every: Annotated[int, typer.Option(min=1, help="Validation PSNR every N steps.")] = 100,
-    ckpt_every: Annotated[int, typer.Option(min=1, help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
+    val_every: Annotated[int, typer.Option(help="Validation PSNR every N steps.")] = 100,
+    ckpt_every: Annotated[int, typer.Option(help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
     noise: Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
                                                 "uniform draw; default 2.55/255 for SR, 0 otherwise).")] = None,
     out: Annotated[Path, typer.Option(help="Output model file (.safetensors or .pt).")] = Path("backbone.safetensors"),
@@ -166,13 +180,13 @@ def adapt(
                                      "stored), lora (low-rank update, rank by Eq. 12; smallest files that still "
                                      "learn Φ) or frozen (not stored).")] = "learn",
     data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Training iterations.")] = 1000,
-    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
+    steps: Annotated[int, typer.Option(help="Training iterations.")] = 1000,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
-    val_every: Annotated[int, typer.Option(min=1, help="Validation PSNR every N steps.")] = 100,
-    ckpt_every: Annotated[int, typer.Option(min=1, help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
+    val_every: Annotated[int, typer.Option(help="Validation PSNR every N steps.")] = 100,
+    ckpt_every: Annotated[int, typer.Option(help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
     noise: Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
                                                 "uniform draw; default 2.55/255 for SR, 0 otherwise).")] = None,
     out: Annotated[Path | None, typer.Option(help="Adapter file (default: BACKBONE-lorunK-gG.safetensors).")] = None,
@@ -200,7 +214,7 @@ def bench(
     scale: Annotated[int, typer.Option(help="SR scale.")] = 4,
     kernels: Annotated[str, typer.Option(help="SR kernels, comma list or 'all'.")] = "K1",
     limit: Annotated[int | None, typer.Option(help="Use only the first N test images.")] = None,
-    repeats: Annotated[int, typer.Option(min=1, help="Latency repeats per model.")] = 10,
+    repeats: Annotated[int, typer.Option(help="Latency repeats per model.")] = 10,
     memory: Annotated[bool, typer.Option(help="Measure peak memory (subprocess RSS on CPU).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout (the table goes to stderr).")] = False,
     csv: Annotated[Path | None, typer.Option(help="Also write the rows as CSV.")] = None,
@@ -214,6 +228,11 @@ def bench(
     `lorun bench --all --markdown docs/RESULTS.md --plot docs/psnr_params.png --data DIR` regenerates the
     results page from the bundled models.
     """
+    from ..validate import RESTORE_RULES, check
+
+    for key, value in (("ratio", ratio), ("scale", scale), ("limit", limit), ("repeats", repeats)):
+        check(key, value, RESTORE_RULES[key])
+    task = check("task", task, RESTORE_RULES["task"])
     from ..bench import BenchOptions, default_dataset, run_bench
     from ..report import print_bench
 
@@ -293,9 +312,17 @@ def weights_path(name: Annotated[str | None, typer.Argument(help="A manifest nam
 
 def main() -> None:
     """Console entry point: one clear line and an exit code for user errors, never a traceback."""
+    from ..runtime import interrupts_raise
+
     try:
-        rc = app(standalone_mode=False, prog_name="lorun")  # also under `python -m lorun_cli`
+        with interrupts_raise():
+            rc = app(standalone_mode=False, prog_name="lorun")  # also under `python -m lorun_cli`
+        if rc == 130:  # Typer turns a KeyboardInterrupt it sees into a silent exit code 130
+            typer.echo("lorun: interrupted", err=True)
         sys.exit(rc if isinstance(rc, int) else 0)
+    except Interrupted as e:
+        typer.echo(f"lorun: interrupted{'; ' + e.note if e.note else ''}", err=True)
+        sys.exit(e.exit_code)
     except LorunError as e:
         typer.echo(f"lorun: error: {e.message}", err=True)
         sys.exit(e.exit_code)
@@ -307,11 +334,29 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:
+        if os.environ.get("LORUN_DEBUG"):
+            raise
+        typer.echo(f"lorun: error: {_os_error_text(e)}", err=True)
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 - a bug or an unexpected environment problem
         if isinstance(e, _click().exceptions.ClickException):
             e.show()
             sys.exit(e.exit_code)
         if os.environ.get("LORUN_DEBUG"):
             raise
-        typer.echo(f"lorun: error: {type(e).__name__}: {e} (set LORUN_DEBUG=1 for a traceback)", err=True)
+        first = (str(e).strip().splitlines() or [""])[0]
+        typer.echo(f"lorun: error: {type(e).__name__}: {first} (set LORUN_DEBUG=1 for a traceback)", err=True)
         sys.exit(1)
+
+
+def _os_error_text(e: OSError) -> str:
+    """One line for a file-system error: what, where, and the usual fix."""
+    import errno
+
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return f"no space left on the device{where}; free some space or write to another disk"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied{where}; choose another path or fix its permissions"
+    return f"{e.strerror or e}{where}; check the path and the disk"

@@ -64,29 +64,84 @@ def _prepare_dir(path: Path) -> Path:
     return parent
 
 
+def _pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (possibly another user's)."""
+    if pid <= 0:
+        return True  # not a real writer id: never treat it as stale
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def sweep_stale_temps(target: Path) -> list[Path]:
+    """Remove temporary files of ``target`` left by killed runs (SIGKILL, power loss); returns them.
+
+    Temporary names are ``.<name>.<pid>-<random>.tmp``: a file whose writer process is gone is stale.
+    Untagged ones (older lorun versions) are stale after an hour.
+    """
+    import glob
+    import time
+
+    removed = []
+    parent = target.parent if str(target.parent) else Path(".")
+    for f in parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        tag = f.name[len(target.name) + 2 : -len(".tmp")]
+        pid = tag.split("-", 1)[0]
+        try:
+            stale = (not _pid_alive(int(pid))) if pid.isdigit() and "-" in tag else \
+                time.time() - f.stat().st_mtime > 3600
+        except OSError:
+            continue
+        if stale:
+            with contextlib.suppress(OSError):
+                f.unlink()
+                removed.append(f)
+    return removed
+
+
+def _write_error(target: Path, e: OSError) -> LorunError:
+    """One line for a failed write (disk full, quota, permissions)."""
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LorunError(f"cannot write {target}: no space left on the device; free some space or choose another "
+                          f"output path (nothing was written)")
+    return LorunError(f"cannot write {target}: {e.strerror or e}; choose another output path (nothing was written)")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; on success fsync it and rename it over ``path``.
 
-    On any exception the temporary file is removed and the existing target (if any) is left untouched.
+    On any exception (signals included: the CLI turns them into exceptions) the temporary file is removed
+    and the existing target (if any) is left untouched; temporaries of killed runs are swept first. A
+    failed write (e.g. a full disk) becomes a one-line LorunError.
     """
     target = Path(path)
     parent = _prepare_dir(target)
+    sweep_stale_temps(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=parent)
     except OSError as e:
         raise LorunError(f"cannot write in {parent}: {e.strerror or e}; choose another output path") from e
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        if not tmp.exists():
-            raise LorunError(f"nothing was written for {target}; the writer produced no file")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, _file_mode(target))
-        os.replace(tmp, target)
+        try:
+            yield tmp
+            if not tmp.exists():
+                raise LorunError(f"nothing was written for {target}; the writer produced no file")
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, _file_mode(target))
+            os.replace(tmp, target)
+        except OSError as e:
+            raise _write_error(target, e) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -20,7 +20,7 @@ from torch import Tensor
 from lorun_cli.errors import LorunError, UsageError
 from lorun_cli.io.checkpoint import atomic_path
 
-IMAGE_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm")
+IMAGE_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".webp", ".gif")
 TIFF_EXTS = (".tif", ".tiff")
 WRITE_DTYPES = ("uint8", "uint16", "float32")
 _LUMA = (0.299, 0.587, 0.114)  # BT.601 luma weights (full range)

@@ -14,6 +14,7 @@ install works offline). Every file is checked against its sha256 before it is mo
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -291,10 +292,20 @@ def fetch(
                 failures.append(f"{src}: {exc}; run again to resume")
                 continue
             except OSError as exc:
-                failures.append(f"{src}: {exc}")
+                failures.append(f"{src}: {exc.strerror or exc}")
+                if not _is_url(src) or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    partial.unlink(missing_ok=True)  # a local copy restarts anyway; a full disk needs the room
                 continue
-            os.replace(partial, dest)
+            try:
+                os.replace(partial, dest)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                failures.append(f"{dest}: {exc.strerror or exc}")
+                break
             return dest
+        bundled = bundled_path(entry)
+        if _matches(bundled, entry):  # the cache is unusable (full disk, ...): use the verified bundled copy
+            return bundled
         if len(failures) == 1:
             raise LorunError(f"could not fetch {entry['file']}: {failures[0]}")
         raise LorunError(f"could not fetch {entry['file']} from any source: " + " | ".join(failures))

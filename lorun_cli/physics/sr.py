@@ -83,47 +83,91 @@ def _first_2d(obj: object) -> np.ndarray | None:
     return None
 
 
-def load_kernel_file(path: str | Path, normalize: bool = True) -> Tensor:
-    """Read one blur kernel (kh, kw) float32 from ``.npy``, ``.mat`` (first numeric 2-D array) or an image.
+#: Largest kernel support (taps per side) accepted from a file: twice the 25×25 kernels the SR models saw.
+MAX_KERNEL_TAPS = 49
 
-    Images (``.png``, ``.bmp``, ``.tif``) are read as gray. With ``normalize`` (default) the kernel is
-    scaled to sum 1; a kernel with a non-positive sum or negative taps raises ``ValueError``.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"kernel file not found: {p}")
+
+def _trim_zero_border(k: np.ndarray) -> np.ndarray:
+    """Drop all-zero outer rows/columns in symmetric pairs, so the kernel centre stays where it was."""
+    while k.shape[0] > 2 and not k[0].any() and not k[-1].any():
+        k = k[1:-1]
+    while k.shape[1] > 2 and not k[:, 0].any() and not k[:, -1].any():
+        k = k[:, 1:-1]
+    return k
+
+
+def _read_kernel_array(p: Path) -> np.ndarray:
+    """The raw 2-D array of a kernel file; ValueError with a one-line reason for anything unreadable."""
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        arr = np.squeeze(np.load(p, allow_pickle=False))
-    elif suffix == ".mat":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except Exception:  # noqa: BLE001 - text, pickles, truncated files: all "not a .npy array"
+            raise ValueError("is not a NumPy .npy array file; save the kernel with numpy.save") from None
+        if not isinstance(arr, np.ndarray):
+            raise ValueError("is not a single NumPy array; save one 2-D array with numpy.save")
+        return np.squeeze(arr)
+    if suffix == ".mat":
         from scipy.io import loadmat
 
-        data = loadmat(p)
-        arr = None
+        try:
+            data = loadmat(p)
+        except NotImplementedError:
+            raise ValueError("is a MATLAB v7.3 file, which is not supported; re-save it with "
+                             "save(..., '-v7')") from None
+        except Exception:  # noqa: BLE001 - scipy raises many types for files that are not .mat
+            raise ValueError("is not a MATLAB .mat file; save the kernel with scipy.io.savemat or "
+                             "MATLAB save") from None
         for key in ["kernel", *[k for k in data if not k.startswith("__")]]:
             if key in data:
                 arr = _first_2d(data[key])
                 if arr is not None:
-                    break
-        if arr is None:
-            raise ValueError(f"no numeric 2-D array found in {p}")
-    elif suffix in (".png", ".bmp", ".tif", ".tiff"):
+                    return arr
+        raise ValueError("holds no numeric 2-D array; store the kernel as a 2-D matrix")
+    if suffix in (".png", ".bmp", ".tif", ".tiff"):
         from PIL import Image
 
-        with Image.open(p) as im:
-            gray = im if im.mode in ("L", "I", "I;16", "F") else im.convert("L")
-            arr = np.asarray(gray).astype(np.float64)
-    else:
-        raise ValueError(f"unsupported kernel format {suffix!r} (use .npy, .mat or .png)")
+        try:
+            with Image.open(p) as im:
+                gray = im if im.mode in ("L", "I", "I;16", "F") else im.convert("L")
+                return np.asarray(gray).astype(np.float64)
+        except Exception:  # noqa: BLE001 - PIL raises several types for non-images
+            raise ValueError("is not a readable image; save the kernel as a gray PNG or as .npy") from None
+    raise ValueError(f"has an unsupported kernel format {suffix!r}; use .npy, .mat or .png")
+
+
+def load_kernel_file(path: str | Path, normalize: bool = True, max_taps: int | None = MAX_KERNEL_TAPS) -> Tensor:
+    """Read one blur kernel (kh, kw) float32 from ``.npy``, ``.mat`` (first numeric 2-D array) or an image.
+
+    Images (``.png``, ``.bmp``, ``.tif``) are read as gray. All-zero borders are trimmed (symmetrically);
+    a support larger than ``max_taps`` per side is refused. With ``normalize`` (default) the kernel is
+    scaled to sum 1. Problems raise ``ValueError`` with a message that starts after the file name
+    ("… has negative taps; …"), so callers can prefix the option and path.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError("is a folder; pass a kernel file (.npy, .mat or .png)")
+    if not p.is_file():
+        raise ValueError("was not found; check the path")
+    arr = _read_kernel_array(p)
     if arr.ndim != 2:
-        raise ValueError(f"kernel in {p} must be 2-D, got shape {arr.shape}")
-    k = _check_kernel(np.asarray(arr, dtype=np.float64), str(p)).to(torch.float64)
+        raise ValueError(f"holds an array of shape {arr.shape}; a blur kernel is 2-D (kh, kw)")
+    try:
+        k = _check_kernel(np.asarray(arr, dtype=np.float64), str(p)).to(torch.float64)
+    except (ValueError, TypeError) as e:
+        reason = "contains NaN or Inf" if "NaN" in str(e) else "is not a real numeric 2-D array"
+        raise ValueError(f"{reason}; save a finite, real-valued 2-D kernel") from None
+    if normalize and (k < 0).any():
+        raise ValueError("has negative taps; a blur kernel must be non-negative (clip them to 0 or "
+                         "re-estimate the kernel)")
+    k = torch.from_numpy(_trim_zero_border(k.numpy()).copy())
+    if max_taps is not None and max(k.shape) > max_taps:
+        raise ValueError(f"has a {k.shape[0]}×{k.shape[1]} support; the SR models handle kernels up to "
+                         f"{max_taps}×{max_taps} (they were trained on 25×25): crop it to its support")
     if normalize:
-        if (k < 0).any():
-            raise ValueError(f"kernel in {p} has negative taps; pass normalize=False to keep it as is")
         total = float(k.sum())
         if not total > 0:
-            raise ValueError(f"kernel in {p} sums to {total}; cannot normalise to 1")
+            raise ValueError(f"sums to {total:g}; a blur kernel needs a positive sum")
         k = k / total
     return k.to(torch.float32)
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import validate as V
 from ..errors import LorunError, UsageError
 from .loop import TrainConfig, train
 
@@ -38,9 +39,12 @@ def make_config(phase: str, values: dict[str, Any], explicit: set[str], config: 
     """Defaults < YAML file < explicitly given command-line flags."""
     merged: dict[str, Any] = {k: v for k, v in values.items() if k not in CLI_ONLY and v is not None}
     from_file: dict[str, Any] = {}
+    sources: dict[str, Path] = {}
     if config is not None:
         from_file = load_yaml(config)
         merged.update({k: v for k, v in from_file.items() if k not in explicit})
+        sources = {k: config for k in from_file if k not in explicit}
+    merged = V.check_all(merged, V.TRAIN_RULES, sources)  # the same rules for flags and YAML values
     merged["phase"] = phase
     default_out = phase == "adapt" and not merged.get("out")
     if phase == "adapt":
@@ -63,6 +67,7 @@ def _adapt_defaults(cfg: TrainConfig, given: set[str]) -> None:
 
     if not Path(cfg.backbone).exists():
         raise UsageError(f"--backbone {cfg.backbone}: no such file; train one with `lorun pretrain --out FILE`")
+    V.check_input_file(cfg.backbone, "--backbone", V.MODEL_EXTS, "model")
     meta = models.read_meta(cfg.backbone)
     cfg.task = meta.get("task", cfg.task)
     if "ratio" not in given and "op" in meta:
@@ -78,19 +83,42 @@ def run_training(phase: str, values: dict[str, Any], explicit: set[str], config:
     cfg.device, cfg.command = device, command
     if "seed" not in explicit and cfg.seed == 0:
         cfg.seed = seed
-    out = Path(cfg.out)
-    if out.exists() and not values.get("force") and not cfg.resume:
-        raise UsageError(f"{out} exists; pass --force to overwrite, --resume to continue, or choose --out")
-    if out.suffix not in (".safetensors", ".pt", ".pth"):
-        raise UsageError(f"--out {out}: use a .safetensors or .pt file name")
-    if not out.parent.exists():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    out = check_outputs(cfg, bool(values.get("force")))
+    from .data import data_root
+
+    data_root(cfg.data)  # a missing data root fails here, before the model is built
     summary = train(cfg, None if quiet else _progress(cfg))
     if not quiet:
         print(f"saved {out} ({summary['steps']} steps, {summary['minutes']} min, "
               f"{summary['it_s']} it/s, validation PSNR {summary['val_psnr']} dB [float, task crop], "
               f"peak memory {_peak_text(summary)})",
               file=sys.stderr)
+
+
+def check_outputs(cfg: TrainConfig, force: bool) -> Path:
+    """OUT, OUT.ckpt and OUT.log.jsonl before any training: nothing the user has is replaced unasked."""
+    out = Path(cfg.out)
+    if out.suffix.lower() not in V.MODEL_EXTS:
+        raise UsageError(f"--out {out}: use a .safetensors or .pt file name")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a model file name such as {out / 'model.safetensors'}")
+    V.check_writable_folder(out.parent, "--out", out)
+    state, log = Path(str(out) + ".ckpt"), Path(str(out) + ".log.jsonl")
+    if cfg.resume:
+        if not state.is_file():
+            raise UsageError(f"--resume: no training state {state}; start without --resume")
+        return out
+    if force:
+        return out
+    if out.exists():
+        raise UsageError(f"{out} exists; pass --force to overwrite, --resume to continue, or choose --out")
+    if state.exists():
+        raise UsageError(f"{state} holds the resumable state of an earlier run; pass --resume to continue it, "
+                         f"--force to start over, or choose another --out")
+    if log.exists():
+        raise UsageError(f"{log} holds the learning curve of an earlier run; pass --resume to continue it, "
+                         f"--force to start over, or choose another --out")
+    return out
 
 
 def _progress(cfg: TrainConfig):
@@ -118,7 +146,7 @@ def _progress(cfg: TrainConfig):
             tid = prog.add_task(cfg.phase, total=rec["steps"], completed=rec["step"], loss=float("nan"),
                                 val=_val_text(state["val"]), its=float("nan"))
             return
-        if ev == "end":
+        if ev in ("end", "interrupted"):
             prog.stop()
             return
         state["val"] = rec.get("val_psnr", state["val"])

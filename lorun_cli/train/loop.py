@@ -20,10 +20,10 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import lora, models
-from ..errors import LorunError, UsageError
+from ..errors import Interrupted, LorunError, UsageError
 from ..io.checkpoint import atomic_path
 from ..metrics import psnr
-from ..runtime import peak_rss_mb
+from ..runtime import deferred_interrupts, peak_rss_mb
 from ..unfold import DUN, param_report
 
 
@@ -143,6 +143,23 @@ def save_train_state(path: Path, model: DUN, opt: torch.optim.Optimizer, step: i
         torch.save(state, tmp)
 
 
+TRAIN_STATE_KEYS = ("model", "opt", "step", "gen", "cpu_rng", "extra")
+
+
+def load_train_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a ``--resume`` state (weights-only); one-line LorunError for a missing, truncated or foreign file."""
+    if not path.is_file():
+        raise UsageError(f"--resume: no training state {path}; start without --resume")
+    try:
+        st = torch.load(path, map_location=device, weights_only=True)
+    except Exception:  # noqa: BLE001 - torch's multi-line unpickling texts help nobody here
+        raise LorunError(f"--resume: training state {path} is truncated or corrupt; start over with --force "
+                         f"(it will be replaced) or restore a good copy") from None
+    if not isinstance(st, dict) or any(k not in st for k in TRAIN_STATE_KEYS):
+        raise LorunError(f"--resume: {path} is not a lorun training state; start over with --force")
+    return st
+
+
 def peak_memory_mb(device: torch.device) -> dict[str, float]:
     """Peak memory of this process so far: resident set (MB) and, on CUDA, the allocator's peak (MB)."""
     out = {"peak_rss_mb": round(peak_rss_mb(), 1)}
@@ -186,18 +203,20 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
         cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
+    state_file = _state_path(cfg)
+    st = load_train_state(state_file, device) if cfg.resume else None
     model = build_for_phase(cfg).to(device)
     task_data = make_task_data(cfg, model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + _rank())
     step, elapsed0 = 0, 0.0
-    state_file = _state_path(cfg)
-    if cfg.resume:
-        if not state_file.exists():
-            raise LorunError(f"--resume: no training state {state_file}; start without --resume")
-        st = torch.load(state_file, map_location=device, weights_only=True)
-        model.load_state_dict(st["model"])
+    if st is not None:
+        try:
+            model.load_state_dict(st["model"])
+        except RuntimeError:
+            raise LorunError(f"--resume: {state_file} was written by a run with other settings; resume with the "
+                             f"same options, or start over with --force") from None
         opt.load_state_dict(st["opt"])
         step = int(st["step"])
         gen.set_state(st["gen"])
@@ -230,35 +249,43 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
 
     stop_reason = "steps"
     model.train()
-    while step < cfg.steps:
-        if cfg.max_minutes is not None and elapsed() / 60 >= cfg.max_minutes:
-            stop_reason = "max-minutes"
-            break
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        x, y, op = task_data.batch(gen, device)
-        out = net(y, op) if op is not None else net(y)
-        loss = l2_loss(out, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-        opt.step()
-        step += 1
-        rec: dict[str, Any] = {"event": "step", "step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            val = validate(model, task_data, device)
-            rec["val_psnr"] = val
-        if step % cfg.log_every == 0 or "val_psnr" in rec:
-            now = time.monotonic()
-            rec["it_s"] = (step - last_step) / max(1e-9, now - last_t)
-            last_t, last_step = now, step
-        rec["minutes"] = elapsed() / 60
-        if "val_psnr" in rec or step % cfg.log_every == 0:
-            log(rec)
-        emit(rec)
-        if step % cfg.ckpt_every == 0:
-            checkpoint()
+    with deferred_interrupts() as interrupted:  # Ctrl-C / SIGTERM: finish the step, checkpoint, then stop
+        while step < cfg.steps:
+            code = interrupted()
+            if code is not None:
+                checkpoint()
+                emit({"event": "interrupted", "step": step})
+                raise Interrupted(f"training state saved to {state_file} at step {step}; continue with --resume",
+                                  code)
+            if cfg.max_minutes is not None and elapsed() / 60 >= cfg.max_minutes:
+                stop_reason = "max-minutes"
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            x, y, op = task_data.batch(gen, device)
+            out = net(y, op) if op is not None else net(y)
+            loss = l2_loss(out, x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            step += 1
+            rec: dict[str, Any] = {"event": "step", "step": step, "loss": loss.item(),
+                                   "lr": opt.param_groups[0]["lr"]}
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                val = validate(model, task_data, device)
+                rec["val_psnr"] = val
+            if step % cfg.log_every == 0 or "val_psnr" in rec:
+                now = time.monotonic()
+                rec["it_s"] = (step - last_step) / max(1e-9, now - last_t)
+                last_t, last_step = now, step
+            rec["minutes"] = elapsed() / 60
+            if "val_psnr" in rec or step % cfg.log_every == 0:
+                log(rec)
+            emit(rec)
+            if step % cfg.ckpt_every == 0:
+                checkpoint()
     checkpoint()
     if math.isnan(val) or stop_reason != "steps":
         # a run stopped by --max-minutes ends between validations: validate once more and log it

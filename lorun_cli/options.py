@@ -1,0 +1,123 @@
+"""What `lorun restore` was asked to do, and its checks before any work (no torch import here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import validate as V
+from .errors import UsageError
+
+CUBE_EXTS = (".mat", ".npy", ".npz", ".tif", ".tiff")
+OUTPUT_SUFFIX = {"cs": "_cs.png", "cassi": "_cube.tif"}
+#: Smallest useful tile (output pixels): room for the overlap of each task (SR: 8 input pixels a side).
+MIN_TILE_SR_LR = 32
+MIN_TILE = {"cs": 64, "cassi": 64}
+
+
+@dataclass
+class RestoreOptions:
+    """What `lorun restore` was asked to do."""
+
+    task: str = "sr"
+    model: str | None = None
+    strategy: str = "lorun9"
+    backbone: Path | None = None
+    scale: int = 4
+    kernel: str = "K1"
+    noise: float = 0.0
+    ratio: float | None = None
+    mask: Path | None = None
+    simulate: bool = False
+    ref: Path | None = None
+    output: Path | None = None
+    force: bool = False
+    tile: int = 0
+    device: str = "cpu"
+    seed: int = 0
+    max_memory: float | None = None  # GB; None: a fraction of the available memory
+
+
+def min_tile(task: str, scale: int) -> int:
+    """The smallest --tile (output pixels) that leaves room for the tiles' overlap."""
+    return MIN_TILE_SR_LR * scale if task == "sr" else MIN_TILE[task]
+
+
+def expand_inputs(inputs: list[Path], task: str) -> list[Path]:
+    """Files as given; folders expanded to their image/cube files (sorted)."""
+    exts = CUBE_EXTS + V.IMAGE_READ_EXTS if task == "cassi" else V.IMAGE_READ_EXTS
+    out: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in exts)
+            if not found:
+                raise UsageError(f"folder {p} holds no {task} inputs ({', '.join(exts)})")
+            out += found
+        elif not p.exists():
+            raise UsageError(f"input {p}: no such file")
+        else:
+            out.append(p)
+    return out
+
+
+def output_path(inp: Path, opts: RestoreOptions, many: bool) -> Path:
+    """Where the result goes: ``-o`` (file, or folder for several inputs) or beside the input."""
+    name = inp.stem + OUTPUT_SUFFIX.get(opts.task, f"_x{opts.scale}.png")
+    if opts.output is None:
+        return inp.with_name(name)
+    if many or opts.output.is_dir():
+        if not opts.output.is_dir():
+            raise UsageError(f"-o {opts.output}: several inputs need an existing folder")
+        return opts.output / name
+    return opts.output
+
+
+def check_options(opts: RestoreOptions) -> None:
+    """Types, ranges and NaN of every numeric option, and the files named by options."""
+    opts.task = V.check("task", opts.task, V.RESTORE_RULES["task"])
+    for key in ("scale", "noise", "ratio", "tile", "max_memory", "seed"):
+        setattr(opts, key, V.check(key, getattr(opts, key), V.RESTORE_RULES[key]))
+    if opts.tile and opts.tile < min_tile(opts.task, opts.scale):
+        low = min_tile(opts.task, opts.scale)
+        at = f" at ×{opts.scale}" if opts.task == "sr" else ""
+        raise UsageError(f"--tile {opts.tile}: tiles smaller than {low} output pixels{at} leave no room for their "
+                         f"overlap; use 0 (whole image) or a value ≥ {low}")
+    if opts.mask is not None:
+        if opts.task != "cassi":
+            raise UsageError(f"--mask is a CASSI option; drop it or pass --task cassi (not {opts.task})")
+        V.check_input_file(opts.mask, "--mask", V.MASK_EXTS, "mask")
+    if opts.ref is not None:
+        exts = V.IMAGE_READ_EXTS + (CUBE_EXTS if opts.task == "cassi" else ())
+        V.check_input_file(opts.ref, "--ref", exts, "reference")
+    if opts.backbone is not None:
+        V.check_input_file(opts.backbone, "--backbone", V.MODEL_EXTS, "model")
+    if opts.model is not None and Path(opts.model).suffix.lower() in V.MODEL_EXTS:
+        V.check_input_file(opts.model, "--model", V.MODEL_EXTS, "model")
+    if opts.task == "sr" and opts.kernel.strip().upper() not in {f"K{i}" for i in range(1, 13)}:
+        if not Path(opts.kernel).exists() and Path(opts.kernel).suffix.lower() not in V.KERNEL_EXTS:
+            raise UsageError(f"--kernel {opts.kernel}: not one of K1…K12 and no such file; name a bundled kernel "
+                             f"or a kernel file ({', '.join(V.KERNEL_EXTS)})")
+        V.check_input_file(opts.kernel, "--kernel", V.KERNEL_EXTS, "kernel")
+
+
+def plan(inputs: list[Path], opts: RestoreOptions) -> list[tuple[Path, Path]]:
+    """Check everything `restore` can check without computing; returns the (input, output) pairs.
+
+    Options (ranges, NaN), input files, output extensions, writable folders, existing outputs (without
+    --force) and outputs that two inputs, or an input itself, would share.
+    """
+    check_options(opts)
+    files = expand_inputs(inputs, opts.task)
+    if opts.ref is not None and len(files) > 1:
+        raise UsageError("--ref scores one input; pass a single input with --ref")
+    pairs = [(f, output_path(f, opts, len(files) > 1)) for f in files]
+    exts = V.CUBE_WRITE_EXTS if opts.task == "cassi" else V.IMAGE_WRITE_EXTS
+    what = "a cube" if opts.task == "cassi" else "an image"
+    V.check_collisions(pairs)
+    for _, o in pairs:
+        V.check_output_file(o, "-o", exts, opts.force, what)
+        if opts.task == "cassi":
+            preview = o.with_name(o.stem + "_preview.png")
+            if preview.exists() and not opts.force:
+                raise UsageError(f"{preview} exists; pass --force to overwrite or choose another -o")
+    return pairs
