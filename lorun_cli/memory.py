@@ -58,6 +58,11 @@ def budget_bytes(max_memory_gb: float | None, device: str = "cpu") -> tuple[int,
     return int(avail * DEFAULT_FRACTION), f"half the {avail / GB:.1f} GB available"
 
 
+def size_text(n: int) -> str:
+    """'740 MB' or '13.8 GB'."""
+    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 2**20:.0f} MB"
+
+
 def bytes_per_pixel(width0: int, channels: int) -> int:
     """Estimated peak bytes per output pixel of one image (float32 maps, see the module docstring)."""
     return 4 * (12 * width0 + 16 * channels)
@@ -98,11 +103,11 @@ def plan_tiles(width0: int, channels: int, batch: int, out_hw: tuple[int, int], 
     fit = fit // align * align
     if tile > 0:
         hint = f"--tile {fit}" if fit >= min_tile else "more memory"
-        raise UsageError(f"--tile {tile} needs about {est / GB:.1f} GB, over the {budget / GB:.1f} GB budget "
+        raise UsageError(f"--tile {tile} needs about {size_text(est)}, over the {size_text(budget)} budget "
                          f"({how}); use {hint}{flag_hint}")
     if fit < min_tile:
-        raise UsageError(f"this input needs about {est / GB:.1f} GB even in {min_tile}-pixel tiles, over the "
-                         f"{budget / GB:.1f} GB budget ({how}); free memory or raise --max-memory")
-    note = (f"the whole image needs about {est / GB:.1f} GB, over the {budget / GB:.1f} GB budget ({how}); "
+        raise UsageError(f"this input needs about {size_text(cost(min_tile))} even in {min_tile}-pixel tiles, over "
+                         f"the {size_text(budget)} budget ({how}); free memory or raise --max-memory")
+    note = (f"the whole image needs about {size_text(est)}, over the {size_text(budget)} budget ({how}); "
             f"tiling automatically with --tile {fit}")
     return Plan(fit, cost(fit), note)

@@ -139,16 +139,22 @@ def test_design_card_adapt_verbatim_starts_training(adapt_env, tmp_path):
                 break
         still_running = proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: finish the step, checkpoint, say so, exit 130
+        rest = proc.stdout.read()
+        code = proc.wait(60)
         killer.cancel()
         proc.stdout.close()
     text = "".join(seen)
     assert still_running, text
-    assert "Traceback" not in text and "error" not in text.lower()
+    assert "Traceback" not in text + rest and "error" not in text.lower()
     assert seen[0].startswith("adapt cs lorun9:") and "steps 0→1000" in seen[0], text
     assert seen[-1].startswith("step 10/1000 loss "), text
     assert not (tmp_path / "b-lorun9-g10.safetensors").exists()  # stopped long before the end
+    assert code == 130, rest
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("lorun: interrupted; training state saved to b-lorun9-g10.safetensors.ckpt"), rest
+    step = torch.load(tmp_path / "b-lorun9-g10.safetensors.ckpt", weights_only=True)["step"]
+    assert step >= 10 and f"at step {step};" in last
 
 
 def test_adapt_short_run_then_restore_with_the_adapter(adapt_env, tmp_path, lorun):

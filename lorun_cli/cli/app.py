@@ -24,6 +24,12 @@ app = typer.Typer(
 weights_app = typer.Typer(help="List, fetch and verify the checkpoints of weights_manifest.json.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 
+#: Environment variables read by the command line itself (listed in the man pages with the weights' ones).
+ENVIRONMENT: dict[str, str] = {
+    "LORUN_MAX_MEMORY": "Memory budget in GB for `lorun restore` (default: half the available memory); larger "
+    "inputs are tiled automatically.",
+}
+
 TASK_HELP = "Task: cs (block compressive sensing), cassi (hyperspectral snapshot), sr (super-resolution)."
 
 
