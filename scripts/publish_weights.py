@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+import sample_metrics  # scripts/: the shipped-model check's sample figure
 import torch
 
 from lorun_cli.bench import HEADLINE, BenchOptions, Method, _score_method
@@ -114,7 +115,8 @@ def main() -> None:
     MANIFEST.write_text(json.dumps({"version": 1, "models": list(old.values())}, indent=2) + "\n")
     for n in names:
         old[n]["metrics"] = measure(old[n], args.data)
-        print(f"measured {n}: {old[n]['metrics']}")
+        old[n]["sample"] = sample_metrics.measure(old[n])  # the figure tests/test_shipped_models.py checks
+        print(f"measured {n}: {old[n]['metrics']}, sample {old[n]['sample']['psnr']} dB")
         MANIFEST.write_text(json.dumps({"version": 1, "models": list(old.values())}, indent=2) + "\n")
     (ROOT / "lorun_cli" / "assets" / "weights_manifest.json").write_text(MANIFEST.read_text())
 
