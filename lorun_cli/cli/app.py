@@ -171,9 +171,15 @@ def pretrain(
     resume: Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")] = False,
     force: Annotated[bool, typer.Option(help="Overwrite an existing OUT.")] = False,
     config: Annotated[Path | None, typer.Option(help="YAML file of options; command-line flags override it.")] = None,
+    denoise: Annotated[bool, typer.Option(help="Phase 0: train the shared denoiser as a Gaussian denoiser "
+                                          "(noise σ ~ U[0, --sigma-max]), no operator in the loop.")] = False,
+    sigma_max: Annotated[float, typer.Option(help="--denoise: largest training noise level.")] = 0.2,
+    init: Annotated[Path | None, typer.Option(help="Start the denoiser(s) from this shareK file's shared "
+                                              "denoiser (e.g. a --denoise run).")] = None,
 ) -> None:
     """Phase 1: train a shared denoiser across all stages (share9), or the block9/block1 baselines."""
-    _train("pretrain", dict(locals()), config)
+    values = dict(locals())
+    _train("denoise" if values.pop("denoise") else "pretrain", values, config)
 
 
 @app.command()

@@ -64,7 +64,7 @@ def config(name: str, size: str = "small") -> dict[str, Any]:
 def build(name: str, channels: int, size: str = "small", **overrides: Any) -> Denoiser:
     """Build denoiser ``name`` for ``channels``-channel images from a preset, with keyword overrides."""
     kwargs = config(name, size)
-    unknown = set(overrides) - set(kwargs)
+    unknown = set(overrides) - set(kwargs) - {"cond"}
     if unknown:
         raise ValueError(f"unknown option(s) for {name}: {', '.join(sorted(unknown))}; "
                          f"valid: {', '.join(sorted(kwargs))}")

@@ -113,7 +113,7 @@ class LayerNorm2d(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """Base class: ``forward(x, sigma) = x + crop(body(pad([x, sigma])))``.
+    """Base class: ``forward(x, sigma, cond) = x + crop(body(pad([x, sigma, cond])))``.
 
     Subclasses build ``self.tail`` (the zero-initialised output conv, called at the end of ``body``),
     set ``self.multiple`` (the total down-sampling factor) and implement :meth:`body`.
@@ -123,23 +123,38 @@ class Denoiser(nn.Module):
 
     name: str = ""
 
-    def __init__(self, channels: int, config: dict[str, Any], multiple: int) -> None:
+    def __init__(self, channels: int, config: dict[str, Any], multiple: int, cond: int = 0) -> None:
         super().__init__()
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
+        if int(cond) != cond or cond < 0:
+            raise ValueError(f"cond must be a non-negative integer, got {cond!r}")
         self.channels = int(channels)
-        self.config = dict(config)
+        self.cond = int(cond)
+        self.config = dict(config, **({"cond": self.cond} if self.cond else {}))
         self.multiple = int(multiple)
+        #: input channels of the first convolution: image, noise-level map, conditioning maps
+        self.in_channels = self.channels + 1 + self.cond
 
     def body(self, inp: Tensor) -> Tensor:
         """Residual prediction for the padded input ``(N, C+1, H', W')`` (image + noise-level channel)."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
-        """Denoise ``x`` ``(N, C, H, W)`` at noise level ``sigma`` (float or ``(N,)``)."""
+    def forward(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
+        """Denoise ``x`` ``(N, C, H, W)`` at noise level ``sigma`` (float or ``(N,)``).
+
+        ``cond`` ``(N or 1, self.cond, H, W)``: side information about the degradation (e.g. the CASSI
+        mask), required when the denoiser was built with ``cond > 0`` and ignored otherwise.
+        """
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"expected input (N, {self.channels}, H, W), got {tuple(x.shape)}")
-        inp = torch.cat([x, sigma_map(x, sigma)], dim=1)
+        parts = [x, sigma_map(x, sigma)]
+        if self.cond:
+            if cond is None or cond.dim() != 4 or cond.shape[1] != self.cond or cond.shape[-2:] != x.shape[-2:]:
+                got = None if cond is None else tuple(cond.shape)
+                raise ValueError(f"this denoiser needs cond of shape (N, {self.cond}, H, W), got {got}")
+            parts.append(cond.to(x).expand(x.shape[0], -1, -1, -1))
+        inp = torch.cat(parts, dim=1)
         inp, (h, w) = pad_to_multiple(inp, self.multiple)
         res = self.body(inp)
         return x + res[..., :h, :w]

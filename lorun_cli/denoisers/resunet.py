@@ -68,6 +68,7 @@ class ResUNet(Denoiser):
         nb: int = 1,
         act: str = "relu",
         up: str = "shuffle",
+        cond: int = 0,
     ) -> None:
         widths = int_list(widths)
         if up not in ("shuffle", "bilinear"):
@@ -75,13 +76,13 @@ class ResUNet(Denoiser):
         if nb < 1:
             raise ValueError(f"nb must be >= 1, got {nb}")
         cfg = {"widths": widths, "nb": int(nb), "act": act, "up": up}
-        super().__init__(channels, cfg, multiple=2 ** (len(widths) - 1))
+        super().__init__(channels, cfg, multiple=2 ** (len(widths) - 1), cond=cond)
         up_cls = UpShuffle if up == "shuffle" else UpBilinear
 
         def blocks(dim: int) -> nn.Sequential:
             return nn.Sequential(*[ResBlock(dim, act) for _ in range(nb)])
 
-        self.head = nn.Conv2d(channels + 1, widths[0], 3, padding=1)
+        self.head = nn.Conv2d(self.in_channels, widths[0], 3, padding=1)
         self.encoders = nn.ModuleList(blocks(w) for w in widths[:-1])
         pairs = list(zip(widths[:-1], widths[1:], strict=True))  # (level width, next level width)
         self.downs = nn.ModuleList(nn.Conv2d(a, b, 2, stride=2) for a, b in pairs)

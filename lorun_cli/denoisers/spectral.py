@@ -110,18 +110,19 @@ class Spectral(Denoiser):
         blocks: Sequence[int] = (1, 1, 1),
         heads: Sequence[int] = (1, 2, 4),
         expansion: float = 2.0,
+        cond: int = 0,
     ) -> None:
         blocks = int_list(blocks)
         heads = int_list(heads, len(blocks))
         cfg = {"dim": int(dim), "blocks": blocks, "heads": heads, "expansion": float(expansion)}
         levels = len(blocks)
-        super().__init__(channels, cfg, multiple=2 ** (levels - 1))
+        super().__init__(channels, cfg, multiple=2 ** (levels - 1), cond=cond)
         widths = [dim * 2**i for i in range(levels)]
 
         def stage(i: int) -> nn.Sequential:
             return nn.Sequential(*[SpectralBlock(widths[i], heads[i], expansion) for _ in range(blocks[i])])
 
-        self.embed = nn.Conv2d(channels + 1, dim, 3, padding=1)
+        self.embed = nn.Conv2d(self.in_channels, dim, 3, padding=1)
         self.encoders = nn.ModuleList(stage(i) for i in range(levels - 1))
         self.downs = nn.ModuleList(
             nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1) for i in range(levels - 1)

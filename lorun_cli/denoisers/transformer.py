@@ -111,6 +111,7 @@ class Transformer(Denoiser):
         heads: Sequence[int] = (1, 2, 4),
         expansion: float = 2.0,
         refine: int = 1,
+        cond: int = 0,
     ) -> None:
         blocks = int_list(blocks)
         heads = int_list(heads, len(blocks))
@@ -119,13 +120,13 @@ class Transformer(Denoiser):
         cfg = {"dim": int(dim), "blocks": blocks, "heads": heads, "expansion": float(expansion),
                "refine": int(refine)}
         levels = len(blocks)
-        super().__init__(channels, cfg, multiple=2 ** (levels - 1))
+        super().__init__(channels, cfg, multiple=2 ** (levels - 1), cond=cond)
         widths = [dim * 2**i for i in range(levels)]
 
         def stage(i: int, count: int) -> nn.Sequential:
             return nn.Sequential(*[TransformerBlock(widths[i], heads[i], expansion) for _ in range(count)])
 
-        self.embed = nn.Conv2d(channels + 1, dim, 3, padding=1)
+        self.embed = nn.Conv2d(self.in_channels, dim, 3, padding=1)
         self.encoders = nn.ModuleList(stage(i, blocks[i]) for i in range(levels - 1))
         self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(levels - 1))
         self.bottleneck = stage(levels - 1, blocks[-1])

@@ -57,6 +57,7 @@ class UNet(Denoiser):
         act: str = "relu",
         down: str = "pool",
         skip: str = "cat",
+        cond: int = 0,
     ) -> None:
         widths = int_list(widths)
         if down not in ("pool", "stride"):
@@ -64,9 +65,9 @@ class UNet(Denoiser):
         if skip not in ("cat", "add"):
             raise ValueError(f"skip must be 'cat' or 'add', got {skip!r}")
         cfg = {"widths": widths, "act": act, "down": down, "skip": skip}
-        super().__init__(channels, cfg, multiple=2 ** (len(widths) - 1))
+        super().__init__(channels, cfg, multiple=2 ** (len(widths) - 1), cond=cond)
         self.skip = skip
-        self.head = DoubleConv(channels + 1, widths[0], act)
+        self.head = DoubleConv(self.in_channels, widths[0], act)
         self.downs = nn.ModuleList()
         for cin, cout in zip(widths[:-1], widths[1:], strict=True):
             if down == "pool":

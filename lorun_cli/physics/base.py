@@ -49,6 +49,10 @@ class Operator(nn.Module, ABC):
     def x_shape(self, y: Tensor) -> tuple[int, ...]:
         """Shape of the image that ``A_adjoint(y)`` returns."""
 
+    def side_info(self, y: Tensor) -> Tensor | None:
+        """Maps describing Φ that a degradation-aware denoiser sees beside its input (none by default)."""
+        return None
+
     def pad(self, x: Tensor) -> Tensor:
         """Bring ``x`` to a size the operator accepts (identity by default)."""
         return x

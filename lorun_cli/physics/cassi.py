@@ -174,6 +174,20 @@ class CASSI(Operator):
         norm = self._shift_sum(ones) * self.mask.to(y).mean()
         return self._unshift(y / norm.clamp_min(1e-12)).contiguous()
 
+    @property
+    def side_channels(self) -> int:
+        """Channels of :meth:`side_info`: the mask and the per-band ΦΦᵀ seen from each band."""
+        return 1 + self.bands
+
+    def side_info(self, y: Tensor) -> Tensor:
+        """(1, 1 + bands, H, W): the mask, and ΦΦᵀ shifted back to every band (÷ bands).
+
+        Where a band's pixel is coded and how many coded bands share its detector pixel is what shapes the
+        null-space error the denoiser has to remove; the maps depend on the mask only, never on the scene.
+        """
+        m = self.mask.to(y)
+        return torch.cat([m[None, None], self._unshift(self.phiphit(y)) / self.bands], dim=1)
+
     def hqs_step(self, y: Tensor, w: Tensor, mu: Scalar) -> Tensor:
         """(ΦᵀΦ + μI)⁻¹(Φᵀy + μw) = w + Φᵀ((y − Φw) / (ΦΦᵀ + μ)), elementwise since ΦΦᵀ is diagonal."""
         # Eq. 9

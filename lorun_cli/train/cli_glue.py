@@ -49,7 +49,7 @@ def make_config(phase: str, values: dict[str, Any], explicit: set[str], config: 
     default_out = phase == "adapt" and not merged.get("out")
     if phase == "adapt":
         merged["strategy"] = f"lorun{merged.pop('stages')}" if merged.get("stages") else ""
-    for key in ("data", "backbone", "out"):
+    for key in ("data", "backbone", "out", "init"):
         if merged.get(key) is not None:
             merged[key] = str(merged[key])
     cfg = TrainConfig(**merged)

@@ -1,5 +1,8 @@
 """The training loop of Algorithm 1: phase 1 ``pretrain`` (shareK / blockK / block1), phase 2 ``adapt`` (lorunK).
 
+An optional phase 0, ``denoise``, trains the shared denoiser of a shareK network as a noise-level-conditioned
+Gaussian denoiser with no operator in the loop; ``pretrain --init FILE`` then starts from it.
+
 One loop serves both phases; what differs is which parameters are trainable (the optimiser only ever
 sees those, so a frozen backbone gets neither gradients nor optimiser state).
 """
@@ -32,7 +35,9 @@ class TrainConfig:
     """Every knob of a training run (also what a YAML ``--config`` file may set)."""
 
     task: str = "cs"
-    phase: str = "pretrain"  # pretrain | adapt
+    phase: str = "pretrain"  # denoise | pretrain | adapt
+    init: str | None = None  # pretrain: start the denoiser(s) from this shareK file's shared denoiser
+    sigma_max: float = 0.2  # denoise: training noise levels are drawn uniformly from [0, sigma_max]
     strategy: str = "share9"
     denoiser: str | None = None
     size: str = "small"
@@ -78,12 +83,18 @@ def l2_loss(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def build_for_phase(cfg: TrainConfig) -> DUN:
-    """Phase 1 builds a fresh network; phase 2 loads the backbone, freezes it and injects adapters."""
-    if cfg.phase == "pretrain":
+    """Phase 0/1 build a fresh network (phase 1 optionally from ``--init``); phase 2 loads the backbone,
+    freezes it and injects adapters."""
+    if cfg.phase in ("denoise", "pretrain"):
         strat = models.parse_strategy(cfg.strategy)
         if strat.kind == "lorun":
             raise UsageError("pretrain trains shareK/blockK/block1; use `lorun adapt --backbone …` for lorunK")
-        return models.build_model(cfg.task, cfg.strategy, cfg.denoiser, cfg.size, cfg.algo, cfg.ratio, cfg.block)
+        if cfg.phase == "denoise" and strat.kind != "share":
+            raise UsageError(f"--denoise trains the shared denoiser of a shareK network, not {strat}")
+        model = models.build_model(cfg.task, cfg.strategy, cfg.denoiser, cfg.size, cfg.algo, cfg.ratio, cfg.block)
+        if cfg.init:
+            init_denoisers(model, cfg.init)
+        return model
     if not cfg.backbone:
         raise UsageError("adapt needs --backbone FILE (a shareK model from `lorun pretrain`)")
     base = models.load_model(cfg.backbone)
@@ -110,6 +121,59 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
             base.op = BlockCS(cfg.ratio, base.op.block)
         models.derive_phi(base, phi0, cfg.phi, cfg.gamma)
     return base
+
+
+def init_denoisers(model: DUN, path: str) -> None:
+    """Copy the shared denoiser of the shareK file ``path`` into every denoiser of ``model``."""
+    src = models.load_model(path)
+    if src.strategy.kind != "share" or src.task != model.task:
+        raise UsageError(f"--init {path}: expected a {model.task} shareK file (e.g. from `pretrain --denoise`), "
+                         f"got {src.task} {src.strategy}")
+    state = src.denoisers[0].state_dict()
+    for d in model.denoisers:
+        try:
+            d.load_state_dict(state)
+        except RuntimeError:
+            raise UsageError(f"--init {path}: its denoiser differs from this run's ({src.denoiser_name} "
+                             f"{src.denoiser_kwargs}); pass the same --denoiser/--size") from None
+
+
+def denoise_step(model: DUN, task_data: Any, gen: torch.Generator, device: torch.device,
+                 sigma_max: float) -> torch.Tensor:
+    """Phase 0 loss: ‖D(x + σn, σ) − x‖² with σ ~ U[0, sigma_max] per sample, no operator in the loop."""
+    x, op = task_data.clean_batch(gen, device)
+    sigma = torch.rand(x.shape[0], generator=gen).to(device) * sigma_max
+    noisy = x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=gen).to(device)
+    info = op.side_info(op.A(x)) if model.denoiser_kwargs.get("cond") else None
+    return l2_loss(model.denoisers[0](noisy, sigma, info), x)
+
+
+def validate_denoise(model: DUN, task_data: Any, device: torch.device, sigma: float = 25 / 255) -> float:
+    """Mean denoising PSNR at ``sigma`` over the validation items (fixed noise; phase 0's own measure)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    vals = []
+    with torch.no_grad():
+        for _, x, y, op in task_data.val_items(device):
+            op = op if op is not None else model.op
+            noisy = x + sigma * torch.randn(x.shape, generator=gen).to(device)
+            info = op.side_info(y) if model.denoiser_kwargs.get("cond") else None
+            vals.append(psnr(model.denoisers[0](noisy, torch.full((1,), sigma), info).clamp(0, 1), x))
+    model.train()
+    return float(sum(vals) / max(1, len(vals)))
+
+
+def make_optimizer(model: DUN, lr: float) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters; the per-stage scalars get their own group with a tiny eps.
+
+    Their gradients can be far below Adam's default eps (CASSI: ~1e-11 on μ, because μ ≪ ΦΦᵀ ≈ 14), where
+    eps = 1e-8 would freeze them; with eps = 1e-16 Adam moves them at the rate of every other parameter.
+    """
+    scalars = [p for n, p in model.named_parameters() if p.requires_grad and n in ("rho_raw", "lam_raw")]
+    ids = {id(p) for p in scalars}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": rest}] + ([{"params": scalars, "eps": 1e-16}] if scalars else [])
+    return torch.optim.Adam(groups, lr=lr)
 
 
 def _state_path(cfg: TrainConfig) -> Path:
@@ -208,7 +272,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     model = build_for_phase(cfg).to(device)
     task_data = make_task_data(cfg, model)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = make_optimizer(model, cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + _rank())
     step, elapsed0 = 0, 0.0
     if st is not None:
@@ -262,9 +326,12 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            x, y, op = task_data.batch(gen, device)
-            out = net(y, op) if op is not None else net(y)
-            loss = l2_loss(out, x)
+            if cfg.phase == "denoise":
+                loss = denoise_step(model, task_data, gen, device, cfg.sigma_max)
+            else:
+                x, y, op = task_data.batch(gen, device)
+                out = net(y, op) if op is not None else net(y)
+                loss = l2_loss(out, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip:
@@ -276,6 +343,8 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
             if step % cfg.val_every == 0 or step == cfg.steps:
                 val = validate(model, task_data, device)
                 rec["val_psnr"] = val
+                if cfg.phase == "denoise":
+                    rec["val_denoise"] = validate_denoise(model, task_data, device)
             if step % cfg.log_every == 0 or "val_psnr" in rec:
                 now = time.monotonic()
                 rec["it_s"] = (step - last_step) / max(1e-9, now - last_t)

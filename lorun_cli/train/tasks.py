@@ -50,6 +50,16 @@ class TaskData:
         op = self._cassi_op(x, gen)
         return x, op.A(x), op
 
+    def clean_batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Operator]:
+        """Clean training patches and an operator for them (phase 0 uses the operator's side information only)."""
+        x = self.sampler.sample(self.cfg.batch, gen).to(device)
+        if self.task == "cassi":
+            return x, self._cassi_op(x, gen)
+        if self.task == "sr":
+            scale, k, _ = data.sample_sr_degradation(x, self.kernels, gen, noise_max=0.0)
+            return x, SRBlur(k.to(device), scale)
+        return x, self.model.op
+
     def _cassi_op(self, x: Tensor, gen: torch.Generator) -> CASSI:
         """The mask cropped to the patch (a random-position crop would also do; fixed keeps it cheap)."""
         h, w = x.shape[-2:]

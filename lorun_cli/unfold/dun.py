@@ -130,26 +130,44 @@ class DUN(nn.Module):
         """Per-stage λ, kept above a floor."""
         return self.floor + F.softplus(self.lam_raw)
 
+    def set_sigma_schedule(self, first: float, last: float) -> DUN:
+        """Start the stage noise levels on a geometric schedule σ_1 = first … σ_K = last (keeps ρ/μ).
+
+        A plug-and-play style start: early stages remove large errors, late stages refine.
+        """
+        k = self.strategy.stages
+        ratio = (last / first) ** (1.0 / max(1, k - 1))
+        sig = torch.tensor([first * ratio**i for i in range(k)])
+        rho = self.rho().detach()
+        lam = rho * sig**2 if self.algo == "hqs" else sig**2 / rho  # σ² = λ/μ (HQS) or ρλ (PGD)
+        with torch.no_grad():
+            self.lam_raw.copy_(torch.tensor([_inv_softplus(float(v) - self.floor) for v in lam]))
+        return self
+
     def sigmas(self) -> Tensor:
         """Noise level each stage's denoiser receives."""
         fn = sigma_pgd if self.algo == "pgd" else sigma_hqs
         return fn(self.rho(), self.lam())
 
     # ---- forward ------------------------------------------------------------------------------------
-    def pmm(self, k: int, z: Tensor, sigma: Tensor) -> Tensor:
-        """Proximal mapping of stage k: the stage's denoiser at noise level σ_k.  # Eq. 7 / Eq. 11"""
+    def pmm(self, k: int, z: Tensor, sigma: Tensor, info: Tensor | None = None) -> Tensor:
+        """Proximal mapping of stage k: the stage's denoiser at noise level σ_k.  # Eq. 7 / Eq. 11
+
+        ``info``: the operator's side information for a degradation-aware denoiser (``cond > 0``).
+        """
         if self.strategy.kind == "block":
             d = self.denoisers[k]
         else:
             d = self.denoisers[0]
             if self.strategy.kind == "lorun":
                 lora.set_stage(d, k)
-        return d(z, sigma.expand(z.shape[0]))
+        return d(z, sigma.expand(z.shape[0]), info)
 
-    def _stage(self, k: int, op: Operator, x: Tensor, y: Tensor, rho: Tensor, sigma: Tensor) -> Tensor:
+    def _stage(self, k: int, op: Operator, x: Tensor, y: Tensor, rho: Tensor, sigma: Tensor,
+               info: Tensor | None = None) -> Tensor:
         if self.algo == "pgd":
-            return self.pmm(k, gdm_pgd(op, x, y, rho), sigma)
-        return self.pmm(k, gdm_hqs(op, y, x, rho), sigma)
+            return self.pmm(k, gdm_pgd(op, x, y, rho), sigma, info)
+        return self.pmm(k, gdm_hqs(op, y, x, rho), sigma, info)
 
     def initial_estimate(self, op: Operator, y: Tensor) -> Tensor:
         """x⁽⁰⁾: the operator's own init, or (``gap-tv:N``) N GAP-TV iterations as a classical warm start."""
@@ -166,12 +184,13 @@ class DUN(nn.Module):
             raise ValueError("no degradation operator: pass op= or build the model with one")
         x = self.initial_estimate(op, y)
         rho, sig = self.rho(), self.sigmas()
+        info = op.side_info(y) if self.denoiser_kwargs.get("cond") else None
         outs = []
         for k in range(self.strategy.stages):
             if self.use_checkpoint and torch.is_grad_enabled():
-                x = checkpoint(self._stage, k, op, x, y, rho[k], sig[k], use_reentrant=False)
+                x = checkpoint(self._stage, k, op, x, y, rho[k], sig[k], info, use_reentrant=False)
             else:
-                x = self._stage(k, op, x, y, rho[k], sig[k])
+                x = self._stage(k, op, x, y, rho[k], sig[k], info)
             outs.append(x)
         return outs if return_stages else x
 
