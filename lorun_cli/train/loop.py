@@ -124,8 +124,15 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
 
 
 def init_denoisers(model: DUN, path: str) -> None:
-    """Copy the shared denoiser of the shareK file ``path`` into every denoiser of ``model``."""
+    """Copy the shared denoiser of the shareK file ``path`` into every denoiser of ``model``.
+
+    A file of the same strategy as ``model`` (e.g. an earlier block9 leg) is loaded whole instead, stage
+    scalars included, so a run can continue with other settings (a larger patch) from where it stopped.
+    """
     src = models.load_model(path)
+    if src.task == model.task and src.strategy == model.strategy and src.config() == model.config():
+        model.load_state_dict(src.state_dict())
+        return
     if src.strategy.kind != "share" or src.task != model.task:
         raise UsageError(f"--init {path}: expected a {model.task} shareK file (e.g. from `pretrain --denoise`), "
                          f"got {src.task} {src.strategy}")

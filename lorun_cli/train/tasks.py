@@ -48,7 +48,11 @@ class TaskData:
             ).to(device)
             return x, y, op
         op = self._cassi_op(x, gen)
-        return x, op.A(x), op
+        y = op.A(x)
+        if self.cfg.noise:  # detector noise: std uniform in [0, noise] per sample, like SR
+            sigma = torch.rand(x.shape[0], generator=gen) * self.cfg.noise
+            y = y + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen).to(device)
+        return x, y, op
 
     def clean_batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Operator]:
         """Clean training patches and an operator for them (phase 0 uses the operator's side information only)."""
