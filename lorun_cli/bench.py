@@ -51,6 +51,7 @@ class BenchOptions:
     device: str = "cpu"
     threads: int | None = None
     seed: int = 0
+    stages: bool = False  # also score x⁰ and every stage's output of the learned models
 
 
 @dataclass
@@ -157,6 +158,12 @@ class Method:
             rep["trainable"] = rep["setting"]
         return rep
 
+    def stage_outputs(self, y: Tensor, op: Any) -> list[Tensor]:
+        """x⁰ and the output of every stage (learned models only)."""
+        op = op if op is not None else self.net.op
+        with torch.no_grad():
+            return [op.crop(x) for x in [self.net.initial_estimate(op, y), *self.net(y, op, return_stages=True)]]
+
     def __call__(self, y: Tensor, op: Any) -> Tensor:
         with torch.no_grad():
             if self.net is not None:
@@ -189,6 +196,7 @@ def _score_method(m: Method, opts: BenchOptions, items) -> tuple[dict[str, float
     proto = PROTOCOL[opts.task]
     border = opts.scale if opts.task == "sr" else 0
     ps, ss, first = [], [], None
+    per_stage: list[list[float]] = []
     for _case, x, op in _cases(opts, items):
         if opts.task == "cs":
             cs_op = m.cs_op
@@ -201,11 +209,17 @@ def _score_method(m: Method, opts: BenchOptions, items) -> tuple[dict[str, float
                 y = op.A(x)
             out = m(y, op)
         sc = metrics.score(out.clamp(0, 1), x, proto, border=border)
+        if opts.stages and m.net is not None:
+            per_stage.append([metrics.score(s.clamp(0, 1), x, proto, border=border)["psnr"]
+                              for s in m.stage_outputs(y, op)])
         ps.append(sc["psnr"])
         ss.append(sc["ssim"])
         if first is None:
             first = (y, op)
-    return {"psnr": statistics.fmean(ps), "ssim": statistics.fmean(ss)}, ps, first[0], first[1]
+    scores = {"psnr": statistics.fmean(ps), "ssim": statistics.fmean(ss)}
+    if per_stage:  # mean over the cases of x⁰, stage 1, …, stage K
+        scores["stage_psnr"] = [statistics.fmean(col) for col in zip(*per_stage)]
+    return scores, ps, first[0], first[1]
 
 
 def _timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
@@ -296,8 +310,10 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
         scores, per_image, y, op = _score_method(m, opts, items)
         row: dict[str, Any] = {"method": m.name, "role": "model" if is_model else "compared",
                                "strategy": models.strategy_label(m.net) if m.net is not None else m.spec,
-                               **{k: round(v, 4) for k, v in scores.items()},
+                               **{k: round(v, 4) for k, v in scores.items() if k != "stage_psnr"},
                                "per_image_psnr": [round(p, 3) for p in per_image]}
+        if "stage_psnr" in scores:
+            row["stage_psnr"] = [round(p, 3) for p in scores["stage_psnr"]]
         row.update(m.params())
         row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
         runs = min(opts.repeats, opts.baseline_repeats or opts.repeats) if m.classical else opts.repeats

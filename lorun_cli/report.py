@@ -66,6 +66,21 @@ def bench_table(result: Any) -> Table:
     return t
 
 
+def stage_table(result: Any) -> Table | None:
+    """PSNR of x⁰ and after every stage, per learned model (``bench --stages``); None without stage data."""
+    rows = [r for r in result.rows if r.get("stage_psnr")]
+    if not rows:
+        return None
+    k = max(len(r["stage_psnr"]) for r in rows)
+    t = Table(title="PSNR after each stage (x⁰ = the initial estimate)", caption=result.protocol)
+    t.add_column("method", justify="left")
+    for i in range(k):
+        t.add_column("x⁰" if i == 0 else f"stage {i}", justify="right")
+    for r in rows:
+        t.add_row(r["method"], *[_fmt(v) for v in r["stage_psnr"]], *[""] * (k - len(r["stage_psnr"])))
+    return t
+
+
 def bench_csv(result: Any) -> str:
     """CSV text of the bench rows (flat columns)."""
     buf = io.StringIO()
@@ -84,11 +99,17 @@ def print_bench(result: Any, json_out: bool = False, csv: Path | None = None, qu
         atomic_write_bytes(csv, bench_csv(result).encode())
     if json_out:
         if not quiet:
-            Console(stderr=True, width=_width()).print(bench_table(result))
+            con = Console(stderr=True, width=_width())
+            con.print(bench_table(result))
+            if (st := stage_table(result)) is not None:
+                con.print(st)
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
     if not quiet:
-        Console(width=_width()).print(bench_table(result))
+        con = Console(width=_width())
+        con.print(bench_table(result))
+        if (st := stage_table(result)) is not None:
+            con.print(st)
 
 
 def print_weights(json_out: bool = False) -> None:

@@ -234,6 +234,8 @@ def bench(
     markdown: Annotated[Path | None, typer.Option(help="With --all: write the results page here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="With --all: write the PSNR-vs-parameters figure (PNG).")] = None,
     quick: Annotated[bool, typer.Option(help="With --all: 2 latency repeats, no memory probe.")] = False,
+    stages: Annotated[bool, typer.Option(help="Also print the PSNR of x⁰ and after every stage of the learned "
+                                         "models.")] = False,
 ) -> None:
     """Score a model against others on a test set: PSNR, SSIM, parameters, memory, latency.
 
@@ -265,7 +267,8 @@ def bench(
         dataset = None
     opts = BenchOptions(task=task, model=model, compare=[c for c in compare.split(",") if c.strip()],
                         dataset=dataset, data=data, ratio=ratio, scale=scale, kernels=kernels, limit=limit,
-                        repeats=repeats, memory=memory, device=dev, threads=STATE.threads, seed=STATE.seed)
+                        repeats=repeats, memory=memory, device=dev, threads=STATE.threads, seed=STATE.seed,
+                        stages=stages)
     result = run_bench(opts, quiet=STATE.quiet)
     print_bench(result, json_out=json_out, csv=csv, quiet=STATE.quiet)
 
