@@ -10,9 +10,9 @@ from .errors import UsageError
 
 CUBE_EXTS = (".mat", ".npy", ".npz", ".tif", ".tiff")
 OUTPUT_SUFFIX = {"cs": "_cs.png", "cassi": "_cube.tif"}
-#: Smallest useful tile (output pixels): room for the overlap of each task (SR: 8 input pixels a side).
-MIN_TILE_SR_LR = 32
-MIN_TILE = {"cs": 64, "cassi": 64}
+#: Smallest useful tile (output pixels): room for the overlap of each task (SR: 16 input pixels a side).
+MIN_TILE_SR_LR = 48
+MIN_TILE = {"cs": 96, "cassi": 64}  # CS: 3 blocks, so tiles overlap by one block
 
 
 @dataclass

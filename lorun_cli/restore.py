@@ -172,19 +172,45 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     if max(k.shape) > s * min(y.shape[-2:]):
         raise UsageError(f"--kernel {opts.kernel}: the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
                          f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")
-    tile = guard.tile(net, inp, opts, (y.shape[-2] * s, y.shape[-1] * s), 1, min_tile(opts.task, s))
+    pad = 2 * SR_OVERLAP
+    tile = guard.tile(net, inp, opts, ((y.shape[-2] + pad) * s, (y.shape[-1] + pad) * s), 1, min_tile(opts.task, s))
 
     def fn(t: Tensor) -> Tensor:
         return net(t, SRBlur(k, s))
 
     with torch.no_grad():
-        out = run_tiled(fn, y, tile // s if tile else 0, overlap=8, out_scale=s)
+        out = _sr_run(fn, y, tile // s, s)
     out = out.clamp(0, 1)[0]
     if gray:  # a gray input gives a gray output (no colour fringes from the RGB network)
         out = out.mean(dim=0, keepdim=True)
         out = out if channels == 1 else out.expand(3, -1, -1)
         ref = None if ref is None else ref[:, :channels]
     return out, None if ref is None else ref[0]
+
+
+SR_OVERLAP = 16  # input pixels of context around an SR tile (tiled matches whole to > 60 dB)
+
+
+def _sr_run(fn: Callable[[Tensor], Tensor], y: Tensor, tile_lr: int, s: int) -> Tensor:
+    """SR of the whole image or in tiles, with one result.
+
+    The image is restored as a periodic signal (the blur is circular): it is padded circularly by the
+    overlap, so a tile at the image border sees the same context as the whole-image run, and the padding is
+    cropped afterwards. Tiles start on a grid of ``8 / gcd(8, s)`` input pixels, so that every tile meets
+    the denoiser's pooling grid (three halvings) in the same phase as the whole image does.
+    """
+    h, w = y.shape[-2:]
+    a = 8 // math.gcd(8, s)
+    p = SR_OVERLAP if min(h, w) > SR_OVERLAP + a else 0
+    if not p:
+        return fn(y)
+    eh, ew = -(h + 2 * p) % a, -(w + 2 * p) % a  # far-side extra, so tiles end on the grid too
+    padded = torch.nn.functional.pad(y, (p, p + ew, p, p + eh), mode="circular")
+    if tile_lr and max(padded.shape[-2:]) > tile_lr:
+        out = run_tiled(fn, padded, max(a, tile_lr // a * a), overlap=p, out_scale=s, align=a)
+    else:
+        out = fn(padded)
+    return out[..., p * s : (p + h) * s, p * s : (p + w) * s]
 
 
 def _restore_cs(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
@@ -265,22 +291,29 @@ def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generat
     return out.clamp(0, 1)[0], ref
 
 
-def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 16) -> Tensor:
-    """Row tiles for CASSI: each tile uses its own rows of the mask (exact: the dispersion runs along W)."""
+def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 16, align: int = 8) -> Tensor:
+    """Row tiles for CASSI: each tile uses its own rows of the mask (exact: the dispersion runs along W).
+
+    Tiles start on a grid of ``align`` rows (the denoiser's pooling grid); the last one runs to the
+    bottom edge, so it may be up to ``align - 1`` rows taller than ``tile``.
+    """
     h = y.shape[-2]
+    tile = max(align, tile // align * align)
+    step = max(align, (tile - 2 * overlap) // align * align)
+    starts = list(range(0, max(1, h - tile + 1), step))
+    last = max(0, h - tile) // align * align
+    if starts[-1] < last:
+        starts.append(last)
     out = None
-    step = max(1, tile - 2 * overlap)
-    for p in range(0, h, step):
-        p = min(p, max(0, h - tile))
-        op = CASSI(mask[p : p + tile], bands=net.channels, step=2)
-        res = net(y[..., p : p + tile, :], op)
+    for i, p in enumerate(starts):
+        end = h if i == len(starts) - 1 else p + tile
+        op = CASSI(mask[p:end], bands=net.channels, step=2)
+        res = net(y[..., p:end, :], op)
         if out is None:
             out = res.new_zeros(*res.shape[:-2], h, res.shape[-1])
         lo = 0 if p == 0 else p + overlap
-        hi = h if p + tile >= h else p + tile - overlap
+        hi = h if end >= h else end - overlap
         out[..., lo:hi, :] = res[..., lo - p : hi - p, :]
-        if p + tile >= h:
-            break
     return out
 
 

@@ -528,8 +528,8 @@ CASES: list[Case] = [
     # 23. --tile
     Case("d23-tile-negative", [*SR, "--tile", "-5", "in.png"], USAGE, "--tile -5 is out of range",
          ("in_x2.png",), IN),
-    Case("d23-tile-too-small-sr", [*SR, "--tile", "16", "in.png"], USAGE, "≥ 64", ("in_x2.png",), IN),
-    Case("d23-tile-too-small-cs", ["restore", "--task", "cs", "--tile", "32", "house.png"], USAGE, "≥ 64",
+    Case("d23-tile-too-small-sr", [*SR, "--tile", "16", "in.png"], USAGE, "≥ 96", ("in_x2.png",), IN),
+    Case("d23-tile-too-small-cs", ["restore", "--task", "cs", "--tile", "64", "house.png"], USAGE, "≥ 96",
          ("house_cs.png",), cs_image()),
     Case("d23-tile-not-a-number", [*SR, "--tile", "big", "in.png"], USAGE, "invalid value for '--tile'",
          ("in_x2.png",), IN, click=True),

@@ -331,11 +331,11 @@ def test_restore_several_inputs_and_a_folder(lorun, tmp_path):
 def test_restore_sr_tiled_matches_untiled(lorun, tmp_path):
     crop_png(SR_SAMPLE, tmp_path / "lr.png", 100)
     assert_ok(lorun("restore", "--scale", "2", "lr.png", "-o", "whole.png"))
-    assert_ok(lorun("restore", "--scale", "2", "--tile", "64", "lr.png", "-o", "tiled.png"))
+    assert_ok(lorun("restore", "--scale", "2", "--tile", "96", "lr.png", "-o", "tiled.png"))
     whole = np.asarray(Image.open(tmp_path / "whole.png"))
     tiled = np.asarray(Image.open(tmp_path / "tiled.png"))
     assert whole.shape == tiled.shape == (200, 200, 3)
-    assert psnr8(whole, tiled) > 30
+    assert psnr8(whole, tiled) >= 45  # tests/test_tiling.py checks the float outputs of the shipped models
 
 
 # --------------------------------------------------------------------------- errors
