@@ -71,7 +71,9 @@ def _choice(*choices: str, optional: bool = False) -> Rule:
 #: Options of `lorun pretrain` / `lorun adapt` and the keys of their YAML ``--config`` files.
 TRAIN_RULES: dict[str, Rule] = {
     "task": _choice(*TASKS),
-    "phase": _choice("pretrain", "adapt"),
+    "phase": _choice("denoise", "pretrain", "adapt"),
+    "init": Rule(str, optional=True),
+    "sigma_max": _float(0, 1, lo_open=True, example="0.2"),
     "strategy": Rule(str),
     "denoiser": _choice("unet", "transformer", "resunet", "spectral", optional=True),
     "size": _choice("small", "base"),

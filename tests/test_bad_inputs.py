@@ -357,6 +357,8 @@ CASES: list[Case] = [
          yaml_file("c.yaml", "lr: 0\n")),
     Case("d05-yaml-ratio-2", [*PRE, "--config", "c.yaml"], USAGE, "ratio: 2", ("m.safetensors",),
          yaml_file("c.yaml", "ratio: 2\n")),
+    Case("d05-sigma-max-nan", [*PRE, "--denoise", "--sigma-max", "nan"], USAGE, "--sigma-max nan",
+         ("m.safetensors",)),
     Case("d05-yaml-max-minutes-0", [*PRE, "--config", "c.yaml"], USAGE, "max_minutes: 0", ("m.safetensors",),
          yaml_file("c.yaml", "max_minutes: 0\n")),
     # 6. kernels too large for the models (or the image)

@@ -115,10 +115,20 @@ def test_targets_are_computed_from_results() -> None:
     assert status("CASSI: merged lorun9 latency") == "NOT MEASURED"
 
 
+def _capped(fn, most: int):
+    """``fn`` with at most ``most`` iterations, whatever the caller asks for."""
+
+    def run(*args, iters: int = most, **kwargs):
+        return fn(*args, iters=min(iters, most), **kwargs)
+
+    return run
+
+
 def test_build_results_on_bundled_samples(zoo: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the classical iterative baselines are shortened: this test checks the page, not their quality
-    monkeypatch.setattr(classical, "cs_tv", functools.partial(classical.cs_tv, iters=3))
-    monkeypatch.setattr(classical, "gap_tv", functools.partial(classical.gap_tv, iters=2))
+    # (iters capped, not defaulted: DUN.initial_estimate passes its own iters=30 to gap_tv)
+    monkeypatch.setattr(classical, "cs_tv", _capped(classical.cs_tv, 3))
+    monkeypatch.setattr(classical, "gap_tv", _capped(classical.gap_tv, 2))
     md, png = tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "psnr_params.png"
     out = results.build_results(None, md, png, threads=1, quick=True, quiet=True)
     assert [r.task for r in out] == ["cs", "sr", "cassi"]
