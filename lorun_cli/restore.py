@@ -343,9 +343,13 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
         t0 = time.perf_counter()
         try:
             out, ref = fn(net, f, opts, gen, guard)
-        except (torch.OutOfMemoryError, MemoryError) as e:
-            raise LorunError(f"{f}: out of memory ({str(e).splitlines()[0][:80]}); pass a smaller --tile or a "
-                             f"lower --max-memory") from None
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not isinstance(e, torch.OutOfMemoryError | MemoryError) and not any(
+                    w in text for w in ("not enough memory", "can't allocate memory", "out of memory")):
+                raise
+            raise LorunError(f"{f}: out of memory ({text[:80]}); pass a smaller --tile or a lower "
+                             f"--max-memory") from None
         secs = time.perf_counter() - t0
         if opts.ref is not None:
             ref = _finite(images.read_cube(opts.ref) if opts.task == "cassi" else
