@@ -230,6 +230,7 @@ def bench(
     memory: Annotated[bool, typer.Option(help="Measure peak memory (subprocess RSS on CPU).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout (the table goes to stderr).")] = False,
     csv: Annotated[Path | None, typer.Option(help="Also write the rows as CSV.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing --csv file.")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Run the whole results suite (every task and test set).")] = False,
     markdown: Annotated[Path | None, typer.Option(help="With --all: write the results page here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="With --all: write the PSNR-vs-parameters figure (PNG).")] = None,
@@ -247,6 +248,14 @@ def bench(
     for key, value in (("ratio", ratio), ("scale", scale), ("limit", limit), ("repeats", repeats)):
         check(key, value, RESTORE_RULES[key])
     task = check("task", task, RESTORE_RULES["task"])
+    from ..validate import check_output_file
+
+    if csv is not None:
+        check_output_file(csv, "--csv", (".csv",), force, "a table")
+    if markdown is not None:  # the results page and figure are regenerated in place (see docs/RESULTS.md)
+        check_output_file(markdown, "--markdown", (".md",), True, "a results page")
+    if plot is not None:
+        check_output_file(plot, "--plot", (".png",), True, "a figure")
     from ..bench import BenchOptions, default_dataset, run_bench
     from ..report import print_bench
 
