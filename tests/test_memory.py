@@ -72,10 +72,13 @@ print(json.dumps([rss() - base, est]))
 """
 
 
-@pytest.mark.parametrize("task", ["sr", "cs"])
-def test_the_estimate_covers_the_measured_peak(task: str) -> None:
-    """Peak RSS growth of a real restore (shipped model, one thread) stays under the guard's estimate."""
-    r = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "scripts"), task], capture_output=True, text=True,
+def test_the_estimate_covers_the_measured_peak() -> None:
+    """Peak RSS growth of a real SR restore (shipped model, one thread) stays under the guard's estimate.
+
+    (SR: the task whose large inputs ran out of memory; a fresh process, since peak RSS only ever grows.
+    ``PROBE`` takes "cs" too: CS measured 150–160 MB against 218 MB estimated at 512 × 512.)
+    """
+    r = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "scripts"), "sr"], capture_output=True, text=True,
                        timeout=300, check=False, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     measured, estimate = json.loads(r.stdout)

@@ -53,10 +53,9 @@ def test_sr_tiled_equals_whole(tmp_path: Path, scale: int) -> None:
 
 def test_cs_tiled_equals_whole(tmp_path: Path) -> None:
     inp = tmp_path / "cs.png"
-    Image.open(SM.SAMPLES / "cs" / "house.png").convert("L").crop((0, 0, 200, 180)).save(inp)
+    Image.open(SM.SAMPLES / "cs" / "house.png").convert("L").crop((0, 0, 170, 150)).save(inp)
     whole = _run("cs", "cs-lorun9-r25", inp, 0)
-    for tile in (96, 128):
-        assert _agree(whole, _run("cs", "cs-lorun9-r25", inp, tile)) >= MIN_DB, tile
+    assert _agree(whole, _run("cs", "cs-lorun9-r25", inp, 96)) >= MIN_DB  # the smallest tile: 2 × 2 tiles
 
 
 def test_cassi_tiled_equals_whole(tmp_path: Path) -> None:
