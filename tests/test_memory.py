@@ -46,14 +46,15 @@ def test_cassi_strips_use_the_full_width() -> None:
 
 
 PROBE = r"""
-import json, resource, sys, torch
+import json, sys, torch
 sys.path.insert(0, sys.argv[1])
 torch.set_num_threads(1)
 import sample_metrics as SM
 from lorun_cli import memory
 from lorun_cli.physics.sr import SRBlur, load_kernels
 entries = {e["name"]: e for e in json.loads(SM.MANIFEST.read_text())["models"]}
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from lorun_cli.runtime import peak_rss_mb
+rss = lambda: peak_rss_mb() * 2**20
 task = sys.argv[2]
 net = SM.load_shipped(entries["sr-lorun9" if task == "sr" else "cs-lorun9-r25"])
 with torch.no_grad():
@@ -70,6 +71,18 @@ with torch.no_grad():
         est = memory.bytes_per_pixel(16, 1) * 512 * 512
 print(json.dumps([rss() - base, est]))
 """
+
+
+def test_peak_rss_is_this_process_own() -> None:
+    """A small process started by a large one reports its own peak (Linux keeps ru_maxrss over exec)."""
+    ballast = bytearray(300 * 2**20)
+    ballast[:: 4096] = b"\x01" * len(ballast[:: 4096])
+    code = "from lorun_cli.runtime import peak_rss_mb; print(peak_rss_mb())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                       cwd=ROOT)
+    del ballast
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) < 200
 
 
 def test_the_estimate_covers_the_measured_peak() -> None:
