@@ -182,6 +182,16 @@ def disk_full_on(target: str, attr: str) -> Setup:
     return make
 
 
+def no_room_for_lock(_d: Path, mp: pytest.MonkeyPatch) -> None:
+    """The weights cache cannot even hold its lock file."""
+    from lorun_cli.io import weights
+
+    def locked(path: Path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    mp.setattr(weights, "_locked", locked)
+
+
 def signal_in_writer(sig: int) -> Setup:
     """The signal arrives while the output image is being written (after half of it)."""
 
@@ -379,6 +389,9 @@ CASES: list[Case] = [
          ("cache/sr-lorun9.safetensors.partial", "cache/sr-lorun9.safetensors"),
          both(IN, disk_full_on("lorun_cli.io.weights.shutil", "copyfile")),
          exist("in_x2.png", "cache/sr-lorun9.safetensors.lock"),  # the cache was tried
+         env={"LORUN_CACHE_DIR": "{d}/cache"}),
+    Case("d07-cache-without-room-for-a-lock-falls-back", [*SR, "in.png"], OK, "in_x2.png",
+         ("cache/sr-lorun9.safetensors",), both(IN, no_room_for_lock), exist("in_x2.png"),
          env={"LORUN_CACHE_DIR": "{d}/cache"}),
     # 8. threads
     Case("d08-threads-10000", ["--threads", "10000", *SR, "in.png"], USAGE, "--threads 10000", ("in_x2.png",),

@@ -264,51 +264,58 @@ def fetch(
         raise LorunError(
             f"cannot create the weights cache {dest.parent} ({exc}); set LORUN_CACHE_DIR"
         ) from exc
-    with _locked(dest.with_name(dest.name + ".lock")):
-        if not force and _matches(dest, entry):
-            return dest
-        if force:
-            partial.unlink(missing_ok=True)
-        srcs = sources(entry)
-        if not srcs:
-            if offline():
-                raise LorunError(
-                    f"model {entry['name']!r} is not cached and LORUN_OFFLINE is set; "
-                    f"unset LORUN_OFFLINE or put {entry['file']} in {dest.parent}"
-                )
-            raise LorunError(f"model {entry['name']!r} has no download URL and no bundled copy")
-        failures: list[str] = []
-        for src in srcs:
-            try:
-                if _is_url(src):
-                    _download_with_retries(src, partial, entry, progress, timeout, retries)
-                else:
-                    shutil.copyfile(src, partial)
-                    _check_partial(partial, entry, src)
-            except _Mismatch as exc:
-                failures.append(str(exc))
-                continue
-            except _Interrupted as exc:
-                failures.append(f"{src}: {exc}; run again to resume")
-                continue
-            except OSError as exc:
-                failures.append(f"{src}: {exc.strerror or exc}")
-                if not _is_url(src) or exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    partial.unlink(missing_ok=True)  # a local copy restarts anyway; a full disk needs the room
-                continue
-            try:
-                os.replace(partial, dest)
-            except OSError as exc:
+    try:
+        with _locked(dest.with_name(dest.name + ".lock")):
+            if not force and _matches(dest, entry):
+                return dest
+            if force:
                 partial.unlink(missing_ok=True)
-                failures.append(f"{dest}: {exc.strerror or exc}")
-                break
-            return dest
+            srcs = sources(entry)
+            if not srcs:
+                if offline():
+                    raise LorunError(
+                        f"model {entry['name']!r} is not cached and LORUN_OFFLINE is set; "
+                        f"unset LORUN_OFFLINE or put {entry['file']} in {dest.parent}"
+                    )
+                raise LorunError(f"model {entry['name']!r} has no download URL and no bundled copy")
+            failures: list[str] = []
+            for src in srcs:
+                try:
+                    if _is_url(src):
+                        _download_with_retries(src, partial, entry, progress, timeout, retries)
+                    else:
+                        shutil.copyfile(src, partial)
+                        _check_partial(partial, entry, src)
+                except _Mismatch as exc:
+                    failures.append(str(exc))
+                    continue
+                except _Interrupted as exc:
+                    failures.append(f"{src}: {exc}; run again to resume")
+                    continue
+                except OSError as exc:
+                    failures.append(f"{src}: {exc.strerror or exc}")
+                    if not _is_url(src) or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        partial.unlink(missing_ok=True)  # a local copy restarts anyway; a full disk needs the room
+                    continue
+                try:
+                    os.replace(partial, dest)
+                except OSError as exc:
+                    partial.unlink(missing_ok=True)
+                    failures.append(f"{dest}: {exc.strerror or exc}")
+                    break
+                return dest
+            bundled = bundled_path(entry)
+            if _matches(bundled, entry):  # the cache is unusable (full disk, ...): use the verified bundled copy
+                return bundled
+            if len(failures) == 1:
+                raise LorunError(f"could not fetch {entry['file']}: {failures[0]}")
+            raise LorunError(f"could not fetch {entry['file']} from any source: " + " | ".join(failures))
+    except OSError as exc:  # e.g. no room for the lock file: a verified bundled copy is still usable in place
         bundled = bundled_path(entry)
-        if _matches(bundled, entry):  # the cache is unusable (full disk, ...): use the verified bundled copy
+        if _matches(bundled, entry):
             return bundled
-        if len(failures) == 1:
-            raise LorunError(f"could not fetch {entry['file']}: {failures[0]}")
-        raise LorunError(f"could not fetch {entry['file']} from any source: " + " | ".join(failures))
+        raise LorunError(f"cannot use the weights cache {dest.parent} ({exc.strerror or exc}); free some space "
+                         f"or set LORUN_CACHE_DIR") from None
 
 
 def _is_url(src: str) -> bool:
