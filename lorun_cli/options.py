@@ -24,7 +24,8 @@ class RestoreOptions:
     strategy: str = "lorun9"
     backbone: Path | None = None
     scale: int = 4
-    kernel: str = "K1"
+    kernel: str = "auto"  # SR: K1…K12, a kernel file, or auto (estimated from the input)
+    save_kernel: Path | None = None  # SR: write the kernel used (.npy)
     noise: float = 0.0
     ratio: float | None = None
     mask: Path | None = None
@@ -93,7 +94,13 @@ def check_options(opts: RestoreOptions) -> None:
         V.check_input_file(opts.backbone, "--backbone", V.MODEL_EXTS, "model")
     if opts.model is not None and Path(opts.model).suffix.lower() in V.MODEL_EXTS:
         V.check_input_file(opts.model, "--model", V.MODEL_EXTS, "model")
-    if opts.task == "sr" and opts.kernel.strip().upper() not in {f"K{i}" for i in range(1, 13)}:
+    if opts.save_kernel is not None:
+        if opts.task != "sr":
+            raise UsageError(f"--save-kernel is an SR option; drop it or pass --task sr (not {opts.task})")
+        V.check_output_file(opts.save_kernel, "--save-kernel", (".npy",), opts.force, "a kernel")
+    if opts.task == "sr" and opts.kernel.strip().lower() == "auto":
+        opts.kernel = "auto"
+    elif opts.task == "sr" and opts.kernel.strip().upper() not in {f"K{i}" for i in range(1, 13)}:
         if not Path(opts.kernel).exists() and Path(opts.kernel).suffix.lower() not in V.KERNEL_EXTS:
             raise UsageError(f"--kernel {opts.kernel}: not one of K1…K12 and no such file; name a bundled kernel "
                              f"or a kernel file ({', '.join(V.KERNEL_EXTS)})")
@@ -110,6 +117,8 @@ def plan(inputs: list[Path], opts: RestoreOptions) -> list[tuple[Path, Path]]:
     files = expand_inputs(inputs, opts.task)
     if opts.ref is not None and len(files) > 1:
         raise UsageError("--ref scores one input; pass a single input with --ref")
+    if opts.save_kernel is not None and len(files) > 1:
+        raise UsageError("--save-kernel writes one kernel; pass a single input with --save-kernel")
     pairs = [(f, output_path(f, opts, len(files) > 1)) for f in files]
     exts = V.CUBE_WRITE_EXTS if opts.task == "cassi" else V.IMAGE_WRITE_EXTS
     what = "a cube" if opts.task == "cassi" else "an image"

@@ -39,6 +39,10 @@ def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: 
         if "psnr" in r:
             line += f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  ({r['protocol']})"
         con.print(line, markup=False, soft_wrap=True)
+        if (est := r.get("kernel_estimate")) is not None:
+            used = "used" if r.get("kernel") == "auto" else "checked against --kernel"
+            con.print(f"  kernel estimate ({used}): nearest bundled {est['nearest']}, width {est['width']:.2f} px, "
+                      f"noise {est['noise']:.1f}/255", markup=False, soft_wrap=True)
 
 
 def bench_table(result: Any) -> Table:
@@ -63,6 +67,29 @@ def bench_table(result: Any) -> Table:
             f"{r['latency_ms']:.1f} ({r['latency_min_ms']:.1f}–{r['latency_max_ms']:.1f})",
             _fmt(ratio.get("latency_ms")),
         )
+    return t
+
+
+def auto_table(result: Any) -> Table:
+    """``bench --kernels auto``: per degradation family, oracle vs estimated kernel vs bicubic, and the estimate's
+    errors."""
+    st = result.setting
+    t = Table(title=f"lorun bench — sr ×{st['scale']} on {result.dataset}: oracle kernel vs --kernel auto vs bicubic "
+              f"(degradations drawn with seed {st['seed']})",
+              caption=f"PSNR: {result.protocol}. Bicubic: {st['bicubic']}. Kernel error: {st['kernel_error']}. "
+              f"Estimator: {st['estimator_params']:,} parameters, {100 * st['estimator_time_share']:.1f} % of the SR "
+              "network's time.")
+    for col in ("family", "cases", "oracle", "auto", "bicubic", "auto − oracle", "auto − bicubic", "worst auto − bic",
+                "kernel err", "width err px", "noise err /255"):
+        t.add_column(col, justify="left" if col == "family" else "right")
+    fams = dict(st["families"])
+    fams["all"] = {"cases": sum(f["cases"] for f in fams.values()),
+                   **{r["strategy"]: r["psnr"] for r in result.rows}}
+    for name, f in fams.items():
+        t.add_row(name, _fmt(f["cases"]), _fmt(f.get("oracle")), _fmt(f.get("auto")), _fmt(f.get("bicubic")),
+                  _fmt(f["auto"] - f["oracle"]), _fmt(f["auto"] - f["bicubic"]),
+                  _fmt(f.get("worst_auto_minus_bicubic")), _fmt(f.get("kernel_err"), 3), _fmt(f.get("width_err")),
+                  _fmt(f.get("noise_err")))
     return t
 
 
@@ -97,6 +124,12 @@ def print_bench(result: Any, json_out: bool = False, csv: Path | None = None, qu
         from .io.checkpoint import atomic_write_bytes
 
         atomic_write_bytes(csv, bench_csv(result).encode())
+    if "families" in result.setting:  # bench --kernels auto
+        if not quiet:
+            Console(stderr=json_out, width=_width()).print(auto_table(result))
+        if json_out:
+            sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        return
     if json_out:
         if not quiet:
             con = Console(stderr=True, width=_width())

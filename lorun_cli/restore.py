@@ -113,7 +113,10 @@ def _finite(t: Tensor, source: Path) -> Tensor:
     return t
 
 
-def _sr_kernel(opts: RestoreOptions) -> Tensor:
+def _sr_kernel(opts: RestoreOptions) -> Tensor | None:
+    """The kernel named by --kernel (bundled name or file); None for ``auto`` (estimated per input)."""
+    if opts.kernel == "auto":
+        return None
     bank = load_kernels()
     key = opts.kernel.strip().upper()
     if key in bank:
@@ -125,6 +128,47 @@ def _sr_kernel(opts: RestoreOptions) -> Tensor:
         return load_kernel_file(p)
     except ValueError as e:
         raise UsageError(f"--kernel {p} {e}") from None
+
+
+#: The kernel ``--simulate`` degrades with under ``--kernel auto`` (the result is then restored blind).
+SIMULATE_AUTO_KERNEL = "K1"
+_ESTIMATOR: list[Any] = []  # the loaded kernel estimator (loaded once per process)
+
+
+def sr_estimator(required: bool) -> Any:
+    """The bundled SR kernel estimator; None when absent from the manifest and not ``required``."""
+    if not _ESTIMATOR:
+        from .io.weights import load_manifest, model_names
+        from .physics import sr_estimate
+
+        if sr_estimate.ESTIMATOR_NAME not in model_names(load_manifest()):
+            if required:
+                raise LorunError(f"--kernel auto needs the {sr_estimate.ESTIMATOR_NAME} weights, which this "
+                                 f"manifest lacks; pass --kernel K1…K12 or a kernel file")
+            return None
+        _ESTIMATOR.append(sr_estimate.load_estimator())
+    return _ESTIMATOR[0]
+
+
+def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, float, dict[str, Any] | None]:
+    """(kernel, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
+
+    ``given`` None (``--kernel auto``): the estimated kernel. An explicit kernel is checked against the
+    estimate when the estimator is available; a much wider one is softened toward it (see
+    :func:`lorun_cli.physics.sr_estimate.kernel_policy`) and the record says ``mismatch``.
+    """
+    from .physics import sr_estimate as E
+
+    net = sr_estimator(required=given is None)
+    if net is None:
+        return given, 1.0, None
+    est = E.estimate(net, y, scale)
+    k, mismatch = E.kernel_policy(given, est["kernel"])
+    rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
+           "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given)}
+    if given is not None:
+        rec["given_width"] = round(E.kernel_width(given), 3)
+    return k, 1.0, rec
 
 
 def _width0(net: DUN) -> int:
@@ -150,12 +194,13 @@ class _Guard:
 
 
 def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
-                guard: _Guard) -> tuple[Tensor, Tensor | None]:
+                guard: _Guard, info: dict[str, Any] | None = None) -> tuple[Tensor, Tensor | None]:
+    """SR of one input; ``info`` (when given) receives the kernel used and the estimate's report fields."""
     img = _finite(images.read_image(inp, "auto"), inp)
     gray = img.shape[0] == 1 or bool(torch.equal(img[0], img[1]) and torch.equal(img[1], img[2]))
     channels = img.shape[0]
     img = img.expand(3, -1, -1).unsqueeze(0).to(opts.device) if channels == 1 else img.unsqueeze(0).to(opts.device)
-    k = _sr_kernel(opts).to(opts.device)
+    given = _sr_kernel(opts)
     s = opts.scale
     ref = None
     if opts.simulate:
@@ -163,12 +208,17 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
         if h == 0 or w == 0:
             raise UsageError(f"{inp}: image smaller than the scale factor {s}")
         ref = img[..., :h, :w]
-        y = SRBlur(k, s).A(ref)
+        k_sim = given if given is not None else load_kernels()[SIMULATE_AUTO_KERNEL]  # auto: restored blind
+        y = SRBlur(k_sim.to(opts.device), s).A(ref)
         y = y + _noise(y.shape, opts.noise, gen, y)
         if gray:  # the same noise in every channel: a gray image stays gray
             y = y[:, :1].expand_as(y)
     else:
         y = img
+    k, data_weight, est = sr_kernel_for(y, s, given)
+    k = k.to(opts.device)
+    if info is not None:
+        info.update(kernel=k.cpu(), estimate=est, data_weight=data_weight)
     if max(k.shape) > s * min(y.shape[-2:]):
         raise UsageError(f"--kernel {opts.kernel}: the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
                          f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")
@@ -176,7 +226,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     tile = guard.tile(net, inp, opts, ((y.shape[-2] + pad) * s, (y.shape[-1] + pad) * s), 1, min_tile(opts.task, s))
 
     def fn(t: Tensor) -> Tensor:
-        return net(t, SRBlur(k, s))
+        return net(t, SRBlur(k, s, data_weight=data_weight))
 
     with torch.no_grad():
         out = _sr_run(fn, y, tile // s, s)
@@ -330,6 +380,8 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
     pairs = plan(inputs, opts)
     if opts.task == "sr":
         _sr_kernel(opts)  # fail fast on a bad kernel file
+        if opts.kernel == "auto":
+            sr_estimator(required=True)
     if opts.task == "cs" and not opts.simulate:
         opts.simulate = True  # a CS measurement only exists relative to the model's learned Φ
     if opts.task == "cassi":
@@ -341,8 +393,9 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
     fn = {"sr": _restore_sr, "cs": _restore_cs, "cassi": _restore_cassi}[opts.task]
     for f, o in pairs:
         t0 = time.perf_counter()
+        info: dict[str, Any] = {}
         try:
-            out, ref = fn(net, f, opts, gen, guard)
+            out, ref = fn(net, f, opts, gen, guard, info) if opts.task == "sr" else fn(net, f, opts, gen, guard)
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not isinstance(e, torch.OutOfMemoryError | MemoryError) and not any(
@@ -362,6 +415,13 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
                                "shape": list(out.shape), "seconds": round(secs, 3)}
         if opts.task == "sr":
             rec.update(scale=opts.scale, kernel=opts.kernel, noise=opts.noise)
+            if info.get("estimate") is not None:
+                rec["kernel_estimate"] = est = info["estimate"]
+                if est["mismatch"] and on_note is not None:
+                    on_note(f"{f.name}: --kernel {opts.kernel} (width {est['given_width']:.2f} px) disagrees with "
+                            f"the kernel estimated from the image (width {est['width']:.2f} px, nearest "
+                            f"{est['nearest']})" + ("; softened toward the estimate" if est["softened"] else "")
+                            + "; try --kernel auto")
         if opts.task == "cs":
             rec["ratio"] = net.op.ratio
         if ref is not None:
@@ -371,8 +431,26 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
             if not all(math.isfinite(float(rec[k])) for k in ("psnr", "ssim") if k in rec):
                 raise LorunError(f"{f}: the score is not a number; check the input and --ref for invalid values")
         _write(o, out, opts)
+        if opts.task == "sr" and opts.save_kernel is not None:
+            _save_kernel(opts.save_kernel, info["kernel"], o)
+            rec["saved_kernel"] = str(opts.save_kernel)
         results.append(rec)
     return results
+
+
+def _save_kernel(path: Path, k: Tensor, image: Path) -> None:
+    """Write the kernel used as a float32 .npy (temp file + rename); on failure the image goes too."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, k.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        image.unlink(missing_ok=True)
+        raise
 
 
 def _write(path: Path, out: Tensor, opts: RestoreOptions) -> None:

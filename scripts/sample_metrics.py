@@ -56,6 +56,8 @@ def measure(entry: dict[str, Any]) -> dict[str, Any]:
     plan = PLAN[task]
     h, w = plan["crop"]
     path = SAMPLES / plan["input"]
+    if entry.get("strategy") == "estimator":  # the SR kernel estimator: sr-lorun9 on the sample, estimated kernel
+        return _measure_estimator(entry, plan)
     net = load_shipped(entry)
     border = 0
     with torch.no_grad():
@@ -76,6 +78,32 @@ def measure(entry: dict[str, Any]) -> dict[str, Any]:
     score = metrics.score(out.clamp(0, 1), ref, proto, border=border)
     return {"input": plan["input"], "crop": [h, w], "setting": plan["setting"], "psnr": round(score["psnr"], 3),
             "protocol": metrics.PROTOCOL_TEXT[proto] + (f", border {border}" if border else "")}
+
+
+def _measure_estimator(entry: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """The sample record of the SR kernel estimator: sr-lorun9 restoring the sample crop with the kernel the
+    estimator finds (``--kernel auto``) instead of the true one."""
+    import torch
+
+    from lorun_cli import metrics
+    from lorun_cli.io import images
+    from lorun_cli.physics import sr_estimate as E
+    from lorun_cli.physics.sr import SRBlur, load_kernels
+    from lorun_cli.restore import PROTOCOL
+
+    h, w = plan["crop"]
+    s = plan["setting"]["scale"]
+    lorun9 = next(e for e in json.loads(MANIFEST.read_text())["models"] if e["name"] == "sr-lorun9")
+    ref = images.read_image(SAMPLES / plan["input"], "rgb")[:, :h, :w]
+    y = SRBlur(load_kernels()[plan["setting"]["kernel"]], s).A(ref.unsqueeze(0))
+    est = E.estimate(E.load_estimator(WEIGHTS / entry["file"]), y, s)
+    k, _ = E.kernel_policy(None, est["kernel"])
+    with torch.no_grad():
+        out = load_shipped(lorun9)(y, SRBlur(k, s))[0]
+    score = metrics.score(out.clamp(0, 1), ref, PROTOCOL["sr"], border=s)
+    return {"input": plan["input"], "crop": [h, w], "setting": {**plan["setting"], "restored_with": "sr-lorun9, "
+                                                                "--kernel auto"},
+            "psnr": round(score["psnr"], 3), "protocol": metrics.PROTOCOL_TEXT[PROTOCOL["sr"]] + f", border {s}"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,16 @@ def make_zoo(folder: Path) -> Path:
         blk = models.build_model(task, "block9", den, denoiser_kwargs=kw)
         _perturb(blk, 20 + i)
         add(f"{task}-block9{suffix}", task, "block9", blk, **ratio)
+    from lorun_cli.io.checkpoint import save_checkpoint
+    from lorun_cli.physics.sr_estimate import ESTIMATOR_NAME, KernelEstimator
+
+    est = KernelEstimator()  # untrained: a fixed, valid kernel and noise guess per input
+    path = wdir / f"{ESTIMATOR_NAME}.safetensors"
+    save_checkpoint(path, dict(est.state_dict()), {"task": "sr-kernel-estimator", "estimator": {"atoms": 48,
+                                                                                                 "width": 32}})
+    entries.append({"name": ESTIMATOR_NAME, "task": "sr", "strategy": "estimator", "variant": "estimator",
+                    "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "urls": [],
+                    "description": "tiny untrained SR kernel estimator (tests only)"})
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps({"version": 1, "models": entries}, indent=2))
     return manifest

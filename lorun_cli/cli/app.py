@@ -101,11 +101,15 @@ def restore(
     strategy: Annotated[str, typer.Option(help="Bundled model to use: lorun9, block9, block1, share9.")] = "lorun9",
     backbone: Annotated[Path | None, typer.Option(help="Backbone file for an adapter checkpoint.")] = None,
     scale: Annotated[int, typer.Option(help="SR scale factor (2, 3 or 4).")] = 4,
-    kernel: Annotated[str, typer.Option(help="SR blur kernel: K1…K12 or a kernel file (.npy/.mat/.png).")] = "K1",
+    kernel: Annotated[str, typer.Option(help="SR blur kernel: auto (estimated from the input, the default), K1…K12 "
+                                        "or a kernel file (.npy/.mat/.png).")] = "auto",
+    save_kernel: Annotated[Path | None, typer.Option(help="SR: write the kernel used (estimated or given) as "
+                                                     ".npy.")] = None,
     noise: Annotated[float, typer.Option(help="Noise std on the 0-255 scale added by --simulate.")] = 0.0,
     ratio: Annotated[float | None, typer.Option(help="CS sampling ratio in (0, 1] (default: the model's).")] = None,
     mask: Annotated[Path | None, typer.Option(help="CASSI mask file (default: bundled 256x256).")] = None,
-    simulate: Annotated[bool, typer.Option(help="Degrade the clean input with the forward model first.")] = False,
+    simulate: Annotated[bool, typer.Option(help="Degrade the clean input with the forward model first (SR: with "
+                                           "--kernel; K1 under --kernel auto, then restored blind).")] = False,
     ref: Annotated[Path | None, typer.Option(help="Ground truth to score against (PSNR/SSIM).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one input) or folder.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
@@ -124,8 +128,8 @@ def restore(
     from ..options import RestoreOptions, plan
 
     opts = RestoreOptions(task=task, model=model, strategy=strategy, backbone=backbone, scale=scale, kernel=kernel,
-                          noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref, output=output,
-                          force=force, tile=tile, seed=STATE.seed, max_memory=max_memory)
+                          save_kernel=save_kernel, noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref,
+                          output=output, force=force, tile=tile, seed=STATE.seed, max_memory=max_memory)
     plan(inputs, opts)  # every check that needs no computation, before torch is even imported
     opts.device = _setup_torch()
     from ..restore import run_restore
@@ -224,7 +228,10 @@ def bench(
     data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root for --dataset.")] = None,
     ratio: Annotated[float | None, typer.Option(help="CS ratio (picks the matching bundled models).")] = None,
     scale: Annotated[int, typer.Option(help="SR scale.")] = 4,
-    kernels: Annotated[str, typer.Option(help="SR kernels, comma list or 'all'.")] = "K1",
+    kernels: Annotated[str, typer.Option(help="SR kernels, comma list or 'all'; 'auto' scores the oracle kernel, the "
+                                         "estimated kernel and bicubic on degradations drawn from --seed (every "
+                                         "family; 'auto:bundled,delta,pil-bicubic,gauss,noise5' picks "
+                                         "some).")] = "K1",
     limit: Annotated[int | None, typer.Option(help="Use only the first N test images.")] = None,
     repeats: Annotated[int, typer.Option(help="Latency repeats per model.")] = 10,
     memory: Annotated[bool, typer.Option(help="Measure peak memory (subprocess RSS on CPU).")] = True,

@@ -215,19 +215,25 @@ class SRBlur(Operator):
     """y = (x ⊛ k)[..., ::s, ::s] with circular convolution (FFT); channels are blurred independently.
 
     ``kernel`` is (kh, kw) or per-sample (N, kh, kw), used as given (normalising it is the caller's job).
-    Images must have H and W multiples of ``scale`` (mod-crop first).
+    Images must have H and W multiples of ``scale`` (mod-crop first). ``data_weight`` γ ≥ 1 regularises
+    the HQS data step (μ → γμ, see :func:`regularised_mu`): with a kernel that may be wrong, the result
+    then leans on the denoiser's estimate instead of deconvolving hard (softer, no ringing).
     """
 
     task = "sr"
 
-    def __init__(self, kernel: Tensor, scale: int) -> None:
+    def __init__(self, kernel: Tensor, scale: int, data_weight: float = 1.0) -> None:
         super().__init__()
         self.scale = _check_scale(scale)
+        if not data_weight >= 1.0:
+            raise ValueError(f"data_weight must be ≥ 1, got {data_weight!r}")
+        self.data_weight = float(data_weight)
         self.register_buffer("kernel", _check_kernel(kernel, "SRBlur"))
         self._otf_cache: tuple[tuple, Tensor] | None = None
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale}, kernel={tuple(self.kernel.shape)}"
+        extra = f", data_weight={self.data_weight:g}" if self.data_weight != 1.0 else ""
+        return f"scale={self.scale}, kernel={tuple(self.kernel.shape)}{extra}"
 
     def x_shape(self, y: Tensor) -> tuple[int, ...]:
         return (*y.shape[:-2], y.shape[-2] * self.scale, y.shape[-1] * self.scale)
@@ -284,7 +290,7 @@ class SRBlur(Operator):
         s = self.scale
         n, c, h, wd = w.shape
         self._check_hw(h, wd)
-        mu_t = per_sample(mu, w)
+        mu_t = per_sample(regularised_mu(mu, self.data_weight), w)
         fb = self.otf(w)
         fbc = fb.conj()
         f2b = fb.abs().square()
@@ -294,6 +300,11 @@ class SRBlur(Operator):
         inv_wbr = fbr / (inv_w + mu_t)
         fx = (fr - fbc * inv_wbr.repeat(1, 1, s, s)) / mu_t
         return torch.fft.ifft2(fx).real
+
+
+def regularised_mu(mu: Scalar, gamma: float) -> Scalar:
+    """Data-step penalty for an uncertain kernel: μ' = γ·μ (γ = 1: the trained step, unchanged)."""
+    return mu if gamma == 1.0 else mu * gamma
 
 
 def _block_mean(z: Tensor, s: int) -> Tensor:

@@ -1,0 +1,346 @@
+"""SR degradation estimation from the low-resolution image alone: blur kernel and noise level.
+
+A small CNN looks at the Y channel of the LR image and outputs soft weights over a learned kernel
+dictionary (the retrieval Σ softmax(z)·K of degradation-aware unfolding) and a log noise level. The
+kernel it returns is handed to the same :class:`~lorun_cli.physics.sr.SRBlur` operator as a named
+kernel; nothing downstream knows where the kernel came from.
+
+This module also holds the synthetic degradations the estimator is trained on (kernel families: the
+12 bundled kernels, isotropic/anisotropic Gaussians down to a near-delta, motion, plain decimation and
+PIL-style bicubic downsampling) and the kernel statistics the reports print.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .sr import load_kernels, psf2otf
+
+KSIZE = 25  # taps per side of every kernel here (the bundled kernels' size)
+SCALES = (2, 3, 4)
+FAMILIES = ("bundled", "gauss-iso", "gauss-aniso", "motion", "delta", "pil-bicubic")
+ESTIMATOR_NAME = "sr-kernel-estimator"
+MAX_SIDE = 192  # the estimator sees at most a centred MAX_SIDE × MAX_SIDE LR crop
+NOISE_OFFSET = 0.5  # noise is predicted as u = log(255·σ + NOISE_OFFSET)
+
+
+# --- kernel families ------------------------------------------------------------------------------
+def _grid(size: int = KSIZE, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    r = torch.arange(size, dtype=dtype) - size // 2
+    return torch.meshgrid(r, r, indexing="ij")
+
+
+def gaussian_kernel(s1: float | Tensor, s2: float | Tensor, theta: float | Tensor, size: int = KSIZE) -> Tensor:
+    """Centred Gaussian(s) exp(−½ pᵀΣ⁻¹p), Σ = R diag(s1², s2²) Rᵀ; broadcast over tensor inputs."""
+    s1, s2, th = (torch.as_tensor(v, dtype=torch.float64).reshape(-1, 1, 1) for v in (s1, s2, theta))
+    c, s = torch.cos(th), torch.sin(th)
+    a = c * c / s1**2 + s * s / s2**2
+    b = c * s * (1 / s1**2 - 1 / s2**2)
+    d = s * s / s1**2 + c * c / s2**2
+    yy, xx = _grid(size)
+    k = torch.exp(-0.5 * (a * xx**2 + 2 * b * xx * yy + d * yy**2))
+    return (k / k.sum(dim=(-2, -1), keepdim=True)).float()
+
+
+def delta_kernel(size: int = KSIZE) -> Tensor:
+    """No blur: plain decimation."""
+    k = torch.zeros(size, size)
+    k[size // 2, size // 2] = 1.0
+    return k
+
+
+def _cubic(t: Tensor, a: float = -0.5) -> Tensor:
+    """Keys cubic with a = −0.5 (PIL's bicubic filter)."""
+    t = t.abs()
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+def pil_bicubic_kernel(scale: int, size: int = KSIZE) -> Tensor:
+    """The blur of PIL's bicubic downscaling by ``scale``, in the top-left decimation convention.
+
+    PIL's output pixel j averages input pixels i with weights cubic((i + ½ − (j + ½)s)/s); with
+    y[j] = (x ⊛ k)[j·s] this is the separable kernel k[c − d] = w(d), centred (s − 1)/2 pixels up-left.
+    """
+    c = size // 2
+    d = c - torch.arange(size, dtype=torch.float64)  # tap m holds the weight of offset d = c − m
+    w = _cubic((d + 0.5 - 0.5 * scale) / scale)
+    w = w / w.sum()
+    return torch.outer(w, w).float()
+
+
+def motion_kernel(gen: torch.Generator, size: int = KSIZE) -> Tensor:
+    """A random smooth camera-shake trajectory (length 4–16 px), splatted bilinearly and centred."""
+    n = 48
+    length = 4 + 12 * float(torch.rand((), generator=gen))
+    ang = 2 * math.pi * float(torch.rand((), generator=gen))
+    turn = torch.cumsum(torch.randn(n, generator=gen, dtype=torch.float64) * 0.25, 0)
+    heading = ang + turn
+    step = length / n
+    pts = torch.cumsum(torch.stack([torch.sin(heading), torch.cos(heading)], 1) * step, 0)
+    pts = pts - pts.mean(0) + size // 2
+    k = torch.zeros(size, size, dtype=torch.float64)
+    p0 = pts.floor().long().clamp(0, size - 2)
+    f = (pts - p0).clamp(0, 1)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            wgt = (f[:, 0] if dy else 1 - f[:, 0]) * (f[:, 1] if dx else 1 - f[:, 1])
+            k.index_put_((p0[:, 0] + dy, p0[:, 1] + dx), wgt, accumulate=True)
+    taps = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
+    k = F.conv2d(k[None, None], torch.outer(taps, taps)[None, None], padding=1)[0, 0]
+    return (k / k.sum()).float()
+
+
+def sample_kernel(family: str, scale: int, gen: torch.Generator, bank: Tensor | None = None) -> Tensor:
+    """One random kernel (25, 25) of ``family`` (see FAMILIES)."""
+    u = torch.rand(3, generator=gen, dtype=torch.float64)
+    if family == "bundled":
+        bank = bank if bank is not None else torch.stack(list(load_kernels().values()))
+        return bank[int(torch.randint(bank.shape[0], (1,), generator=gen))].clone()
+    if family == "gauss-iso":
+        s = 0.15 + 3.85 * float(u[0]) ** 1.3  # more mass at small widths, down to a near-delta
+        return gaussian_kernel(s, s, 0.0)[0]
+    if family == "gauss-aniso":
+        s1, s2 = 0.3 + 3.7 * float(u[0]), 0.3 + 3.7 * float(u[1])
+        return gaussian_kernel(s1, s2, math.pi * float(u[2]))[0]
+    if family == "motion":
+        return motion_kernel(gen)
+    if family == "delta":
+        return delta_kernel()
+    if family == "pil-bicubic":
+        return pil_bicubic_kernel(scale)
+    raise ValueError(f"unknown kernel family {family!r}; expected one of {FAMILIES}")
+
+
+# --- kernel statistics ----------------------------------------------------------------------------
+def kernel_width(k: Tensor) -> float:
+    """Effective blur width σ_eff = sqrt(½ tr Cov(k)) in HR pixels (negative taps clipped)."""
+    k = k.double().clamp_min(0)
+    k = k / k.sum()
+    yy, xx = _grid(k.shape[-1])
+    yy, xx = yy[: k.shape[0]], xx[: k.shape[0]]
+    my, mx = float((k * yy).sum()), float((k * xx).sum())
+    var = float((k * ((yy - my) ** 2 + (xx - mx) ** 2)).sum()) / 2
+    return math.sqrt(max(var, 0.0))
+
+
+def _centred(k: Tensor, size: int = KSIZE) -> Tensor:
+    """``k`` zero-padded (or cropped) symmetrically to size × size."""
+    kh, kw = k.shape[-2:]
+    ph, pw = (size - kh) // 2, (size - kw) // 2
+    if ph >= 0 and pw >= 0:
+        return F.pad(k, (pw, size - kw - pw, ph, size - kh - ph))
+    return k[..., max(0, -ph) : max(0, -ph) + size, max(0, -pw) : max(0, -pw) + size]
+
+
+def kernel_error(k_est: Tensor, k_true: Tensor) -> float:
+    """Relative L2 error ‖k̂ − k‖ / ‖k‖ on a common 25 × 25 grid."""
+    a, b = _centred(k_est.double()), _centred(k_true.double())
+    return float((a - b).norm() / b.norm())
+
+
+def nearest_bundled(k: Tensor) -> tuple[str, float]:
+    """The bundled kernel closest to ``k`` in L2, and the relative error to it."""
+    best = min(((n, kernel_error(k, kb)) for n, kb in load_kernels().items()), key=lambda t: t[1])
+    return best
+
+
+def disagreement(k_given: Tensor, k_est: Tensor) -> float:
+    """How strongly two kernels disagree: |log(σ_eff(given) / σ_eff(estimate))| with widths floored at 0.3 px."""
+    return abs(math.log(max(kernel_width(k_given), 0.3) / max(kernel_width(k_est), 0.3)))
+
+
+# --- synthetic degradation ------------------------------------------------------------------------
+def degrade_valid(hr: Tensor, kernels: Tensor, scale: int) -> Tensor:
+    """y = (x ⊛ k)↓s on the valid interior: (B, 1, H, W) HR, (B, 25, 25) kernels → LR without wrap-around.
+
+    Blurs circularly by FFT, drops the 12-pixel band the wrap-around touches, then keeps pixels 0, s, ….
+    """
+    h, w = hr.shape[-2:]
+    fb = psf2otf(kernels.to(hr.dtype), (h, w)).unsqueeze(1)
+    blurred = torch.fft.ifft2(torch.fft.fft2(hr) * fb).real
+    m = KSIZE // 2
+    return blurred[..., m : h - m : scale, m : w - m : scale]
+
+
+def luma(x: Tensor) -> Tensor:
+    """BT.601 luma of (B, 3, H, W) in [0, 1] (gray (B, 1, H, W) passes through)."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return (65.481 * r + 128.553 * g + 24.966 * b + 16.0) / 255.0
+
+
+# --- the estimator --------------------------------------------------------------------------------
+def dictionary_init(gen: torch.Generator | None = None) -> Tensor:
+    """Starting atoms (48, 25, 25): the 12 kernels, a delta, Gaussians, motion and PIL bicubic per scale."""
+    gen = gen or torch.Generator().manual_seed(0)
+    atoms = list(load_kernels().values()) + [delta_kernel()]
+    atoms += list(gaussian_kernel(torch.tensor([0.4, 0.6, 0.8, 1.0, 1.4, 1.8, 2.4, 3.0, 3.6]),
+                                  torch.tensor([0.4, 0.6, 0.8, 1.0, 1.4, 1.8, 2.4, 3.0, 3.6]), 0.0))
+    for s1, s2 in ((0.8, 2.0), (1.0, 3.0), (1.6, 3.6)):
+        atoms += list(gaussian_kernel(s1, s2, torch.tensor([0.0, 0.25, 0.5, 0.75]) * math.pi))
+    atoms += [motion_kernel(gen) for _ in range(8)]
+    atoms += [pil_bicubic_kernel(s) for s in SCALES]
+    while len(atoms) < 48:
+        atoms.append(gaussian_kernel(1.2, 1.2, 0.0)[0])
+    return torch.stack(atoms)
+
+
+def retrieve_kernel(logits: Tensor, atoms: Tensor) -> Tensor:
+    """Soft kernel retrieval k = Σ_i softmax(z)_i · K_i over the dictionary (B, D) × (D, kh, kw)."""
+    return torch.einsum("bd,dhw->bhw", torch.softmax(logits, dim=-1), atoms)
+
+
+class KernelEstimator(nn.Module):
+    """LR Y image → (logits over the kernel dictionary, u = log(255·σ + ½)); ~60k parameters.
+
+    The dictionary atoms are learned too, each kept a valid kernel (non-negative, sum 1) as a softmax
+    over its taps.
+    """
+
+    def __init__(self, atoms: int = 48, width: int = 32) -> None:
+        super().__init__()
+        c1, c2 = width // 2, width
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.1),
+        )
+        self.head = nn.Sequential(nn.Linear(2 * c2 + len(SCALES), 64), nn.LeakyReLU(0.1), nn.Linear(64, atoms + 1))
+        init = dictionary_init()[:atoms]
+        self.atom_logits = nn.Parameter(torch.log(init.clamp_min(0) + 1e-6).reshape(atoms, -1))
+
+    def atoms(self) -> Tensor:
+        """The dictionary (D, 25, 25): each atom non-negative, summing to 1."""
+        return torch.softmax(self.atom_logits, dim=-1).reshape(-1, KSIZE, KSIZE)
+
+    def forward(self, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
+        """``y`` (B, 1, h, w) LR luma in [0, 1] → (dictionary logits (B, D), u (B,))."""
+        z = (y - y.mean(dim=(-2, -1), keepdim=True)) * 4.0
+        f = self.features(z)
+        pooled = torch.cat([f.mean(dim=(-2, -1)), f.std(dim=(-2, -1))], dim=1)
+        onehot = torch.zeros(y.shape[0], len(SCALES), dtype=y.dtype, device=y.device)
+        onehot[:, SCALES.index(scale) if scale in SCALES else -1] = 1.0
+        out = self.head(torch.cat([pooled, onehot], dim=1))
+        return out[:, :-1], out[:, -1]
+
+    def kernel(self, logits: Tensor) -> Tensor:
+        """The retrieved kernels (B, 25, 25)."""
+        return retrieve_kernel(logits, self.atoms())
+
+
+def noise_from_u(u: Tensor) -> Tensor:
+    """σ (0–1 scale) from the predicted u = log(255·σ + ½)."""
+    return ((torch.exp(u) - NOISE_OFFSET) / 255.0).clamp_min(0.0)
+
+
+def u_from_noise(sigma: Tensor) -> Tensor:
+    """The regression target u = log(255·σ + ½)."""
+    return torch.log(255.0 * sigma + NOISE_OFFSET)
+
+
+# --- loading and estimating -----------------------------------------------------------------------
+def build_estimator(meta: dict[str, Any]) -> KernelEstimator:
+    """An estimator shaped as the file's metadata says."""
+    cfg = meta.get("estimator", {})
+    return KernelEstimator(atoms=int(cfg.get("atoms", 48)), width=int(cfg.get("width", 32)))
+
+
+def load_estimator(path: str | Path | None = None) -> KernelEstimator:
+    """The bundled estimator (via the weights manifest) or the one in ``path``, in eval mode."""
+    from ..io.checkpoint import load_checkpoint
+
+    if path is None:
+        from ..io.weights import resolve_model
+
+        path = resolve_model(ESTIMATOR_NAME)
+    tensors, meta = load_checkpoint(path)
+    net = build_estimator(meta)
+    net.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return net.eval()
+
+
+def _centre_crop(y: Tensor, side: int = MAX_SIDE) -> Tensor:
+    h, w = y.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return y[..., top : top + side, left : left + side]
+
+
+def estimate(net: KernelEstimator, y: Tensor, scale: int) -> dict[str, Any]:
+    """Kernel and noise of one LR image ``y`` (C, h, w) or (1, C, h, w) in [0, 1].
+
+    Returns ``kernel`` (25, 25), ``noise`` (σ on the 0–1 scale), ``width`` (σ_eff in HR pixels),
+    ``nearest`` (closest bundled kernel name) and ``nearest_error``.
+    """
+    if y.dim() == 3:
+        y = y.unsqueeze(0)
+    p = next(net.parameters())
+    z = _centre_crop(luma(y.to(p.dtype).to(p.device)))
+    with torch.no_grad():
+        logits, u = net(z, scale)
+        k = net.kernel(logits)[0].cpu()
+    name, err = nearest_bundled(k)
+    return {"kernel": k, "noise": float(noise_from_u(u)[0]), "width": kernel_width(k), "nearest": name,
+            "nearest_error": err}
+
+
+__all__ = ["FAMILIES", "ESTIMATOR_NAME", "KernelEstimator", "degrade_valid", "delta_kernel", "disagreement",
+           "estimate", "gaussian_kernel", "kernel_error", "kernel_width", "load_estimator", "motion_kernel",
+           "kernel_policy", "nearest_bundled", "pil_bicubic_kernel", "retrieve_kernel", "sample_kernel",
+           "softened_kernel", "widened_kernel"]
+
+
+# --- using the estimate ---------------------------------------------------------------------------
+#: |log width ratio| above which a given kernel and the estimate "disagree strongly" (a factor 1.8).
+MISMATCH_LOG_RATIO = math.log(1.8)
+#: Weight the given kernel keeps when it is much wider than the estimate (the rest goes to the estimate).
+SOFTEN_KEEP = 0.5
+
+
+def softened_kernel(k_given: Tensor, k_est: Tensor, keep: float = SOFTEN_KEEP) -> Tensor:
+    """k = keep·k_given + (1 − keep)·k̂: its OTF stays ≥ (1 − keep)·|OTF(k̂)|, so the data step never
+    inverts the given kernel's deep spectral nulls (a too-wide kernel softens instead of ringing)."""
+    a, b = _centred(k_given.float()), _centred(k_est.float())
+    return keep * a + (1 - keep) * b
+
+
+#: Narrowest kernel width (σ_eff, HR px) the SR networks are given: they were trained on blurred inputs,
+#: and an exact-interpolation data step (a delta kernel) leaves aliasing they do not remove.
+MIN_WIDTH = 0.5
+
+
+def widened_kernel(k: Tensor, min_width: float = MIN_WIDTH) -> Tensor:
+    """k ⊛ g_τ with τ² = w_min² − σ_eff(k)² when k is narrower than ``min_width`` (widths add in quadrature)."""
+    w = kernel_width(k)
+    if w >= min_width:
+        return k
+    tau = math.sqrt(min_width**2 - w**2)
+    g = gaussian_kernel(tau, tau, 0.0, size=9)
+    out = F.conv2d(_centred(k.float())[None, None], g.flip(-2, -1)[None], padding=4)[0, 0]
+    return out / out.sum()
+
+
+def kernel_policy(k_given: Tensor | None, k_est: Tensor) -> tuple[Tensor, bool]:
+    """(kernel to use, strong disagreement?) for an explicit kernel (or None for auto) and the estimate.
+
+    Auto uses the estimate, widened to at least :data:`MIN_WIDTH`. An explicit kernel is used as given
+    unless it is much wider than the estimate (the case that rings); then it is softened toward the
+    (widened) estimate.
+    """
+    k_safe = widened_kernel(k_est)
+    if k_given is None:
+        return k_safe, False
+    if disagreement(k_given, k_est) <= MISMATCH_LOG_RATIO:
+        return k_given, False
+    too_wide = kernel_width(k_given) > kernel_width(k_est)
+    return (softened_kernel(k_given, k_safe) if too_wide else k_given), True

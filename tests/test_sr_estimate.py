@@ -1,0 +1,199 @@
+"""SR degradation estimation: kernel families, the estimator's shapes, the kernel policy, and --kernel auto in
+restore (auto path, --save-kernel, mismatch warning, bad options)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_lorun
+from PIL import Image
+
+from lorun_cli import restore as R
+from lorun_cli.errors import UsageError
+from lorun_cli.physics import sr_estimate as E
+from lorun_cli.physics.sr import SRBlur, load_kernels
+
+
+def test_estimator_shapes_and_valid_kernels() -> None:
+    net = E.KernelEstimator()
+    assert sum(p.numel() for p in net.parameters()) < 100_000
+    y = torch.rand(2, 1, 40, 52)
+    logits, u = net(y, 3)
+    assert logits.shape == (2, 48) and u.shape == (2,)
+    k = net.kernel(logits)
+    assert k.shape == (2, 25, 25)
+    k = k.detach()
+    assert float(k.min()) >= 0 and torch.allclose(k.sum((-2, -1)), torch.ones(2), atol=1e-5)
+    assert E.noise_from_u(E.u_from_noise(torch.tensor([0.0, 0.02]))).allclose(torch.tensor([0.0, 0.02]), atol=1e-6)
+
+
+def test_retrieval_is_a_convex_combination_of_atoms() -> None:
+    atoms = torch.stack([E.delta_kernel(), load_kernels()["K4"]])
+    k = E.retrieve_kernel(torch.tensor([[0.0, math.log(3.0)]]), atoms)[0]
+    assert torch.allclose(k, 0.25 * atoms[0] + 0.75 * atoms[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_pil_bicubic_kernel_reproduces_pil_downscaling(scale: int) -> None:
+    x = np.random.default_rng(scale).random((96, 96)).astype(np.float32)
+    pil = np.asarray(Image.fromarray(x, mode="F").resize((96 // scale, 96 // scale), Image.BICUBIC))
+    ours = SRBlur(E.pil_bicubic_kernel(scale), scale).A(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    m = 4  # away from the borders (circular there, edge-replicated in PIL)
+    assert np.abs(pil - ours)[m:-m, m:-m].max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_valid_degradation_matches_the_operator(scale: int) -> None:
+    hr = torch.rand(2, 1, 72, 72, dtype=torch.float64)
+    ks = torch.stack([load_kernels()["K9"], E.gaussian_kernel(0.8, 2.0, 0.3)[0]])
+    lr = E.degrade_valid(hr, ks, scale)
+    for i in range(2):
+        ref = SRBlur(ks[i].double(), scale).A(hr[i : i + 1])
+        o = 12 // scale
+        assert torch.allclose(lr[i], ref[0, :, o : o + lr.shape[-2], o : o + lr.shape[-1]], atol=1e-10)
+
+
+def test_kernel_families_and_statistics() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for fam in E.FAMILIES:
+        k = E.sample_kernel(fam, 3, gen)
+        assert k.shape == (25, 25) and abs(float(k.sum()) - 1) < 1e-5
+    assert E.kernel_width(E.delta_kernel()) == 0
+    assert E.kernel_width(E.gaussian_kernel(2.0, 2.0, 0.0)[0]) == pytest.approx(2.0, rel=0.02)
+    assert E.nearest_bundled(load_kernels()["K7"]) == ("K7", 0.0)
+    with pytest.raises(ValueError, match="unknown kernel family"):
+        E.sample_kernel("box", 3, gen)
+
+
+def test_kernel_policy_widens_auto_and_softens_a_much_wider_given_kernel() -> None:
+    k5, delta = load_kernels()["K5"], E.delta_kernel()
+    auto, mismatch = E.kernel_policy(None, delta)
+    assert not mismatch and E.kernel_width(auto) > 0.4 and abs(float(auto.sum()) - 1) < 1e-5
+    same, mismatch = E.kernel_policy(k5, k5)
+    assert not mismatch and same is k5
+    soft, mismatch = E.kernel_policy(k5, delta)  # the photo is sharp, the user says K5: soften, warn
+    assert mismatch and E.kernel_width(soft) < E.kernel_width(k5)
+    otf_min = {n: float(torch.fft.fft2(k).abs().min()) for n, k in (("soft", soft), ("k5", k5))}
+    assert otf_min["soft"] > 0.1 and otf_min["soft"] > 20 * otf_min["k5"]  # no deep spectral nulls left to invert
+    narrow, mismatch = E.kernel_policy(load_kernels()["K1"], load_kernels()["K4"])  # too narrow: soft, kept
+    assert mismatch and torch.equal(narrow, load_kernels()["K1"])
+
+
+def test_data_weight_regularises_the_hqs_step() -> None:
+    y, w = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 24, 24)
+    k = load_kernels()["K4"]
+    plain = SRBlur(k, 3).hqs_step(y, w, 0.01)
+    strong = SRBlur(k, 3, data_weight=1e6).hqs_step(y, w, 0.01)
+    assert torch.allclose(strong, w, atol=1e-4) and not torch.allclose(plain, w, atol=1e-2)
+    with pytest.raises(ValueError):
+        SRBlur(k, 3, data_weight=0.5)
+
+
+# ------------------------------------------------------------------------------------------ restore
+
+
+class _Fixed(torch.nn.Module):
+    """An estimator stand-in that always retrieves one atom of the real dictionary (and σ = 0)."""
+
+    def __init__(self, atom: int) -> None:
+        super().__init__()
+        self.inner = E.KernelEstimator()
+        self.atom = atom
+
+    def forward(self, y: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.full((y.shape[0], 48), -50.0)
+        logits[:, self.atom] = 50.0
+        return logits, E.u_from_noise(torch.zeros(y.shape[0]))
+
+    def kernel(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.inner.kernel(logits)
+
+
+@pytest.fixture
+def in_zoo(zoo_env, monkeypatch):
+    for k in ("LORUN_MANIFEST", "LORUN_CACHE_DIR", "LORUN_OFFLINE"):
+        monkeypatch.setenv(k, zoo_env[k])
+    monkeypatch.setattr(R, "_ESTIMATOR", [])
+    return zoo_env
+
+
+def _image(path: Path, size: int = 48) -> Path:
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _restore(tmp_path: Path, kernel: str, **kw) -> tuple[list[dict], list[str]]:
+    notes: list[str] = []
+    opts = R.RestoreOptions(task="sr", scale=2, kernel=kernel, output=tmp_path / f"out_{kernel}.png", **kw)
+    res = R.run_restore([_image(tmp_path / "lr.png")], opts, on_note=notes.append)
+    return res, notes
+
+
+def test_auto_path_uses_the_estimate_and_reports_it(in_zoo, tmp_path) -> None:
+    R._ESTIMATOR[:] = [_Fixed(atom=3)]  # atom 3 of the dictionary starts as K4
+    res, notes = _restore(tmp_path, "auto", save_kernel=tmp_path / "k.npy")
+    est = res[0]["kernel_estimate"]
+    assert res[0]["kernel"] == "auto" and est["nearest"] == "K4" and not est["mismatch"] and notes == []
+    assert est["noise"] == 0 and est["width"] == pytest.approx(2.0, abs=0.05)
+    k = np.load(tmp_path / "k.npy")
+    assert k.shape == (25, 25) and k.dtype == np.float32 and abs(k.sum() - 1) < 1e-5
+    assert E.nearest_bundled(torch.from_numpy(k))[0] == "K4"
+    assert (tmp_path / "out_auto.png").is_file() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_explicit_kernel_that_disagrees_prints_one_warning(in_zoo, tmp_path) -> None:
+    R._ESTIMATOR[:] = [_Fixed(atom=12)]  # atom 12 starts as a delta: the estimator says "no blur"
+    res, notes = _restore(tmp_path, "K4")
+    assert len(notes) == 1 and "--kernel K4" in notes[0] and "disagrees" in notes[0] and "\n" not in notes[0]
+    assert res[0]["kernel_estimate"]["mismatch"] and res[0]["kernel_estimate"]["softened"]
+    R._ESTIMATOR[:] = [_Fixed(atom=3)]  # agrees with K4: silent
+    _, notes = _restore(tmp_path, "K4", force=True)
+    assert notes == []
+
+
+def test_auto_without_estimator_weights_is_one_clear_error(in_zoo, tmp_path, monkeypatch) -> None:
+    manifest = json.loads(Path(in_zoo["LORUN_MANIFEST"]).read_text())
+    manifest["models"] = [e for e in manifest["models"] if e["name"] != E.ESTIMATOR_NAME]
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("LORUN_MANIFEST", str(tmp_path / "m.json"))
+    with pytest.raises(Exception, match="--kernel auto needs the sr-kernel-estimator weights"):
+        _restore(tmp_path, "auto")
+    assert not (tmp_path / "out_auto.png").exists()
+    res, _ = _restore(tmp_path, "K2")  # an explicit kernel still works, unchecked
+    assert "kernel_estimate" not in res[0]
+
+
+def test_cli_auto_default_save_kernel_and_bad_options(zoo_env, tmp_path) -> None:
+    _image(tmp_path / "in.png")
+    r = run_lorun(["restore", "--task", "sr", "--scale", "2", "in.png", "-o", "o.png", "--save-kernel", "k.npy",
+                   "--json"], zoo_env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)[0]
+    assert rec["kernel"] == "auto" and set(rec["kernel_estimate"]) >= {"nearest", "width", "noise"}
+    assert np.load(tmp_path / "k.npy").shape == (25, 25)
+    for args, msg in (
+        (["--save-kernel", "k.npy"], "k.npy exists"),
+        (["--save-kernel", "k.txt"], "cannot write a kernel as .txt"),
+        (["--task", "cs", "--save-kernel", "k2.npy"], "--save-kernel is an SR option"),
+    ):
+        r = run_lorun(["restore", "--task", "sr", "--scale", "2", "in.png", "-o", "o2.png", *args], zoo_env, tmp_path)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o2.png").exists()
+    r = run_lorun(["restore", "--task", "sr", "--scale", "2", "in.png", "-o", "o3.png"], zoo_env, tmp_path)
+    assert r.returncode == 0 and "kernel estimate (used)" in r.stderr
+
+
+def test_options_accept_auto_in_any_case() -> None:
+    from lorun_cli.options import RestoreOptions, check_options
+
+    opts = RestoreOptions(task="sr", kernel="AUTO")
+    check_options(opts)
+    assert opts.kernel == "auto"
+    with pytest.raises(UsageError):
+        check_options(RestoreOptions(task="sr", kernel="K13"))
