@@ -7,9 +7,12 @@
 Images: T91 (Y of RGB) and DnCNN Train400 (gray) under ``DATA_ROOT/train`` (never a test set); the last
 40 Train400 images are held out for validation. Each step draws one scale (×2/×3/×4), a batch of HR crops,
 one kernel per crop from the families of :data:`lorun_cli.physics.sr_estimate.FAMILIES`, a noise level
-(none for about a third of the crops, else uniform up to 10/255) and 8-bit rounding for half of them.
+(none for about a third of the crops, else uniform up to 10/255) and 8-bit rounding for half of them; half
+of the HR crops are first softened by a Gaussian that is not part of the target (soft content).
 Loss: relative L2 of the retrieved kernel, a spectral term that weighs over-estimated blur 4× (see
 ``over_blur_loss``) and an L1 term on the log noise level. Minutes are CPU minutes of this process.
+At the end the estimator's median width bias is measured on the held-out images and stored as a per-scale
+correction (``calibrate``; ``--calibrate-only`` redoes just that on an existing OUT).
 A checkpoint (OUT.ckpt) is written every --ckpt-every steps and at the end; --resume continues from it.
 """
 
@@ -19,20 +22,25 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from lorun_cli.io.checkpoint import save_checkpoint
+from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint
 from lorun_cli.physics import sr_estimate as E
-from lorun_cli.physics.sr import load_kernels
+from lorun_cli.physics.sr import SRBlur, load_kernels
 from lorun_cli.train import data as D
 
 PATCH = {2: 48, 3: 48, 4: 39}  # LR crop side per scale (×4: the largest a 180-px Train400 image allows)
 FAMILY_P = {"bundled": 0.25, "gauss-iso": 0.2, "gauss-aniso": 0.15, "motion": 0.1, "delta": 0.15, "pil-bicubic": 0.15}
 VAL_HOLDOUT = 40
+#: Share of HR crops pre-blurred (Gaussian width uniform in SOFT_RANGE, HR px) before the target kernel: photos
+#: are not all sharp, and blur that belongs to the content must not be read as the camera's kernel.
+SOFT_P, SOFT_RANGE = 0.5, (0.3, 1.5)
 
 
 def load_images(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -65,6 +73,10 @@ def make_batch(images: list[torch.Tensor], batch: int, gen: torch.Generator, ban
         k = E.sample_kernel(fam, s, gen, bank)
         if fam in ("bundled", "motion") and bool(torch.rand((), generator=gen) < 0.5):
             k = k.t().contiguous()  # transposed kernels: more shapes, same families
+        if bool(torch.rand((), generator=gen) < SOFT_P):  # soft content: blur that is not the target's
+            pre = SOFT_RANGE[0] + (SOFT_RANGE[1] - SOFT_RANGE[0]) * float(torch.rand((), generator=gen))
+            c = E.degrade_valid(F.pad(c[None], (12, 12, 12, 12), mode="reflect"), E.gaussian_kernel(pre, pre, 0.0),
+                                1)[0]
         crops.append(c)
         ks.append(k)
         names.append(fam)
@@ -94,6 +106,28 @@ def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sig
     return rel, over_blur_loss(kh, k), (u - E.u_from_noise(sigma)).abs()
 
 
+def calibrate(net: E.KernelEstimator, images: list[torch.Tensor], seed: int = 7) -> dict[int, float]:
+    """Per scale, c = exp(−median log(σ̂_eff / σ_eff)) over whole held-out images, each degraded by one kernel
+    of every family with a width (not delta), no noise: the factor that removes the estimator's median width
+    bias on images it never trained on (kernels are then resampled by c, see ``sr_estimate.scaled_kernel``)."""
+    gen = torch.Generator().manual_seed(seed)
+    bank = torch.stack(list(load_kernels().values()))
+    out = {}
+    for s in E.SCALES:
+        logs = []
+        for im in images:
+            x = D.modcrop(im, s).unsqueeze(0)
+            for fam in ("bundled", "gauss-iso", "gauss-aniso", "motion", "pil-bicubic"):
+                k = E.sample_kernel(fam, s, gen, bank)
+                y = SRBlur(k, s).A(x)
+                with torch.no_grad():
+                    logits, _ = net(y, s)
+                    w = E.kernel_width(net.kernel(logits)[0])
+                logs.append(math.log(max(w, 0.3) / max(E.kernel_width(k), 0.3)))
+        out[s] = round(math.exp(-statistics.median(logs)), 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=os.environ.get("LORUN_DATA"))
@@ -107,12 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt (a new schedule)")
+    ap.add_argument("--calibrate-only", action="store_true", help="only (re)compute OUT's width calibration")
     args = ap.parse_args(argv)
     if args.data is None:
         sys.exit("train_sr_estimator: pass --data DIR or set LORUN_DATA")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     train, val = load_images(args.data)
+    if args.calibrate_only:
+        tensors, meta = load_checkpoint(args.out)
+        est = E.build_estimator(meta)
+        est.load_state_dict(tensors)
+        meta["estimator"]["width_scale"] = calibrate(est.eval(), val)
+        save_checkpoint(args.out, tensors, meta)
+        print(f"calibrated {args.out}: width_scale {meta['estimator']['width_scale']}", flush=True)
+        return 0
     bank = torch.stack(list(load_kernels().values()))
     net = E.KernelEstimator()
     body = [p for n, p in net.named_parameters() if n != "atom_logits"]
@@ -130,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         gen.set_state(st["gen"])
         step, spent, log = st["step"], st["minutes"] * 60, st["log"]
         print(f"resumed at step {step} ({st['minutes']:.1f} min)", flush=True)
+    if args.init is not None and step == 0:
+        net.load_state_dict(torch.load(args.init, weights_only=False)["net"])
+        print(f"weights from {args.init}", flush=True)
     vgen = torch.Generator().manual_seed(1234)
     vbatches = [make_batch(val, 64, vgen, bank, scale=s) for s in E.SCALES]
 
@@ -158,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps and (time.process_time() - t_start) / 60 < args.max_minutes:
         s, y, k, sig, _ = make_batch(train, args.batch, gen, bank)
         rel, spec, du = losses(net, s, y, k, sig)
-        loss = rel.mean() + 10 * spec.mean() + 0.2 * du.mean()
+        loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -183,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                          "stop": "steps" if step >= args.steps else "time", "val": v, "log": log,
                          "command": " ".join(["python", "scripts/train_sr_estimator.py", *(argv or sys.argv[1:])])}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta["estimator"]["width_scale"] = calibrate(net.eval(), val)
     save_checkpoint(args.out, {k: v.detach().contiguous() for k, v in net.state_dict().items()}, meta)
     print(f"wrote {args.out}: step {step}, {spent / 60:.1f} min, val {json.dumps(v)}", flush=True)
     return 0

@@ -131,6 +131,19 @@ def kernel_width(k: Tensor) -> float:
     return math.sqrt(max(var, 0.0))
 
 
+def scaled_kernel(k: Tensor, c: float) -> Tensor:
+    """k_c(p) ∝ k(p / c): the same shape with every width multiplied by ``c`` (bilinear resampling, sum 1)."""
+    if c == 1.0:
+        return k
+    size = k.shape[-1]
+    r = (torch.arange(size, dtype=torch.float32) - size // 2) / c / (size // 2)  # normalised sample positions
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    grid = torch.stack([xx, yy], dim=-1)[None]
+    out = F.grid_sample(k.float()[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0, 0]
+    out = out.clamp_min(0)
+    return out / out.sum() if float(out.sum()) > 0 else k
+
+
 def _centred(k: Tensor, size: int = KSIZE) -> Tensor:
     """``k`` zero-padded (or cropped) symmetrically to size × size."""
     kh, kw = k.shape[-2:]
@@ -194,13 +207,20 @@ def dictionary_init(gen: torch.Generator | None = None) -> Tensor:
     return torch.stack(atoms)
 
 
+def attention_pool(f: Tensor, score: Tensor) -> Tensor:
+    """Σ_p softmax_p(a)·f_p: features (B, C, h, w) averaged with weights from a score map (B, 1, h, w)."""
+    w = torch.softmax(score.flatten(2), dim=-1)
+    return (f.flatten(2) * w).sum(-1)
+
+
 def retrieve_kernel(logits: Tensor, atoms: Tensor) -> Tensor:
     """Soft kernel retrieval k = Σ_i softmax(z)_i · K_i over the dictionary (B, D) × (D, kh, kw)."""
     return torch.einsum("bd,dhw->bhw", torch.softmax(logits, dim=-1), atoms)
 
 
 class KernelEstimator(nn.Module):
-    """LR Y image → (logits over the kernel dictionary, u = log(255·σ + ½)); ~60k parameters.
+    """LR Y image → (logits over the kernel dictionary, u = log(255·σ + ½)); ~63k parameters (30k of them the
+    dictionary). Features are pooled twice: a plain mean and an attention-weighted mean (see ``attention_pool``).
 
     The dictionary atoms are learned too, each kept a valid kernel (non-negative, sum 1) as a softmax
     over its taps.
@@ -216,7 +236,10 @@ class KernelEstimator(nn.Module):
             nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.1),
             nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.1),
         )
+        self.score = nn.Conv2d(c2, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
         self.head = nn.Sequential(nn.Linear(2 * c2 + len(SCALES), 64), nn.LeakyReLU(0.1), nn.Linear(64, atoms + 1))
+        #: Per-scale width calibration (from held-out training images, stored in the file's metadata).
+        self.width_scale: dict[int, float] = {}
         init = dictionary_init()[:atoms]
         self.atom_logits = nn.Parameter(torch.log(init.clamp_min(0) + 1e-6).reshape(atoms, -1))
 
@@ -228,7 +251,7 @@ class KernelEstimator(nn.Module):
         """``y`` (B, 1, h, w) LR luma in [0, 1] → (dictionary logits (B, D), u (B,))."""
         z = (y - y.mean(dim=(-2, -1), keepdim=True)) * 4.0
         f = self.features(z)
-        pooled = torch.cat([f.mean(dim=(-2, -1)), f.std(dim=(-2, -1))], dim=1)
+        pooled = torch.cat([f.mean(dim=(-2, -1)), attention_pool(f, self.score(f))], dim=1)
         onehot = torch.zeros(y.shape[0], len(SCALES), dtype=y.dtype, device=y.device)
         onehot[:, SCALES.index(scale) if scale in SCALES else -1] = 1.0
         out = self.head(torch.cat([pooled, onehot], dim=1))
@@ -267,6 +290,7 @@ def load_estimator(path: str | Path | None = None) -> KernelEstimator:
     tensors, meta = load_checkpoint(path)
     net = build_estimator(meta)
     net.load_state_dict({k: v.float() for k, v in tensors.items()})
+    net.width_scale = {int(s): float(c) for s, c in meta.get("estimator", {}).get("width_scale", {}).items()}
     return net.eval()
 
 
@@ -288,7 +312,7 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int) -> dict[str, Any]:
     z = _centre_crop(luma(y.to(p.dtype).to(p.device)))
     with torch.no_grad():
         logits, u = net(z, scale)
-        k = net.kernel(logits)[0].cpu()
+        k = scaled_kernel(net.kernel(logits)[0].cpu(), net.width_scale.get(scale, 1.0))
     name, err = nearest_bundled(k)
     return {"kernel": k, "noise": float(noise_from_u(u)[0]), "width": kernel_width(k), "nearest": name,
             "nearest_error": err}
@@ -297,7 +321,7 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int) -> dict[str, Any]:
 __all__ = ["FAMILIES", "ESTIMATOR_NAME", "KernelEstimator", "degrade_valid", "delta_kernel", "disagreement",
            "estimate", "gaussian_kernel", "kernel_error", "kernel_width", "load_estimator", "motion_kernel",
            "kernel_policy", "nearest_bundled", "pil_bicubic_kernel", "retrieve_kernel", "sample_kernel",
-           "softened_kernel", "widened_kernel"]
+           "scaled_kernel", "softened_kernel", "widened_kernel"]
 
 
 # --- using the estimate ---------------------------------------------------------------------------
