@@ -175,7 +175,8 @@ class DUN(nn.Module):
             return op.init(y)
         from ..classical import gap_tv
 
-        return gap_tv(op, y, iters=int(self.x0.split(":")[1]))
+        # the TV weight the gap-tv:N starts were trained with, independent of the GAP-TV baseline's setting
+        return gap_tv(op, y, iters=int(self.x0.split(":")[1]), lam=0.04)
 
     def forward(self, y: Tensor, op: Operator | None = None, return_stages: bool = False) -> Tensor | list:
         """Reconstruct x from the measurement y (cropping is the caller's job, via ``op.crop``)."""
