@@ -151,7 +151,9 @@ def sr_estimator(required: bool) -> Any:
 
 
 def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, float, dict[str, Any] | None]:
-    """(kernel, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
+    """(kernel to restore with, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
+
+    The record holds the estimated kernel itself under ``kernel`` (what ``--save-kernel`` writes).
 
     ``given`` None (``--kernel auto``): the estimated kernel. An explicit kernel is checked against the
     estimate when the estimator is available; a much wider one is softened toward it (see
@@ -165,7 +167,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
     est = E.estimate(net, y, scale)
     k, mismatch = E.kernel_policy(given, est["kernel"])
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
-           "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given)}
+           "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given), "kernel": est["kernel"]}
     if given is not None:
         rec["given_width"] = round(E.kernel_width(given), 3)
     return k, 1.0, rec
@@ -217,8 +219,9 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
         y = img
     k, data_weight, est = sr_kernel_for(y, s, given)
     k = k.to(opts.device)
-    if info is not None:
-        info.update(kernel=k.cpu(), estimate=est, data_weight=data_weight)
+    if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
+        saved = est.pop("kernel") if est is not None else k
+        info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight)
     if max(k.shape) > s * min(y.shape[-2:]):
         raise UsageError(f"--kernel {opts.kernel}: the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
                          f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")

@@ -104,6 +104,7 @@ class _Fixed(torch.nn.Module):
         super().__init__()
         self.inner = E.KernelEstimator()
         self.atom = atom
+        self.width_scale: dict[int, float] = {}
 
     def forward(self, y: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.full((y.shape[0], 48), -50.0)
@@ -197,3 +198,13 @@ def test_options_accept_auto_in_any_case() -> None:
     assert opts.kernel == "auto"
     with pytest.raises(UsageError):
         check_options(RestoreOptions(task="sr", kernel="K13"))
+
+
+def test_scaled_and_auto_kernels() -> None:
+    k4 = load_kernels()["K4"]
+    assert E.kernel_width(E.scaled_kernel(k4, 0.8)) == pytest.approx(1.6, abs=0.05)
+    assert E.scaled_kernel(k4, 1.0) is k4
+    auto = E.auto_kernel(k4)
+    assert abs(float(auto.sum()) - 1) < 1e-5 and float(auto.min()) >= 0
+    assert torch.allclose(auto, 0.5 * k4 + 0.5 * E.widened_kernel(E.delta_kernel()), atol=1e-6)
+    assert E.kernel_width(auto) < E.kernel_width(k4)
