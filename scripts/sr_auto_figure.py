@@ -26,7 +26,7 @@ from lorun_cli.io import images
 from lorun_cli.physics.sr import SRBlur, load_kernels
 
 PHOTO = "sr/set14/zebra.bmp"  # a photo no reported number is measured on
-CROP = (60, 180, 276, 396)  # left, top, right, bottom in the HR photo (216 × 216, a multiple of 3)
+CROP = (60, 168, 276, 384)  # left, top, right, bottom in the HR photo (216 × 216, a multiple of 3)
 SCALE = 3
 
 
