@@ -1,0 +1,81 @@
+"""The results page renders the same from fixed results before and after any refactoring of its pieces."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from lorun_cli import results
+from lorun_cli.bench import BenchResult
+
+GOLDEN = Path(__file__).parent / "data" / "results_page.md"
+MODELS = [
+    {"name": f"cs-{s}-r{int(r * 100)}", "task": "cs", "strategy": s, "ratio": r, "bytes": b}
+    for r in (0.1, 0.25, 0.5) for s, b in (("lorun9", 90_000), ("block9", 1_000_000), ("block1", 120_000))
+] + [{"name": "cs-lorun9-r10-compact", "task": "cs", "strategy": "lorun9", "ratio": 0.1, "bytes": 40_000,
+      "variant": "compact"}] + [
+    {"name": f"{t}-{s}", "task": t, "strategy": s} for t in ("sr", "cassi") for s in ("lorun9", "block9")
+]
+
+
+def _rows(seed: int, compare: list[str], task: str) -> list[dict]:
+    """Deterministic rows: the model under test, then every compared method."""
+    rows = []
+    for i, s in enumerate(["lorun9", *compare]):
+        learned = s in ("lorun9", "block9", "block1", "share9") or s.startswith("cs-")
+        v = 20.0 + (seed * 7 + i * 3) % 13 + 0.137 * i
+        net = (350_000 if s == "lorun9" else 1_000_000 + 1000 * i) if learned else 0
+        op = 1024 * 256 if (learned and task == "cs") else 0
+        rows.append({"method": s, "role": "model" if i == 0 else "compared", "strategy": s, "psnr": v,
+                     "ssim": 0.8 + 0.01 * i, "total": net + op, "network": net, "stored": net + op, "operator": op,
+                     "stored_mb": (net + op) * 4 / 1e6, "latency_ms": 10.0 + i, "latency_min_ms": 9.0 + i,
+                     "latency_max_ms": 12.0 + i, "latency_runs": 5 if learned else 3,
+                     "peak_mem_mb": 300.0 + i if learned else None,
+                     "ratio_to_model": {"stored": 1.0 + i, "latency_ms": 1.0 + 0.1 * i, "peak_mem_mb": 1.0},
+                     "per_image_psnr": [v + 0.01 * j for j in range(3)]})
+    return rows
+
+
+def fixed_runs() -> tuple[list, list]:
+    """The full suite expanded on a fixed manifest, each configuration with fixed rows."""
+    runs, skipped = [], [("cassi", "CASSI — extra: not run — no data.")]
+    n = 0
+    for template in results.SUITE:
+        for cfg in results._expand(template, MODELS):
+            ratio = cfg.get("ratio") if cfg["task"] == "cs" else None
+            compare = [v for c in cfg["compare"]
+                       for v in (results.variants(MODELS, cfg["task"], ratio) if c == "variants" else [c])]
+            cfg = {**cfg, "compare": compare, "notes": ["block1: left out — test note"] if n == 0 else []}
+            setting = {"cs": {"ratio": ratio, "block": 32}, "sr": {"scale": cfg.get("scale"),
+                                                                  "kernels": cfg.get("kernels")},
+                       "cassi": {"mask": "bundled mask", "step": 2}}[cfg["task"]]
+            proto = {"cs": "gray 8-bit", "sr": "Y 8-bit, border 4", "cassi": "bands"}[cfg["task"]]
+            runs.append((cfg, BenchResult(cfg["task"], cfg.get("dataset") or "x", proto, "cpu", 1,
+                                          _rows(n, compare, cfg["task"]), setting)))
+            n += 1
+    return runs, skipped
+
+
+def render() -> str:
+    runs, skipped = fixed_runs()
+    targets = results.evaluate_targets(runs, MODELS)
+    facts = {"device": "cpu", "threads": "1", "cpu": "test cpu", "torch": "t", "lorun": "l", "python": "p"}
+    return results.render_markdown(runs, skipped, targets, facts, "lorun bench --all", "psnr.png", Path("."), 5,
+                                   True, False)
+
+
+def test_results_page_renders_as_before() -> None:
+    page = render()
+    if os.environ.get("LORUN_WRITE_GOLDEN"):
+        GOLDEN.write_text(page)
+    assert page == GOLDEN.read_text()
+
+
+def test_results_figure_draws(tmp_path: Path) -> None:
+    runs, _ = fixed_runs()
+    out = tmp_path / "fig.png"
+    results.draw_plot(runs, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("LORUN_FIGURE_HASH"):
+        Path(os.environ["LORUN_FIGURE_HASH"]).write_text(hashlib.sha256(out.read_bytes()).hexdigest())
