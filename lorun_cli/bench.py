@@ -23,14 +23,13 @@ from torch import Tensor
 
 from . import metrics, models
 from .errors import LorunError, UsageError
+from .facts import BASELINES, CASSI_STEP, HEADLINE_TESTSET, LEARNED
+from .io.datasets import DATASET_DIRS
 from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, bicubic_aligned, load_kernels
 from .restore import PROTOCOL, load_task_model
 from .runtime import peak_rss_mb
 from .unfold import param_report
-
-CLASSICAL = {"cs": ("linear", "tv"), "sr": ("bicubic",), "cassi": ("gap-tv",)}
-LEARNED = ("block1", "share9", "block9", "lorun9")
 
 
 @dataclass
@@ -71,33 +70,22 @@ class BenchResult:
         return asdict(self)
 
 
-#: Data folder (relative to the data root) each test set is read from.
-DATASET_DIRS: dict[tuple[str, str], str] = {
-    ("cs", "set11"): "cs/set11",
-    ("cs", "bsd68"): "cs/bsd68",
-    ("sr", "set5"): "sr/set5",
-    ("sr", "set14"): "sr/set14",
-    ("sr", "cbsd68"): "sr/bsd100",
-    ("cassi", "cave"): "cassi/cave/test",
-}
-#: Each task's headline test set: the one the weights manifest's metrics are measured on.
-HEADLINE = {"cs": "set11", "sr": "set5", "cassi": "cave"}
 
 
 def default_dataset(task: str, data: str | os.PathLike | None) -> str | None:
     """The task's headline test set when the data root (``--data`` / ``$LORUN_DATA``) holds it; else None."""
-    from .train.data import data_root
+    from .io.datasets import data_root
 
     try:
         root = data_root(data)
     except LorunError:
         return None
-    name = HEADLINE.get(task)
+    name = HEADLINE_TESTSET.get(task)
     return name if name and (root / DATASET_DIRS[(task, name)]).is_dir() else None
 
 
 def _testset(opts: BenchOptions) -> tuple[str, list[tuple[str, Tensor]]]:
-    from .train import data
+    from .io import datasets as data
 
     if opts.dataset is None:
         items = data.load_sample(opts.task)
@@ -132,17 +120,17 @@ class Method:
 
     def __init__(self, spec: str, opts: BenchOptions, is_model: bool = False, cs_op: Any = None) -> None:
         self.spec, self.opts = spec, opts
-        self.classical = spec in CLASSICAL.get(opts.task, ())
+        self.classical = spec in BASELINES.get(opts.task, ())
         self.net = None
         self.cs_op = cs_op  # CS: the sampling operator this method measures with
         if not self.classical:
-            if spec in CLASSICAL["cs"] + CLASSICAL["sr"] + CLASSICAL["cassi"]:
+            if spec in sum(BASELINES.values(), ()):
                 raise UsageError(f"--compare {spec} is not a {opts.task} baseline; {opts.task} has "
-                                 f"{', '.join(CLASSICAL[opts.task])}")
+                                 f"{', '.join(BASELINES[opts.task])}")
             named = not is_model and spec not in LEARNED and _is_manifest_name(spec)
             is_file = named or Path(spec).exists()
             if not is_model and not is_file and spec not in LEARNED:
-                raise UsageError(f"--compare {spec}: use {', '.join(LEARNED + CLASSICAL[opts.task])}, a model "
+                raise UsageError(f"--compare {spec}: use {', '.join(LEARNED + BASELINES[opts.task])}, a model "
                                  f"name from `lorun weights list` or a file")
             model = spec if is_file else (opts.model if is_model else None)
             strategy = "lorun9" if is_model else spec
@@ -187,7 +175,7 @@ def _cases(opts: BenchOptions, items: list[tuple[str, Tensor]]):
     elif opts.task == "cassi":
         mask = load_mask().to(dev)
         for name, x in items:
-            yield name, x.unsqueeze(0).to(dev), CASSI(mask, bands=x.shape[0], step=2)
+            yield name, x.unsqueeze(0).to(dev), CASSI(mask, bands=x.shape[0], step=CASSI_STEP)
     else:
         for name, x in items:
             yield name, x.unsqueeze(0).to(dev), None
@@ -281,7 +269,7 @@ def _measure_once(args: dict[str, Any]) -> float:
     cuda = opts.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    ref_op = Method("lorun9", opts, is_model=True).net.op if opts.task == "cs" and spec in CLASSICAL["cs"] else None
+    ref_op = Method("lorun9", opts, is_model=True).net.op if opts.task == "cs" and spec in BASELINES["cs"] else None
     m = Method(spec, opts, is_model, cs_op=ref_op)
     _case, x, op = next(iter(_cases(opts, items[:1])))
     if opts.task == "cs":
@@ -296,7 +284,7 @@ def _measure_once(args: dict[str, Any]) -> float:
 
 def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     """Score the model under test and every ``--compare`` entry on the same cases."""
-    if opts.task not in CLASSICAL:
+    if opts.task not in BASELINES:
         raise UsageError(f"--task {opts.task!r}: use one of cs, cassi, sr")
     if not opts.compare:
         raise UsageError("--compare needs at least one entry, e.g. block9")

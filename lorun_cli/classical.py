@@ -6,7 +6,7 @@
 
 Defaults (tuned once, never on test images):
 
-CS TV: ``lam=0.002``, ``iters=200``, ``inner=10`` (FISTA step 1/L, λ_max(ΦΦᵀ) = L; the prox weight is λ/L).
+CS TV: ``lam=0.002``, ``iters=200``, ``inner=10`` (FISTA step 1/L, L = λ_max(ΦᵀΦ); the prox weight is λ/L).
 Tuned on six Train400 images (test_010, 070, 130, 190, 250, 310 of train/bsd400, gray 180×180, reflect-padded
 to 192) with ``BlockCS(ratio)`` (block 32, orthogonal-row Φ after ``torch.manual_seed(0)``), noise-free,
 mean PSNR under the ``gray8`` protocol, FISTA converged by 200 iterations (600 gave +0.005 dB)::
@@ -56,11 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .facts import BASELINES
 from .physics.base import Operator, Scalar, per_sample
 from .physics.sr import bicubic_aligned
-
-#: Classical baselines per task (names accepted by ``run_baseline``).
-BASELINES: dict[str, tuple[str, ...]] = {"cs": ("linear", "tv"), "sr": ("bicubic",), "cassi": ("gap-tv",)}
 
 # Defaults, tuned once on training data (see the module docstring).
 CS_TV_LAM = 0.002
@@ -158,12 +156,6 @@ def cs_linear(op: Operator, y: Tensor) -> Tensor:
         return op.crop(op.init_ls(y))
 
 
-def cs_lipschitz(op: Operator, ref: Tensor) -> float:
-    """Largest eigenvalue of ΦΦᵀ (the Lipschitz constant of the data-term gradient)."""
-    phi = op.phi.detach().to(device=ref.device, dtype=torch.float64 if ref.device.type != "mps" else ref.dtype)
-    return float(torch.linalg.eigvalsh(phi @ phi.T)[-1])
-
-
 def cs_tv(
     op: Operator,
     y: Tensor,
@@ -173,10 +165,10 @@ def cs_tv(
 ) -> Tensor:
     """FISTA for min_x ½‖Φx − y‖² + λ·TV(x) with x ∈ [0, 1], from the least-squares init; cropped.
 
-    Step 1/L with L = λ_max(ΦΦᵀ); each prox is a warm-started box-constrained TV prox of ``inner`` steps.
+    Step 1/L with L = λ_max(ΦᵀΦ) (``op.norm``); each prox is a warm-started box-constrained TV prox of ``inner`` steps.
     """
     with torch.no_grad():
-        lip = cs_lipschitz(op, y)
+        lip = op.norm(y)
         x = op.init_ls(y).clamp(0.0, 1.0)
         z, t, dual = x, 1.0, None
         w = lam / lip
@@ -208,14 +200,14 @@ def gap_tv(
     inner: int = GAP_TV_INNER,
     eps: float = 1e-6,
 ) -> Tensor:
-    """Accelerated GAP with per-band TV denoising for CASSI (diagonal ΦΦᵀ from ``op.phiphit``).
+    """Accelerated GAP with per-band TV denoising for CASSI (diagonal ΦΦᵀ from ``op.gram``).
 
     x⁰ = Φᵀ(y/ΦΦᵀ), ỹ⁰ = y; per iteration ỹ ← ỹ + (y − Φx), x ← x + Φᵀ((ỹ − Φx)/ΦΦᵀ), then
     x ← max(TV-prox_λ(x), 0), the prox run for ``inner`` dual steps from a zero dual every time (a
     truncated prox: warm-starting it across iterations over-smooths and scored ~1 dB lower).
     """
     with torch.no_grad():
-        d = op.phiphit(y).clamp_min(eps)
+        d = op.gram(y).clamp_min(eps)
         x = op.A_adjoint(y / d)
         y_acc = y.clone()
         for _ in range(iters):
@@ -252,7 +244,6 @@ def run_baseline(name: str, op: Operator, y: Tensor, scale: int | None = None) -
 __all__ = [
     "BASELINES",
     "cs_linear",
-    "cs_lipschitz",
     "cs_tv",
     "gap_tv",
     "run_baseline",

@@ -10,11 +10,13 @@ from torch import Tensor
 
 from . import lora
 from .errors import LorunError
-from .io.checkpoint import atomic_path, load_checkpoint, save_checkpoint, sha256_file
+from .facts import CASSI_BANDS, CASSI_STEP, CS_BLOCK, DEFAULT_RATIO, TASKS
+from .io.checkpoint import atomic_path, load_checkpoint, save_checkpoint
+from .io.paths import sha256_file
+from .physics.cassi import CASSI
 from .physics.cs import BlockCS, derive_sampling
 from .unfold import DUN, parse_strategy
 
-TASKS = ("cs", "cassi", "sr")
 PHI_MODES = ("learn", "lora", "frozen")
 FORMAT = "lorun-1"
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -22,7 +24,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # CASSI: a ResUNet whose full-resolution width (32) exceeds the 28 bands (a 16-wide U-Net cannot carry a
     # per-band correction and barely learned), fed the mask side information (cond = 1 + bands), starting
     # from the cheap projected shift-back; stage noise levels start on a decaying schedule (docs/CASSI.md)
-    "cassi": {"channels": 28, "algo": "hqs", "denoiser": "resunet", "x0": "op",
+    "cassi": {"channels": CASSI_BANDS, "algo": "hqs", "denoiser": "resunet",
               "small": {"widths": [32, 64, 128, 128], "nb": 1, "act": "relu", "up": "shuffle", "cond": 29},
               "sigmas": (0.1, 0.02), "floor": 1e-7},
     "sr": {"channels": 3, "algo": "hqs", "denoiser": "resunet"},
@@ -35,18 +37,21 @@ def build_model(
     denoiser: str | None = None,
     size: str = "small",
     algo: str | None = None,
-    ratio: float = 0.25,
-    block: int = 32,
+    ratio: float = DEFAULT_RATIO,
+    block: int = CS_BLOCK,
     gamma: float = 10.0,
     channels: int | None = None,
+    step: int = CASSI_STEP,
     **dun_kwargs: Any,
 ) -> DUN:
-    """A fresh DUN for ``task`` with the task's defaults (CS owns its learnable sampling matrix Φ)."""
+    """A fresh DUN for ``task`` with the task's defaults (CS owns its learnable sampling matrix Φ).
+
+    ``step``: the CASSI dispersion step the model is trained for (stored in the model file).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     d = TASK_DEFAULTS[task]
     op = BlockCS(ratio, block) if task == "cs" else None
-    dun_kwargs.setdefault("x0", d.get("x0", "op"))
     if "floor" in d:
         dun_kwargs.setdefault("floor", d["floor"])
     fresh = "denoiser_kwargs" not in dun_kwargs
@@ -63,6 +68,8 @@ def build_model(
         **dun_kwargs,
     )
     model.task = task
+    if task == "cassi":
+        model.cassi_step = int(step)
     if fresh and "sigmas" in d and "init" not in dun_kwargs:
         model.set_sigma_schedule(*d["sigmas"])
     return model
@@ -101,7 +108,19 @@ def model_meta(model: DUN) -> dict[str, Any]:
         meta["op"] = {"ratio": model.op.ratio, "block": model.op.block}
         if model.op.phi_mode != "learn":
             meta["op"]["phi"] = model.op.phi_mode
+    if model.task == "cassi":
+        meta["op"] = {"bands": model.channels, "step": cassi_step(model)}
     return meta
+
+
+def cassi_step(model: DUN) -> int:
+    """The CASSI dispersion step a model was trained for (files from before it was stored: the default)."""
+    return int(getattr(model, "cassi_step", CASSI_STEP))
+
+
+def cassi_operator(model: DUN, mask: Tensor) -> CASSI:
+    """The CASSI operator of ``mask`` with the model's bands and dispersion step."""
+    return CASSI(mask, bands=model.channels, step=cassi_step(model))
 
 
 def _build_from_meta(meta: dict[str, Any], strategy: str | None = None) -> DUN:
@@ -116,14 +135,15 @@ def _build_from_meta(meta: dict[str, Any], strategy: str | None = None) -> DUN:
         cfg.pop("denoiser"),
         cfg.pop("size"),
         cfg.pop("algo"),
-        ratio=op_cfg.get("ratio", 0.25),
-        block=op_cfg.get("block", 32),
+        ratio=op_cfg.get("ratio", DEFAULT_RATIO),
+        block=op_cfg.get("block", CS_BLOCK),
+        step=op_cfg.get("step", CASSI_STEP),
         gamma=gamma,
         channels=cfg.pop("channels"),
         ranks=cfg.pop("ranks", None) or None,
         denoiser_kwargs=cfg.pop("denoiser_kwargs"),
         floor=cfg.pop("floor", 1e-5),
-        x0=cfg.pop("x0", "op"),  # files from before this option start from the operator's init
+        x0=cfg.pop("x0", None),  # a dict, an earlier file's "op" / "gap-tv:N", or absent (the operator's init)
     )
     return model
 
@@ -240,5 +260,5 @@ def describe(model: DUN) -> str:
     return s
 
 
-__all__ = ["TASKS", "PHI_MODES", "derive_phi", "build_model", "save_model", "load_model", "read_meta",
-           "backbone_sha256", "describe", "strategy_label", "parse_strategy"]
+__all__ = ["PHI_MODES", "cassi_operator", "cassi_step", "derive_phi", "build_model", "save_model", "load_model",
+           "read_meta", "backbone_sha256", "describe", "strategy_label", "parse_strategy"]

@@ -13,10 +13,11 @@ from torch import Tensor
 
 from . import memory, metrics, models
 from .errors import LorunError, UsageError
+from .facts import DEFAULT_RATIO, WAVELENGTHS_28
 from .io import images
 from .io.weights import load_manifest, resolve_model
 from .options import CUBE_EXTS, RestoreOptions, expand_inputs, min_tile, output_path, plan
-from .physics.cassi import CASSI, WAVELENGTHS_28, load_mask
+from .physics.cassi import load_mask
 from .physics.cs import BlockCS
 from .physics.sr import SRBlur, load_kernel_file, load_kernels
 from .unfold import DUN
@@ -37,7 +38,7 @@ def default_model_name(task: str, strategy: str, ratio: float | None = None) -> 
         raise UsageError(f"--strategy {strategy}: no bundled {task} model of that kind; bundled: "
                          f"{', '.join(have) or 'none'} (or pass --model FILE)")
     if task == "cs":
-        want = 0.25 if ratio is None else ratio
+        want = DEFAULT_RATIO if ratio is None else ratio
         ratios = sorted({float(e["ratio"]) for e in entries if "ratio" in e})
         entries = [e for e in entries if abs(float(e.get("ratio", -1)) - want) < 1e-6]
         if not entries:
@@ -294,7 +295,7 @@ def _cs_overlap(tile_blocks: int) -> int:
 
 def _read_cassi_cube(inp: Path) -> Tensor:
     if inp.suffix.lower() == ".npz":
-        from .train.data import read_cassi_sample
+        from .io.datasets import read_cassi_sample
 
         try:
             return read_cassi_sample(inp)
@@ -316,7 +317,7 @@ def _load_mask(path: Path | None) -> Tensor:
 def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
                    guard: _Guard) -> tuple[Tensor, Tensor | None]:
     mask = _finite(_load_mask(opts.mask), opts.mask or Path("mask")).to(opts.device)
-    op = CASSI(mask, bands=net.channels, step=2)
+    op = models.cassi_operator(net, mask)
     ref = None
     if opts.simulate:
         cube = _finite(_read_cassi_cube(inp), inp).to(opts.device)
@@ -330,7 +331,7 @@ def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generat
         y = y + _noise(y.shape, opts.noise, gen, y)
     else:
         meas = _finite(images.read_measurement(inp), inp).to(opts.device)
-        want = (mask.shape[0], mask.shape[1] + 2 * (net.channels - 1))
+        want = (mask.shape[0], op.out_width)
         if tuple(meas.shape) != want:
             raise UsageError(f"{inp}: measurement is {meas.shape[0]}×{meas.shape[1]}, expected {want[0]}×{want[1]} "
                              f"for a {mask.shape[0]}×{mask.shape[1]} mask; pass the matching --mask")
@@ -360,7 +361,7 @@ def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 16,
     out = None
     for i, p in enumerate(starts):
         end = h if i == len(starts) - 1 else p + tile
-        op = CASSI(mask[p:end], bands=net.channels, step=2)
+        op = models.cassi_operator(net, mask[p:end])
         res = net(y[..., p:end, :], op)
         if out is None:
             out = res.new_zeros(*res.shape[:-2], h, res.shape[-1])

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LorunError, UsageError
+from .facts import TASKS
 
-TASKS = ("cs", "sr", "cassi")
 #: Image files `restore` reads (and expands folders to).
 IMAGE_READ_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".webp", ".gif")
 #: Image files `restore` can write.

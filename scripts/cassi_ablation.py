@@ -26,6 +26,7 @@ from lorun_cli import models
 from lorun_cli.metrics import psnr
 from lorun_cli.train.loop import denoise_step, l2_loss, make_optimizer
 from lorun_cli.train.tasks import TaskData
+from lorun_cli.unfold import WarmStart
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
     if a.old or a.unet:
         kw = {"denoiser": "unet"}
     if a.old:
-        kw["x0"] = "gap-tv:30"
+        kw["x0"] = WarmStart("gap-tv", 30)
     if a.no_cond and not (a.old or a.unet):
         kw["denoiser_kwargs"] = {k: v for k, v in models.TASK_DEFAULTS["cassi"]["small"].items() if k != "cond"}
     if a.no_schedule or a.old:

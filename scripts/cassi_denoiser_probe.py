@@ -15,6 +15,8 @@ import time
 import torch
 
 from lorun_cli import denoisers
+from lorun_cli.facts import TRAIN_PATCH
+from lorun_cli.io import datasets
 from lorun_cli.train import data
 
 CANDIDATES = {
@@ -31,7 +33,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     a = p.parse_args()
     torch.set_num_threads(1)
-    sampler = data.train_sampler("cassi", data.data_root(a.data), 64)
+    sampler = data.train_sampler("cassi", datasets.data_root(a.data), TRAIN_PATCH["cassi"])
     sigma = 0.1
     for label, (name, kw) in CANDIDATES.items():
         torch.manual_seed(0)

@@ -20,11 +20,12 @@ import sample_metrics
 import torch
 
 from lorun_cli import metrics
-from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from lorun_cli.io import datasets as DS
+from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint
+from lorun_cli.io.paths import sha256_file
 from lorun_cli.physics import sr_estimate as E
 from lorun_cli.physics.sr import SRBlur, load_kernels
 from lorun_cli.restore import PROTOCOL
-from lorun_cli.train import data as D
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "lorun_cli" / "assets" / "weights"
@@ -37,7 +38,7 @@ def headline(path: Path, data_root: Path, models: list[dict]) -> dict:
     est_net = E.load_estimator(path)
     lorun9 = sample_metrics.load_shipped(next(e for e in models if e["name"] == "sr-lorun9"))
     ps, ss = [], []
-    for _name, x in D.load_testset("sr", "set5", data_root):
+    for _name, x in DS.load_testset("sr", "set5", data_root):
         x = x[..., : x.shape[-2] // s * s, : x.shape[-1] // s * s].unsqueeze(0)
         y = SRBlur(load_kernels()["K5"], s).A(x)
         k, _ = E.kernel_policy(None, E.estimate(est_net, y, s)["kernel"])

@@ -18,11 +18,13 @@ from pathlib import Path
 import sample_metrics  # scripts/: the shipped-model check's sample figure
 import torch
 
-from lorun_cli.bench import HEADLINE, BenchOptions, Method, _score_method
-from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from lorun_cli.bench import BenchOptions, Method, _score_method
+from lorun_cli.facts import HEADLINE_TESTSET as HEADLINE
+from lorun_cli.io import datasets as DS
+from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint
+from lorun_cli.io.paths import sha256_file
 from lorun_cli.metrics import PROTOCOL_TEXT
 from lorun_cli.restore import PROTOCOL
-from lorun_cli.train import data as D
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "lorun_cli" / "assets" / "weights"
@@ -87,7 +89,7 @@ def measure(entry: dict, data_root: Path) -> dict:
     task = entry["task"]
     opts = BenchOptions(task=task, model=entry["name"], compare=[], data=data_root, threads=1, memory=False,
                         ratio=entry.get("ratio"), **EVAL[task])
-    items = D.load_testset(task, opts.dataset, data_root)
+    items = DS.load_testset(task, opts.dataset, data_root)
     scores, _, _, _ = _score_method(Method(entry["name"], opts, is_model=True), opts, items)
     setting = {k: v for k, v in EVAL[task].items() if k != "dataset"}
     proto = PROTOCOL_TEXT[PROTOCOL[task]] + (f", border {opts.scale}" if task == "sr" else "")

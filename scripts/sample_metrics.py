@@ -47,10 +47,10 @@ def measure(entry: dict[str, Any]) -> dict[str, Any]:
 
     from lorun_cli import metrics
     from lorun_cli.io import images
+    from lorun_cli.io.datasets import read_cassi_sample
     from lorun_cli.physics.cassi import CASSI, load_mask
     from lorun_cli.physics.sr import SRBlur, load_kernels
     from lorun_cli.restore import PROTOCOL
-    from lorun_cli.train.data import read_cassi_sample
 
     task = entry["task"]
     plan = PLAN[task]

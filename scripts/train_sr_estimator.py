@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lorun_cli.io import datasets as DS
 from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint
 from lorun_cli.physics import sr_estimate as E
 from lorun_cli.physics.sr import SRBlur, load_kernels
-from lorun_cli.train import data as D
 
 PATCH = {2: 48, 3: 48, 4: 39}  # LR crop side per scale (×4: the largest a 180-px Train400 image allows)
 FAMILY_P = {"bundled": 0.25, "gauss-iso": 0.2, "gauss-aniso": 0.15, "motion": 0.1, "delta": 0.15, "pil-bicubic": 0.15}
@@ -49,8 +49,8 @@ def load_images(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     b400 = sorted((root / "train" / "bsd400").glob("*.png"))
     if not t91 or not b400:
         sys.exit(f"train_sr_estimator: no T91/Train400 images under {root}/train")
-    ys = [E.luma(D.read_rgb(p).unsqueeze(0))[0] for p in t91]
-    gs = [D.read_gray(p).reshape(1, *D.read_gray(p).shape[-2:]) for p in b400]
+    ys = [E.luma(DS.read_rgb(p).unsqueeze(0))[0] for p in t91]
+    gs = [DS.read_gray(p).reshape(1, *DS.read_gray(p).shape[-2:]) for p in b400]
     return ys + gs[:-VAL_HOLDOUT], gs[-VAL_HOLDOUT:]
 
 
@@ -116,7 +116,7 @@ def calibrate(net: E.KernelEstimator, images: list[torch.Tensor], seed: int = 7)
     for s in E.SCALES:
         logs = []
         for im in images:
-            x = D.modcrop(im, s).unsqueeze(0)
+            x = DS.modcrop(im, s).unsqueeze(0)
             for fam in ("bundled", "gauss-iso", "gauss-aniso", "motion", "pil-bicubic"):
                 k = E.sample_kernel(fam, s, gen, bank)
                 y = SRBlur(k, s).A(x)

@@ -604,7 +604,7 @@ CASES: list[Case] = [
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CS training root: a few Train400 / T91 look-alikes (one of them a validation image)."""
-    from lorun_cli.train.data import CS_VAL_NAMES
+    from lorun_cli.io.datasets import CS_VAL_NAMES
 
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)

@@ -94,7 +94,7 @@ def lorun(zoo_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pyte
 @pytest.fixture(scope="module")
 def adapt_env(zoo_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
     """A tiny CS data root (Train400 + T91 look-alikes) in LORUN_DATA, and the zoo's CS share9 model as .pt."""
-    from lorun_cli.train.data import CS_VAL_NAMES
+    from lorun_cli.io.datasets import CS_VAL_NAMES
 
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from lorun_cli.errors import LorunError
+from lorun_cli.io import datasets as DS
 from lorun_cli.train import data as D
 
 CAVE_SIZE = 512
@@ -24,7 +25,7 @@ def _png16(path: Path, a: np.ndarray) -> None:
 
 def _fake_scene(folder: Path, name: str, values: np.ndarray) -> None:
     """Write ``values`` (21, H, W) uint16 as CAVE band PNGs ``name_06.png .. name_26.png``."""
-    for k, i in enumerate(D.CAVE_BAND_IDS):
+    for k, i in enumerate(DS.CAVE_BAND_IDS):
         _png16(folder / name / f"{name}_{i:02d}.png", values[k])
 
 
@@ -58,17 +59,17 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (r / "train/bsd400").mkdir(parents=True)
     for i in (1, 2, 40):
         name = f"test_{i:03d}.png"
-        bright = name in D.CS_VAL_NAMES
+        bright = name in DS.CS_VAL_NAMES
         a = np.full((40, 40), 255, np.uint8) if bright else rng.integers(0, 128, (40, 40), np.uint8)
         Image.fromarray(a).save(r / "train/bsd400" / name)
     (r / "train/t91").mkdir(parents=True)
     for name, (h, w) in {"t1.bmp": (50, 61), "t2.bmp": (37, 70), "t13.bmp": (48, 48)}.items():
-        bright = name in D.SR_VAL_NAMES
+        bright = name in DS.SR_VAL_NAMES
         a = np.full((h, w, 3), 255, np.uint8) if bright else rng.integers(0, 128, (h, w, 3), np.uint8)
         Image.fromarray(a).save(r / "train/t91" / name)
     # CAVE: two training scenes whose held-out region is bright (> 0.75), the rest dark (< 0.1)
     yy, xx = np.mgrid[:CAVE_SIZE, :CAVE_SIZE]
-    for scene, (y0, x0, y1, x1) in D.CASSI_VAL_REGIONS.items():
+    for scene, (y0, x0, y1, x1) in DS.CASSI_VAL_REGIONS.items():
         base = (300 + 3 * xx + 2 * yy) % 4000
         inside = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
         base = np.where(inside, 50000, base)
@@ -81,22 +82,22 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_data_root_from_cli_env_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LORUN_DATA", raising=False)
     with pytest.raises(LorunError, match="LORUN_DATA"):
-        D.data_root(None)
+        DS.data_root(None)
     monkeypatch.setenv("LORUN_DATA", str(tmp_path))
-    assert D.data_root(None) == tmp_path
-    assert D.data_root(str(tmp_path / "..")) == tmp_path / ".."
+    assert DS.data_root(None) == tmp_path
+    assert DS.data_root(str(tmp_path / "..")) == tmp_path / ".."
     with pytest.raises(LorunError, match="not a directory"):
-        D.data_root(str(tmp_path / "nope"))
+        DS.data_root(str(tmp_path / "nope"))
 
 
 @pytest.mark.parametrize("call, folder", [
-    (lambda r: D.load_testset("cs", "set11", r), "cs/set11"),
-    (lambda r: D.load_testset("sr", "cbsd68", r), "sr/bsd100"),
-    (lambda r: D.load_testset("cassi", "cave", r), "cassi/cave/test"),
+    (lambda r: DS.load_testset("cs", "set11", r), "cs/set11"),
+    (lambda r: DS.load_testset("sr", "cbsd68", r), "sr/bsd100"),
+    (lambda r: DS.load_testset("cassi", "cave", r), "cassi/cave/test"),
     (lambda r: D.cs_train_sampler(r), "train/bsd400"),
     (lambda r: D.sr_train_sampler(r), "train/t91"),
     (lambda r: D.cassi_train_sampler(r), "cassi/cave/train"),
-    (lambda r: D.validation_set("cassi", r), "cassi/cave/train"),
+    (lambda r: DS.validation_set("cassi", r), "cassi/cave/train"),
 ])
 def test_missing_folder_names_it(tmp_path: Path, call, folder: str) -> None:
     with pytest.raises(LorunError) as info:
@@ -106,50 +107,50 @@ def test_missing_folder_names_it(tmp_path: Path, call, folder: str) -> None:
 
 # ------------------------------------------------------------------------------------------- reading
 def test_palette_tiff_and_gray_bmp(root: Path) -> None:
-    sets = dict(D.load_testset("cs", "set11", root))
+    sets = dict(DS.load_testset("cs", "set11", root))
     assert sets["pal"].shape == (1, 12, 8)
     expect = (255 - torch.arange(96, dtype=torch.float32)).view(1, 12, 8) / 255
     torch.testing.assert_close(sets["pal"], expect)
     gray = np.array(Image.open(root / "cs/set11/gray.tif"), dtype=np.float32) / 255
     torch.testing.assert_close(sets["gray"], torch.from_numpy(gray)[None])
-    s14 = dict(D.load_testset("sr", "set14", root))
+    s14 = dict(DS.load_testset("sr", "set14", root))
     assert s14["bridge"].shape == (3, 20, 20)
     assert torch.equal(s14["bridge"][0], s14["bridge"][2])
-    assert [n for n, _ in D.load_testset("sr", "bsd100", root)] == ["img_001"]
-    woman = D.load_testset("sr", "set5", root)[0][1]
+    assert [n for n, _ in DS.load_testset("sr", "bsd100", root)] == ["img_001"]
+    woman = DS.load_testset("sr", "set5", root)[0][1]
     assert woman.shape == (3, 26, 25)  # not mod-cropped
-    assert D.modcrop(woman, 3).shape == (3, 24, 24)
-    assert D.modcrop(woman[None], 4).shape == (1, 3, 24, 24)
+    assert DS.modcrop(woman, 3).shape == (3, 24, 24)
+    assert DS.modcrop(woman[None], 4).shape == (1, 3, 24, 24)
 
 
 def test_16bit_bands_survive(root: Path) -> None:
-    raw = D.read_cave_bands(root / "cassi/cave/test/balloons_ms")
+    raw = DS.read_cave_bands(root / "cassi/cave/test/balloons_ms")
     assert raw.dtype == np.uint16 and raw.shape == (21, CAVE_SIZE, CAVE_SIZE)
     assert raw.max() > 255 and raw[0, 0, 0] == 400 and raw[20, 0, 0] == 2400
 
 
 def test_spectral_interpolation_linear_exact() -> None:
-    lam = torch.tensor(D.CAVE_WAVELENGTHS)
+    lam = torch.tensor(DS.CAVE_WAVELENGTHS)
     spec = (0.1 + 0.002 * (lam - 450)).view(21, 1, 1).expand(21, 2, 3)
-    out = D.interpolate_bands(spec)
-    expect = (0.1 + 0.002 * (torch.tensor(D.WAVELENGTHS_28) - 450)).view(28, 1, 1).expand(28, 2, 3)
+    out = DS.interpolate_bands(spec)
+    expect = (0.1 + 0.002 * (torch.tensor(DS.WAVELENGTHS_28) - 450)).view(28, 1, 1).expand(28, 2, 3)
     torch.testing.assert_close(out, expect)
-    m = D.spectral_interp_matrix([1.0, 2.0, 3.0], [1.0, 2.0, 2.25, 3.0])
+    m = DS.spectral_interp_matrix([1.0, 2.0, 3.0], [1.0, 2.0, 2.25, 3.0])
     torch.testing.assert_close(m, torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0.75, 0.25], [0, 0, 1.0]]))
     with pytest.raises(ValueError):
-        D.spectral_interp_matrix([1.0, 2.0], [0.5])
+        DS.spectral_interp_matrix([1.0, 2.0], [0.5])
 
 
 def test_cave_testsets(root: Path) -> None:
-    cave = D.load_testset("cassi", "cave", root)
+    cave = DS.load_testset("cassi", "cave", root)
     assert [n for n, _ in cave] == ["balloons_ms"]
     cube = cave[0][1]
     assert cube.shape == (28, 256, 256) and cube.dtype == torch.float32
     # pixel (0, 0) of the centre crop is scene pixel (128, 128): base 656, linear spectrum
-    expect = (656 + 100 * (torch.tensor(D.WAVELENGTHS_28) - 450) / 10) / 65535
+    expect = (656 + 100 * (torch.tensor(DS.WAVELENGTHS_28) - 450) / 10) / 65535
     torch.testing.assert_close(cube[:, 0, 0], expect)
-    quads = dict(D.load_testset("cassi", "cave-quadrants", root))
-    assert list(quads) == [f"balloons_ms_{q}" for q in D.QUADRANTS]
+    quads = dict(DS.load_testset("cassi", "cave-quadrants", root))
+    assert list(quads) == [f"balloons_ms_{q}" for q in DS.QUADRANTS]
     br = quads["balloons_ms_br"]
     assert abs(float(br[0, 0, 0]) * 65535 - (400 + 256 + 256 + 100 * 0.35)) < 1e-2
 
@@ -191,7 +192,7 @@ def test_cs_sampler(root: Path) -> None:
     assert torch.equal(a, b)
     assert not torch.equal(a, s.sample(8, torch.Generator().manual_seed(4)))
     assert 0 <= a.min() and a.max() <= 127 / 255 + 1e-6  # the bright validation image never appears
-    val = D.validation_set("cs", root)
+    val = DS.validation_set("cs", root)
     assert [n for n, _ in val] == ["test_040"] and val[0][1].shape == (1, 40, 40)
 
 
@@ -202,7 +203,7 @@ def test_sr_sampler_and_degradation(root: Path) -> None:
     assert s.num_images == 2
     hr = s.sample(6, torch.Generator().manual_seed(0))
     assert hr.shape == (6, 3, 36, 36) and hr.max() <= 127 / 255 + 1e-6
-    assert [n for n, _ in D.validation_set("sr", root)] == ["t13"]
+    assert [n for n, _ in DS.validation_set("sr", root)] == ["t13"]
     kernels = {f"K{i}": torch.full((25, 25), float(i)) for i in range(1, 13)}
     scale, ks, sig = D.sample_sr_degradation(hr, kernels, torch.Generator().manual_seed(5))
     scale2, ks2, sig2 = D.sample_sr_degradation(hr, kernels, torch.Generator().manual_seed(5))
@@ -231,8 +232,8 @@ def test_cassi_sampler_and_validation(root: Path) -> None:
     big = s.sample(2, g, patch=256)
     assert big.shape == (2, 28, 256, 256)
     assert big.max() < 0.2 and x.min() > 0  # never inside the bright held-out regions
-    val = dict(D.validation_set("cassi", root))
-    assert set(val) == {f"{k}_val" for k in D.CASSI_VAL_REGIONS}
+    val = dict(DS.validation_set("cassi", root))
+    assert set(val) == {f"{k}_val" for k in DS.CASSI_VAL_REGIONS}
     for cube in val.values():
         assert cube.shape == (28, 256, 256) and cube.min() > 0.75
 
@@ -240,42 +241,42 @@ def test_cassi_sampler_and_validation(root: Path) -> None:
 def test_cassi_cache(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LORUN_CACHE_DIR", str(tmp_path))
     scene = root / "cassi/cave/test/balloons_ms"
-    a = D.read_cave_scene(scene)
+    a = DS.read_cave_scene(scene)
     files = list((tmp_path / "cave28").glob("balloons_ms-*.npy"))
     assert len(files) == 1
-    b = D.read_cave_scene(scene)
+    b = DS.read_cave_scene(scene)
     assert torch.equal(a, b)
 
 
 # ------------------------------------------------------------------------------------- assets/samples
 def test_cbsd68_mapping() -> None:
-    entries = json.loads(D.CBSD68_JSON.read_text())
+    entries = json.loads(DS.CBSD68_JSON.read_text())
     assert len(entries) == 68
     assert len({e["bsd68"] for e in entries}) == 68 and len({e["bsd100"] for e in entries}) == 68
     assert min(e["corr"] for e in entries) > 0.999
 
 
 def test_load_sample_all_tasks() -> None:
-    cs = D.load_sample("cs")
+    cs = DS.load_sample("cs")
     assert {n for n, _ in cs} == {"house", "cameraman"}
     assert all(x.shape == (1, 256, 256) for _, x in cs)
-    sr = D.load_sample("sr")
+    sr = DS.load_sample("sr")
     assert {n for n, _ in sr} == {"butterfly", "bird"}
     assert all(x.shape[0] == 3 and x.shape[1] % 12 == 0 and x.shape[2] % 12 == 0 for _, x in sr)
-    (name, cube), = D.load_sample("cassi")
+    (name, cube), = DS.load_sample("cassi")
     assert cube.shape == (28, 256, 256) and cube.dtype == torch.float32
     assert 0 <= cube.min() and cube.max() <= 1 and cube.max() > 0.5
     for _, x in cs + sr:
         assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
-    total = sum(f.stat().st_size for f in D.SAMPLE_DIR.rglob("*") if f.is_file())
+    total = sum(f.stat().st_size for f in DS.SAMPLE_DIR.rglob("*") if f.is_file())
     assert total < 1_500_000
 
 
 def test_unknown_names() -> None:
     with pytest.raises(LorunError, match="set11"):
-        D.load_testset("cs", "kodak", "/nonexistent")
+        DS.load_testset("cs", "kodak", "/nonexistent")
     with pytest.raises(LorunError):
-        D.load_sample("denoise")
+        DS.load_sample("denoise")
 
 
 # ------------------------------------------------------------------------------- optional real data
@@ -284,16 +285,16 @@ REAL = os.environ.get("LORUN_TEST_DATA")
 
 @pytest.mark.skipif(not REAL, reason="set LORUN_TEST_DATA to a data root to run")
 def test_real_data_root() -> None:
-    set11 = dict(D.load_testset("cs", "set11", REAL))
+    set11 = dict(DS.load_testset("cs", "set11", REAL))
     assert len(set11) == 11 and set11["fingerprint"].shape == (1, 512, 512)
     assert set11["Parrots"].shape == (1, 256, 256)
-    cb = dict(D.load_testset("sr", "cbsd68", REAL))
-    bsd68 = dict(D.load_testset("cs", "bsd68", REAL))
+    cb = dict(DS.load_testset("sr", "cbsd68", REAL))
+    bsd68 = dict(DS.load_testset("cs", "bsd68", REAL))
     for name in ("test001", "test034"):
-        y = D.rgb_to_luma(cb[name])[0]
+        y = DS.rgb_to_luma(cb[name])[0]
         g = bsd68[name][0, : y.shape[0], : y.shape[1]]
         c = torch.corrcoef(torch.stack([y.flatten(), g.flatten()]))[0, 1]
         assert c > 0.999
-    cave = D.load_testset("cassi", "cave", REAL)
+    cave = DS.load_testset("cassi", "cave", REAL)
     assert len(cave) == 3 and all(x.shape == (28, 256, 256) for _, x in cave)
     assert max(float(x.max()) for _, x in cave) > 0.5

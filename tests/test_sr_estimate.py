@@ -87,8 +87,8 @@ def test_kernel_policy_widens_auto_and_softens_a_much_wider_given_kernel() -> No
 def test_data_weight_regularises_the_hqs_step() -> None:
     y, w = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 24, 24)
     k = load_kernels()["K4"]
-    plain = SRBlur(k, 3).hqs_step(y, w, 0.01)
-    strong = SRBlur(k, 3, data_weight=1e6).hqs_step(y, w, 0.01)
+    plain = SRBlur(k, 3).hqs_step(w, y, 0.01)
+    strong = SRBlur(k, 3, data_weight=1e6).hqs_step(w, y, 0.01)
     assert torch.allclose(strong, w, atol=1e-4) and not torch.allclose(plain, w, atol=1e-2)
     with pytest.raises(ValueError):
         SRBlur(k, 3, data_weight=0.5)

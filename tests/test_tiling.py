@@ -59,8 +59,8 @@ def test_cs_tiled_equals_whole(tmp_path: Path) -> None:
 
 
 def test_cassi_tiled_equals_whole(tmp_path: Path) -> None:
+    from lorun_cli.io.datasets import read_cassi_sample
     from lorun_cli.physics.cassi import load_mask
-    from lorun_cli.train.data import read_cassi_sample
 
     mask = tmp_path / "mask.npy"
     np.save(mask, load_mask()[:140, :96].numpy())  # 140 rows: the last tile is off the 64-row grid

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from lorun_cli import lora, models
+from lorun_cli.io import datasets as DS
 from lorun_cli.physics.cs import derive_sampling
-from lorun_cli.train import data as D
 from lorun_cli.train.loop import TrainConfig, lr_at, train
 
 
@@ -30,7 +30,7 @@ def cs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (r / "train/t91").mkdir(parents=True)
     for name in ("t1.bmp", "t2.bmp"):
         Image.fromarray(rng.integers(60, 200, (40, 44, 3), dtype=np.uint8)).save(r / "train/t91" / name)
-    assert "test_040.png" in D.CS_VAL_NAMES
+    assert "test_040.png" in DS.CS_VAL_NAMES
     return r
 
 

@@ -60,7 +60,7 @@ def test_gap_tv_matches_a_reference_built_on_chambolle() -> None:
     ours = C.gap_tv(op, y, lam=lam, iters=iters, inner=800)[0].numpy()
 
     # reference: the GAP recursion (Yuan 2016, accelerated form), TV step by scikit-image, per band
-    d = op.phiphit(y).clamp_min(1e-6)
+    d = op.gram(y).clamp_min(1e-6)
     x = op.A_adjoint(y / d)
     y_acc = y.clone()
     for _ in range(iters):

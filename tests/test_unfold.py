@@ -22,7 +22,7 @@ def test_rho_lambda_init_and_sigma():
     torch.testing.assert_close(m.rho(), torch.full((3,), 0.5))
     torch.testing.assert_close(m.sigmas(), torch.sqrt(m.rho() * m.lam()))
     h = models.build_model("sr", "share3")
-    torch.testing.assert_close(h.sigmas(), torch.sqrt(h.lam() / h.rho()))
+    torch.testing.assert_close(h.sigmas(), torch.sqrt(h.lam() / h.mu()))
     torch.testing.assert_close(h.sigmas(), torch.full((3,), 0.1))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from lorun_cli import denoisers, models
-from lorun_cli.io.checkpoint import sha256_file
+from lorun_cli.io.paths import sha256_file
 
 TINY = {
     "cs": ("unet", {**denoisers.config("unet", "small"), "widths": [4, 8]}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import pickle
@@ -16,9 +15,9 @@ import torch
 from torch import Tensor
 
 from lorun_cli.errors import LorunError
+from lorun_cli.io.paths import sha256_file
 
 META_KEY = "lorun"
-_CHUNK = 1 << 20
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -153,18 +152,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                h.update(chunk)
-    except OSError as e:
-        raise LorunError(f"cannot read {path}: {e.strerror or e}; check the path") from e
-    return h.hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -18,12 +18,11 @@ import torch
 from torch import Tensor
 
 from lorun_cli.errors import LorunError, UsageError
+from lorun_cli.facts import IMAGE_EXTS, LUMA_BT601
 from lorun_cli.io.checkpoint import atomic_path
 
-IMAGE_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".webp", ".gif")
 TIFF_EXTS = (".tif", ".tiff")
 WRITE_DTYPES = ("uint8", "uint16", "float32")
-_LUMA = (0.299, 0.587, 0.114)  # BT.601 luma weights (full range)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -198,7 +197,7 @@ def read_image(path: str | os.PathLike[str], mode: str = "auto") -> Tensor:
     if arr.ndim == 2:
         arr = arr[..., None]
     if mode == "gray" and arr.shape[-1] == 3:
-        arr = arr[..., 0] * _LUMA[0] + arr[..., 1] * _LUMA[1] + arr[..., 2] * _LUMA[2]
+        arr = arr[..., 0] * LUMA_BT601[0] + arr[..., 1] * LUMA_BT601[1] + arr[..., 2] * LUMA_BT601[2]
         arr = arr[..., None]
     elif mode == "rgb" and arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)

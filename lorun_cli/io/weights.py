@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
@@ -28,10 +27,9 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from lorun_cli import __version__
 from lorun_cli.errors import LorunError
+from lorun_cli.io.paths import cache_dir, sha256_file
 
 try:  # POSIX advisory locks; elsewhere parallel runs are simply not serialised
     import fcntl
@@ -132,14 +130,6 @@ def find_entry(name: str, manifest: dict[str, Any] | None = None) -> dict[str, A
 # --------------------------------------------------------------------------- cache
 
 
-def cache_dir() -> Path:
-    """Where downloaded weights live: ``$LORUN_CACHE_DIR`` or the per-user cache directory."""
-    env = os.environ.get("LORUN_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_cache_dir("lorun"))
-
-
 def cached_path(entry: dict[str, Any]) -> Path:
     """Path of the entry's file in the cache (it may not exist yet)."""
     return cache_dir() / entry["file"]
@@ -160,15 +150,6 @@ def bundled_path(entry: dict[str, Any]) -> Path:
             if cand.is_file():
                 return cand
     return own
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _matches(path: Path, entry: dict[str, Any]) -> bool:

@@ -7,19 +7,19 @@ from typing import Any
 
 from torch import Tensor
 
+from ..facts import TASKS, WAVELENGTHS_28
 from .base import Operator, per_sample
-from .cassi import CASSI, WAVELENGTHS_28, load_mask
+from .cassi import CASSI, load_mask
 from .cs import BlockCS
 from .sr import SRBlur, bicubic_aligned, load_kernel_file, load_kernels, psf2otf
-
-TASKS = ("cs", "cassi", "sr")
 
 
 def make_operator(task: str, **kw: Any) -> Operator:
     """Build the operator of ``task``.
 
     - ``cs``: ``ratio``, ``block=32``, ``pad_mode="reflect"``.
-    - ``cassi``: ``mask`` (tensor, path, or None for the bundled mask), ``bands=28``, ``step=2``.
+    - ``cassi``: ``mask`` (tensor, path, or None for the bundled mask), ``bands``, ``step``
+      (default: ``facts.CASSI_BANDS``, ``facts.CASSI_STEP``).
     - ``sr``: ``scale`` and ``kernel`` (tensor, a bundled name "K1".."K12", or a kernel file path).
     """
     name = task.lower()

@@ -25,7 +25,12 @@ def per_sample(value: Scalar, like: Tensor) -> Scalar:
 
 
 class Operator(nn.Module, ABC):
-    """A linear degradation Φ with its exact adjoint and the two data-fidelity steps of a DUN stage."""
+    """A linear degradation Φ with its exact adjoint and the two data-fidelity steps of a DUN stage.
+
+    Both data steps take the current estimate first and the measurement second: ``pgd_step(x, y, ρ)`` and
+    ``hqs_step(x, y, μ)``. ``norm`` and ``adjointness_test`` hold for every operator (power method and a
+    random inner-product check); ``gram`` (ΦΦᵀ) is given where it has a cheap closed form.
+    """
 
     task: str = ""
 
@@ -42,12 +47,16 @@ class Operator(nn.Module, ABC):
         """Initial estimate x⁽⁰⁾ from a measurement."""
 
     @abstractmethod
-    def hqs_step(self, y: Tensor, w: Tensor, mu: Scalar) -> Tensor:
-        """Exact solution of (ΦᵀΦ + μI)x = Φᵀy + μw (Eq. 9)."""
+    def hqs_step(self, x: Tensor, y: Tensor, mu: Scalar) -> Tensor:
+        """Exact solution of (ΦᵀΦ + μI)z = Φᵀy + μx (Eq. 9); ``mu`` is a float or a per-sample ``(N,)`` tensor."""
 
     @abstractmethod
     def x_shape(self, y: Tensor) -> tuple[int, ...]:
         """Shape of the image that ``A_adjoint(y)`` returns."""
+
+    def gram(self, ref: Tensor | None = None) -> Tensor:
+        """ΦΦᵀ in the operator's own closed form (a matrix for CS, a diagonal image for CASSI)."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form ΦΦᵀ")
 
     def side_info(self, y: Tensor) -> Tensor | None:
         """Maps describing Φ that a degradation-aware denoiser sees beside its input (none by default)."""
@@ -62,7 +71,7 @@ class Operator(nn.Module, ABC):
         return x
 
     def pgd_step(self, x: Tensor, y: Tensor, rho: Scalar) -> Tensor:
-        """Gradient-descent module; ``rho`` is a float or a per-sample ``(N,)`` tensor."""
+        """Gradient-descent module z = x − ρ Φᵀ(Φx − y); ``rho`` is a float or a per-sample ``(N,)`` tensor."""
         # Eq. 5
         return x - per_sample(rho, x) * self.A_adjoint(self.A(x) - y)
 
@@ -75,3 +84,42 @@ class Operator(nn.Module, ABC):
             noise = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
             y = y + per_sample(noise_sigma, y) * noise
         return y
+
+    def _probe(self, y: Tensor, dtype: torch.dtype) -> Tensor:
+        """A fixed-seed random image of the shape ``A_adjoint(y)`` returns (same on every call)."""
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        return torch.randn(self.x_shape(y), generator=gen, dtype=dtype).to(y.device)
+
+    def norm(self, y: Tensor, max_iter: int = 200, tol: float = 1e-9) -> float:
+        """λ_max(ΦᵀΦ) = ‖Φ‖², the Lipschitz constant of the data-term gradient, by the power method.
+
+        ``y`` is any measurement of the right shape (only its shape, device and dtype are used); the iteration
+        runs in float64 (float32 on MPS) from a fixed-seed start and stops when λ changes by less than ``tol``
+        (relative).
+        """
+        dtype = torch.float32 if y.device.type == "mps" else torch.float64
+        with torch.no_grad():
+            x = self._probe(y, dtype)
+            x = x / x.norm()
+            lam = 0.0
+            for _ in range(max_iter):
+                z = self.A_adjoint(self.A(x))
+                new = float((x * z).sum())
+                x = z / z.norm().clamp_min(torch.finfo(dtype).tiny)
+                if abs(new - lam) <= tol * abs(new):
+                    return new
+                lam = new
+            return lam
+
+    def adjointness_test(self, y: Tensor) -> float:
+        """Relative gap |⟨Φu, v⟩ − ⟨u, Φᵀv⟩| / |⟨Φu, v⟩| for random u, v (≈ 1e-15 in float64 for an exact adjoint).
+
+        ``y`` gives the measurement shape, as for :meth:`norm`.
+        """
+        with torch.no_grad():
+            u = self._probe(y, torch.float64)
+            au = self.A(u)
+            gen = torch.Generator(device="cpu").manual_seed(1)
+            v = torch.randn(au.shape, generator=gen, dtype=torch.float64).to(au.device)
+            lhs, rhs = float((au * v).sum()), float((u * self.A_adjoint(v)).sum())
+            return abs(lhs - rhs) / max(abs(lhs), 1e-300)

@@ -8,16 +8,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..facts import CASSI_BANDS, CASSI_STEP
 from .base import Operator, Scalar, per_sample
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MASK = ASSETS / "cassi_mask_256.npy"
-
-#: Band centres (nm) of the standard 28-band simulation setup.
-WAVELENGTHS_28: tuple[float, ...] = (
-    453.5, 457.5, 462.0, 466.0, 471.5, 476.5, 481.5, 487.0, 492.5, 498.0, 504.0, 510.0, 516.0, 522.5,
-    529.5, 536.5, 544.0, 551.5, 558.5, 567.5, 575.5, 584.5, 594.5, 604.0, 614.5, 625.0, 636.5, 648.0,
-)
 
 
 def _as_2d(arr: np.ndarray, source: str) -> Tensor:
@@ -68,12 +63,12 @@ class CASSI(Operator):
 
     y has shape (N, 1, H, W + step·(C−1)).
 
-    ΦΦᵀ is diagonal (``phiphit``), which makes the HQS step exact and elementwise.
+    ΦΦᵀ is diagonal (``gram``), which makes the HQS step exact and elementwise.
     """
 
     task = "cassi"
 
-    def __init__(self, mask: Tensor, bands: int = 28, step: int = 2) -> None:
+    def __init__(self, mask: Tensor, bands: int = CASSI_BANDS, step: int = CASSI_STEP) -> None:
         super().__init__()
         mask = torch.as_tensor(mask)
         if mask.dim() != 2 or mask.numel() == 0:
@@ -141,7 +136,7 @@ class CASSI(Operator):
         self._check_y(y)
         return self.mask.to(y) * self._unshift(y)
 
-    def phiphit(self, ref: Tensor | None = None) -> Tensor:
+    def gram(self, ref: Tensor | None = None) -> Tensor:
         """Diagonal of ΦΦᵀ, Σ_c shift_c(mask²), shape (1, 1, H, W')."""
         m = self.mask if ref is None else self.mask.to(ref)
         m2 = (m * m).expand(1, self.bands, -1, -1)
@@ -155,12 +150,12 @@ class CASSI(Operator):
         (measured on the CAVE validation regions: 16.6 / 20.0 dB against 15.8 / 15.8 dB).
         """
         sb = self.shift_back(y)
-        return sb + self.A_adjoint((y - self.A(sb)) / self.phiphit(y).clamp_min(eps))
+        return sb + self.A_adjoint((y - self.A(sb)) / self.gram(y).clamp_min(eps))
 
     def init_min_norm(self, y: Tensor, eps: float = 1e-6) -> Tensor:
         """Φᵀ(y / max(ΦΦᵀ, eps)), the minimum-norm solution of Φx = y."""
         self._check_y(y)
-        return self.A_adjoint(y / self.phiphit(y).clamp_min(eps))
+        return self.A_adjoint(y / self.gram(y).clamp_min(eps))
 
     def shift_back(self, y: Tensor) -> Tensor:
         """Flat-spectrum shift-back reference (no mask in the back-projection).
@@ -186,13 +181,13 @@ class CASSI(Operator):
         null-space error the denoiser has to remove; the maps depend on the mask only, never on the scene.
         """
         m = self.mask.to(y)
-        return torch.cat([m[None, None], self._unshift(self.phiphit(y)) / self.bands], dim=1)
+        return torch.cat([m[None, None], self._unshift(self.gram(y)) / self.bands], dim=1)
 
-    def hqs_step(self, y: Tensor, w: Tensor, mu: Scalar) -> Tensor:
-        """(ΦᵀΦ + μI)⁻¹(Φᵀy + μw) = w + Φᵀ((y − Φw) / (ΦΦᵀ + μ)), elementwise since ΦΦᵀ is diagonal."""
+    def hqs_step(self, x: Tensor, y: Tensor, mu: Scalar) -> Tensor:
+        """(ΦᵀΦ + μI)⁻¹(Φᵀy + μx) = x + Φᵀ((y − Φx) / (ΦΦᵀ + μ)), elementwise since ΦΦᵀ is diagonal."""
         # Eq. 9
-        r = y - self.A(w)
-        return w + self.A_adjoint(r / (self.phiphit(w) + per_sample(mu, y)))
+        r = y - self.A(x)
+        return x + self.A_adjoint(r / (self.gram(x) + per_sample(mu, y)))
 
 
-__all__ = ["CASSI", "load_mask", "WAVELENGTHS_28", "DEFAULT_MASK"]
+__all__ = ["CASSI", "load_mask", "DEFAULT_MASK"]

@@ -155,21 +155,21 @@ class BlockCS(Operator):
         """Minimum-norm least-squares init Φᵀ(ΦΦᵀ)⁻¹y."""
         return self.A_adjoint(self._solve_blocks(self.gram(y), y))
 
-    def hqs_step(self, y: Tensor, w: Tensor, mu: Scalar) -> Tensor:
+    def hqs_step(self, x: Tensor, y: Tensor, mu: Scalar) -> Tensor:
         """Exact data step through the push-through (Woodbury) identity, one m×m solve for all blocks.
 
-        (ΦᵀΦ + μI)⁻¹(Φᵀy + μw) = w + Φᵀ(ΦΦᵀ + μI)⁻¹(y − Φw); ``mu`` is a float or an (N,) tensor.
+        (ΦᵀΦ + μI)⁻¹(Φᵀy + μx) = x + Φᵀ(ΦΦᵀ + μI)⁻¹(y − Φx); ``mu`` is a float or an (N,) tensor.
         """
         # Eq. 9
-        g = self.gram(w)
-        eye = torch.eye(self.m, device=w.device, dtype=w.dtype)
+        g = self.gram(x)
+        eye = torch.eye(self.m, device=x.device, dtype=x.dtype)
         if isinstance(mu, Tensor):
-            mu_v = per_sample(mu, w).reshape(-1, 1, 1)
+            mu_v = per_sample(mu, x).reshape(-1, 1, 1)
             mat = g.unsqueeze(0) + mu_v * eye  # (N, m, m) or (1, m, m): broadcasts over the batch
         else:
             mat = g + float(mu) * eye
-        r = y - self.A(w)
-        return w + self.A_adjoint(self._solve_blocks(mat, r))
+        r = y - self.A(x)
+        return x + self.A_adjoint(self._solve_blocks(mat, r))
 
 
 def cs_measurements(ratio: float, block: int = 32) -> int:

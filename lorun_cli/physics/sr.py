@@ -280,21 +280,21 @@ class SRBlur(Operator):
         """Kernel-unaware aligned bicubic upsampling (see ``bicubic_aligned``)."""
         return bicubic_aligned(y, self.scale)
 
-    def hqs_step(self, y: Tensor, w: Tensor, mu: Scalar) -> Tensor:
-        """Closed-form FFT solution of (ΦᵀΦ + μI)x = Φᵀy + μw for Φ = decimation ∘ circular blur.
+    def hqs_step(self, x: Tensor, y: Tensor, mu: Scalar) -> Tensor:
+        """Closed-form FFT solution of (ΦᵀΦ + μI)z = Φᵀy + μx for Φ = decimation ∘ circular blur.
 
-        Uses the block structure of the decimated spectrum: with FB the OTF and R = FBᵀ·F(Sᵀy) + μ·F(w),
-        x = F⁻¹[(R − conj(FB) · tile(mean_blocks(FB·R) / (mean_blocks(|FB|²) + μ))) / μ].
+        Uses the block structure of the decimated spectrum: with FB the OTF and R = FBᵀ·F(Sᵀy) + μ·F(x),
+        z = F⁻¹[(R − conj(FB) · tile(mean_blocks(FB·R) / (mean_blocks(|FB|²) + μ))) / μ].
         """
         # Eq. 9
         s = self.scale
-        n, c, h, wd = w.shape
+        n, c, h, wd = x.shape
         self._check_hw(h, wd)
-        mu_t = per_sample(regularised_mu(mu, self.data_weight), w)
-        fb = self.otf(w)
+        mu_t = per_sample(regularised_mu(mu, self.data_weight), x)
+        fb = self.otf(x)
         fbc = fb.conj()
         f2b = fb.abs().square()
-        fr = fbc * torch.fft.fft2(self.upsample_zeros(y)) + mu_t * torch.fft.fft2(w)
+        fr = fbc * torch.fft.fft2(self.upsample_zeros(y)) + mu_t * torch.fft.fft2(x)
         fbr = _block_mean(fb * fr, s)
         inv_w = _block_mean(f2b, s)
         inv_wbr = fbr / (inv_w + mu_t)

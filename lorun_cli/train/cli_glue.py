@@ -84,7 +84,7 @@ def run_training(phase: str, values: dict[str, Any], explicit: set[str], config:
     if "seed" not in explicit and cfg.seed == 0:
         cfg.seed = seed
     out = check_outputs(cfg, bool(values.get("force")))
-    from .data import data_root
+    from ..io.datasets import data_root
 
     data_root(cfg.data)  # a missing data root fails here, before the model is built
     summary = train(cfg, None if quiet else _progress(cfg))

@@ -7,12 +7,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..facts import DEFAULT_NOISE, TRAIN_PATCH
+from ..io import datasets
+from ..models import cassi_operator
 from ..physics.base import Operator
 from ..physics.cassi import CASSI, load_mask
 from ..physics.sr import SRBlur, load_kernels
 from . import data
 
-DEFAULT_PATCH = {"cs": 32, "sr": 72, "cassi": 64}
 SR_VAL_PLAN = (("K1", 2), ("K5", 3), ("K9", 4))  # fixed kernel/scale per validation image, noise-free
 
 
@@ -21,16 +23,16 @@ class TaskData:
 
     def __init__(self, cfg: Any, model: torch.nn.Module) -> None:
         self.cfg, self.model, self.task = cfg, model, cfg.task
-        root = data.data_root(cfg.data)
-        self.patch = cfg.patch or DEFAULT_PATCH[self.task]
+        root = datasets.data_root(cfg.data)
+        self.patch = cfg.patch or TRAIN_PATCH[self.task]
         self.sampler = data.train_sampler(self.task, root, self.patch)
-        self.val = data.validation_set(self.task, root)
+        self.val = datasets.validation_set(self.task, root)
         if cfg.val_limit:
             self.val = self.val[: cfg.val_limit]
         if self.task == "sr":
             self.kernels = load_kernels()
         if self.task == "cassi":
-            self.cassi = CASSI(load_mask(), bands=28, step=2)
+            self.cassi = cassi_operator(model, load_mask())
 
     def batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Operator | None]:
         """One training batch (all randomness drawn from ``gen``, so a run is reproducible)."""
@@ -40,7 +42,7 @@ class TaskData:
             return x, self.model.op.measure(x, noise, generator=gen) if noise else self.model.op.A(x), None
         if self.task == "sr":
             scale, k, sigma = data.sample_sr_degradation(
-                x, self.kernels, gen, noise_max=self.cfg.noise if self.cfg.noise is not None else 2.55 / 255
+                x, self.kernels, gen, noise_max=self.cfg.noise if self.cfg.noise is not None else DEFAULT_NOISE
             )
             op = SRBlur(k.to(device), scale)
             y = op.A(x) + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(
@@ -72,7 +74,7 @@ class TaskData:
             return self.cassi.to(x.device)
         i = int(torch.randint(0, mh - h + 1, (1,), generator=gen)) if h < mh else 0
         j = int(torch.randint(0, mw - w + 1, (1,), generator=gen)) if w < mw else 0
-        return CASSI(self.cassi.mask[..., i : i + h, j : j + w].reshape(h, w), bands=28, step=2).to(x.device)
+        return cassi_operator(self.model, self.cassi.mask[..., i : i + h, j : j + w].reshape(h, w)).to(x.device)
 
     def val_items(self, device: torch.device):
         """Fixed (name, x, y, op) validation items (op ``None`` means the model's own operator)."""
@@ -84,12 +86,11 @@ class TaskData:
                 yield name, x, op.measure(x), None
             elif self.task == "sr":
                 kname, s = SR_VAL_PLAN[idx % len(SR_VAL_PLAN)]
-                x = data.modcrop(x, s)
+                x = datasets.modcrop(x, s)
                 op = SRBlur(self.kernels[kname].to(device), s)
                 yield name, x, op.A(x), op
             else:
-                op = CASSI(load_mask().to(device), bands=28, step=2) if x.shape[-2:] == (256, 256) else CASSI(
-                    self.cassi.mask[..., : x.shape[-2], : x.shape[-1]].to(device), bands=28, step=2)
+                op = cassi_operator(self.model, self.cassi.mask[..., : x.shape[-2], : x.shape[-1]].to(device))
                 yield name, x, op.A(x), op
 
 

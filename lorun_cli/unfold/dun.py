@@ -1,4 +1,4 @@
-"""The K-stage deep unfolding network (paper Fig. 4, Algorithm 1).
+"""The K-stage deep unfolding network (paper Fig. 4, Algorithm 1): x⁰ → K × (data step → denoiser).
 
 Strategies, spelled as the CLI spells them:
 - ``block1``: a single stage; ``blockK``: K stages with K independent denoisers;
@@ -15,19 +15,72 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from .. import denoisers, lora
 from ..physics.base import Operator
-from .gdm import gdm_hqs, gdm_pgd, sigma_hqs, sigma_pgd
 
-KINDS = ("block", "share", "lorun")
 ALGOS = ("pgd", "hqs")
 # Initial (ρ or μ, λ) per algorithm. PGD: ρ = λ = 0.5 as in Algorithm 1 (ρ is a step size for a Φ with
 # orthonormal rows). HQS: μ is a penalty on the scale of ΦᵀΦ's spectrum (≈ 1/s² for SR, up to ~10 for
 # CASSI); starting it at 0.5 makes every data step nearly ignore y and costs thousands of steps to unlearn,
 # so μ starts at 0.01 and λ at μ·0.1², i.e. a stage noise level σ = sqrt(λ/μ) = 0.1.
 INIT = {"pgd": (0.5, 0.5), "hqs": (0.01, 1e-4)}
+
+
+def sigma_pgd(rho: Tensor, lam: Tensor) -> Tensor:
+    """Noise level of the PGD proximal step, sqrt(ρλ)."""
+    # Eq. 6-7
+    return torch.sqrt(rho * lam)
+
+
+def sigma_hqs(mu: Tensor, lam: Tensor) -> Tensor:
+    """Noise level of the HQS proximal step, sqrt(λ/μ)."""
+    # Eq. 10-11
+    return torch.sqrt(lam / mu)
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """How x⁽⁰⁾ is made: the operator's own ``init`` (``method="op"``) or ``iters`` GAP-TV iterations of TV
+    weight ``lam``.
+
+    Stored in the model file as ``{"method": ..., "iters": ..., "lam": ...}``; :meth:`parse` also reads the
+    strings of earlier files (``"op"``, ``"gap-tv:30"``, trained with λ 0.04).
+    """
+
+    method: str = "op"
+    iters: int = 0
+    lam: float = 0.04  # the TV weight gap-tv starts are trained with, independent of the GAP-TV baseline's
+
+    def __post_init__(self) -> None:
+        if self.method not in ("op", "gap-tv") or (self.method == "gap-tv" and self.iters < 1):
+            raise ValueError(f"unknown initial estimate {self!r}; use WarmStart() or WarmStart('gap-tv', N ≥ 1)")
+
+    @classmethod
+    def parse(cls, value: str | dict | WarmStart | None) -> WarmStart:
+        """A WarmStart from a model file's value (a dict, or an earlier file's ``"op"`` / ``"gap-tv:N"``)."""
+        if isinstance(value, WarmStart):
+            return value
+        if value is None or value == "op":
+            return cls()
+        if isinstance(value, dict):
+            return cls(str(value.get("method", "op")), int(value.get("iters", 0)), float(value.get("lam", cls.lam)))
+        m = re.fullmatch(r"gap-tv:(\d+)", str(value))
+        if not m:
+            raise ValueError(f"unknown initial estimate {value!r}; use 'op' or 'gap-tv:N'")
+        return cls("gap-tv", int(m.group(1)))
+
+    def to_meta(self) -> dict:
+        """The JSON form stored in a model file."""
+        return {"method": self.method, "iters": self.iters, "lam": self.lam}
+
+    def __call__(self, op: Operator, y: Tensor) -> Tensor:
+        """x⁽⁰⁾ for the measurement ``y``."""
+        if self.method == "op":
+            return op.init(y)
+        from ..classical import gap_tv
+
+        return gap_tv(op, y, lam=self.lam, iters=self.iters)
 
 
 @dataclass(frozen=True)
@@ -74,27 +127,25 @@ class DUN(nn.Module):
         denoiser_kwargs: dict | None = None,
         init: tuple[float, float] | None = None,
         floor: float = 1e-5,
-        x0: str = "op",
+        x0: str | dict | WarmStart | None = None,
     ) -> None:
         super().__init__()
         self.strategy = parse_strategy(strategy) if isinstance(strategy, str) else strategy
         if algo not in ALGOS:
             raise ValueError(f"unknown algorithm {algo!r}; use one of {ALGOS}")
         self.channels, self.algo, self.floor = channels, algo, floor
-        if not (x0 == "op" or re.fullmatch(r"gap-tv:\d+", x0)):
-            raise ValueError(f"unknown initial estimate {x0!r}; use 'op' or 'gap-tv:N'")
-        self.x0 = x0
+        self.x0 = WarmStart.parse(x0)
         self.denoiser_name, self.size = denoiser, size
         self.denoiser_kwargs = dict(denoiser_kwargs or denoisers.config(denoiser, size))
         self.denoiser_kwargs.pop("channels", None)
         self.gamma: float | None = None
         self.ranks = dict(ranks or {})
         self.op = op
-        self.use_checkpoint = False
         k = self.strategy.stages
         n_den = k if self.strategy.kind == "block" else 1
         self.denoisers = nn.ModuleList(self._new_denoiser() for _ in range(n_den))
-        # step size ρ (PGD) or penalty μ (HQS), and the regularisation weight λ, one per stage (Alg. 1)
+        # the data-step scalar (step size ρ under PGD, penalty μ under HQS; stored as ``rho_raw`` in every
+        # model file) and the regularisation weight λ, one per stage (Alg. 1)
         rho0, lam0 = init or INIT[algo]
         self.rho_raw = nn.Parameter(torch.full((k,), _inv_softplus(rho0 - floor)))
         self.lam_raw = nn.Parameter(torch.full((k,), _inv_softplus(lam0 - floor)))
@@ -122,9 +173,21 @@ class DUN(nn.Module):
         return self.denoisers[0]
 
     # ---- per-stage scalars --------------------------------------------------------------------------
-    def rho(self) -> Tensor:
-        """Per-stage ρ (PGD step) or μ (HQS penalty), kept above a floor."""
+    def _data_scalar(self) -> Tensor:
+        """Per-stage ρ (PGD) or μ (HQS), kept above a floor."""
         return self.floor + F.softplus(self.rho_raw)
+
+    def rho(self) -> Tensor:
+        """Per-stage PGD step size ρ (Eq. 5)."""
+        if self.algo != "pgd":
+            raise ValueError("an HQS network has a penalty μ per stage, not a step size ρ: use mu()")
+        return self._data_scalar()
+
+    def mu(self) -> Tensor:
+        """Per-stage HQS penalty μ (Eq. 9)."""
+        if self.algo != "hqs":
+            raise ValueError("a PGD network has a step size ρ per stage, not a penalty μ: use rho()")
+        return self._data_scalar()
 
     def lam(self) -> Tensor:
         """Per-stage λ, kept above a floor."""
@@ -138,8 +201,8 @@ class DUN(nn.Module):
         k = self.strategy.stages
         ratio = (last / first) ** (1.0 / max(1, k - 1))
         sig = torch.tensor([first * ratio**i for i in range(k)])
-        rho = self.rho().detach()
-        lam = rho * sig**2 if self.algo == "hqs" else sig**2 / rho  # σ² = λ/μ (HQS) or ρλ (PGD)
+        s = self._data_scalar().detach()
+        lam = s * sig**2 if self.algo == "hqs" else sig**2 / s  # σ² = λ/μ (HQS) or ρλ (PGD)
         with torch.no_grad():
             self.lam_raw.copy_(torch.tensor([_inv_softplus(float(v) - self.floor) for v in lam]))
         return self
@@ -147,9 +210,13 @@ class DUN(nn.Module):
     def sigmas(self) -> Tensor:
         """Noise level each stage's denoiser receives."""
         fn = sigma_pgd if self.algo == "pgd" else sigma_hqs
-        return fn(self.rho(), self.lam())
+        return fn(self._data_scalar(), self.lam())
 
-    # ---- forward ------------------------------------------------------------------------------------
+    # ---- one stage ----------------------------------------------------------------------------------
+    def data_step(self, op: Operator, x: Tensor, y: Tensor, s: Tensor) -> Tensor:
+        """Gradient-descent module: a PGD step with ρ = s (Eq. 5) or the exact HQS step with μ = s (Eq. 9)."""
+        return op.pgd_step(x, y, s) if self.algo == "pgd" else op.hqs_step(x, y, s)
+
     def pmm(self, k: int, z: Tensor, sigma: Tensor, info: Tensor | None = None) -> Tensor:
         """Proximal mapping of stage k: the stage's denoiser at noise level σ_k.  # Eq. 7 / Eq. 11
 
@@ -163,35 +230,23 @@ class DUN(nn.Module):
                 lora.set_stage(d, k)
         return d(z, sigma.expand(z.shape[0]), info)
 
-    def _stage(self, k: int, op: Operator, x: Tensor, y: Tensor, rho: Tensor, sigma: Tensor,
-               info: Tensor | None = None) -> Tensor:
-        if self.algo == "pgd":
-            return self.pmm(k, gdm_pgd(op, x, y, rho), sigma, info)
-        return self.pmm(k, gdm_hqs(op, y, x, rho), sigma, info)
-
     def initial_estimate(self, op: Operator, y: Tensor) -> Tensor:
-        """x⁽⁰⁾: the operator's own init, or (``gap-tv:N``) N GAP-TV iterations as a classical warm start."""
-        if self.x0 == "op":
-            return op.init(y)
-        from ..classical import gap_tv
+        """x⁽⁰⁾ (see :class:`WarmStart`)."""
+        return self.x0(op, y)
 
-        # the TV weight the gap-tv:N starts were trained with, independent of the GAP-TV baseline's setting
-        return gap_tv(op, y, iters=int(self.x0.split(":")[1]), lam=0.04)
-
+    # ---- forward ------------------------------------------------------------------------------------
     def forward(self, y: Tensor, op: Operator | None = None, return_stages: bool = False) -> Tensor | list:
         """Reconstruct x from the measurement y (cropping is the caller's job, via ``op.crop``)."""
         op = op if op is not None else self.op
         if op is None:
             raise ValueError("no degradation operator: pass op= or build the model with one")
-        x = self.initial_estimate(op, y)
-        rho, sig = self.rho(), self.sigmas()
+        s, sigma = self._data_scalar(), self.sigmas()
         info = op.side_info(y) if self.denoiser_kwargs.get("cond") else None
+        x = self.initial_estimate(op, y)
         outs = []
         for k in range(self.strategy.stages):
-            if self.use_checkpoint and torch.is_grad_enabled():
-                x = checkpoint(self._stage, k, op, x, y, rho[k], sig[k], info, use_reentrant=False)
-            else:
-                x = self._stage(k, op, x, y, rho[k], sig[k], info)
+            z = self.data_step(op, x, y, s[k])  # Eq. 5 / Eq. 9
+            x = self.pmm(k, z, sigma[k], info)  # Eq. 7 / Eq. 11
             outs.append(x)
         return outs if return_stages else x
 
@@ -211,8 +266,9 @@ class DUN(nn.Module):
         out = DUN(op=self.op, **{**self.config(), "strategy": f"block{k}"})
         out.denoisers = nn.ModuleList(lora.merge(self.denoisers[0], i) for i in range(k))
         out.rho_raw, out.lam_raw = self.rho_raw, self.lam_raw
-        out.use_checkpoint = self.use_checkpoint
         out.task = getattr(self, "task", None)
+        if hasattr(self, "cassi_step"):  # set by models.build_model for CASSI networks
+            out.cassi_step = self.cassi_step
         return out
 
     def config(self) -> dict:
@@ -227,5 +283,5 @@ class DUN(nn.Module):
             "ranks": self.ranks,
             "denoiser_kwargs": self.denoiser_kwargs,
             "floor": self.floor,
-            "x0": self.x0,
+            "x0": self.x0.to_meta(),
         }
