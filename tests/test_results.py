@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lorun_cli import classical, results
+from lorun_cli import classical, results, results_page, results_suite
 from lorun_cli.bench import BenchResult
 
 
@@ -25,7 +25,7 @@ def test_plan_suite_skips_missing_data_and_models(zoo: None, tmp_path: Path) -> 
     (tmp_path / "cs" / "set11").mkdir(parents=True)
     (tmp_path / "cs" / "set11" / "a.png").write_bytes(b"")
     (tmp_path / "sr" / "set5").mkdir(parents=True)  # present but empty
-    planned, skipped = results.plan_suite(tmp_path)
+    planned, skipped = results_suite.plan_suite(tmp_path)
     assert [c["key"] for c in planned] == ["cs-set11-r25"]  # the zoo has CS lorun9 at 25 % only
     cfg = planned[0]
     assert cfg["ratio"] == 0.25 and cfg["compare"] == ["block9", "linear", "tv"]
@@ -34,18 +34,18 @@ def test_plan_suite_skips_missing_data_and_models(zoo: None, tmp_path: Path) -> 
     assert "cs/bsd68" in text and "sr/set5" in text and "sr/bsd100" in text and "cassi/cave/test" in text
     assert {t for t, _ in skipped} == {"cs", "sr", "cassi"}
     assert sum("every scale × kernel" in t for t in text.splitlines()) == 1  # one line for a whole grid
-    opts = results.bench_options(cfg, tmp_path, "cpu", 1, 3, False)
+    opts = results_suite.bench_options(cfg, tmp_path, "cpu", 1, 3, False)
     assert (opts.task, opts.dataset, opts.ratio, opts.compare, opts.repeats) == ("cs", "set11", 0.25, cfg["compare"], 3)
     # without a data root only the bundled-samples suite is planned, one configuration per task
-    planned, _ = results.plan_suite(None)
+    planned, _ = results_suite.plan_suite(None)
     assert [c["task"] for c in planned] == ["cs", "sr", "cassi"] and all(c["dataset"] is None for c in planned)
 
 
 def test_cs_ratios_from_manifest() -> None:
     models = [{"task": "cs", "strategy": "lorun9", "ratio": 0.1}, {"task": "cs", "strategy": "block9", "ratio": 0.5},
               {"task": "cs", "strategy": "lorun9", "ratio": 0.25}, {"task": "sr", "strategy": "lorun9"}]
-    assert results.cs_ratios(models) == [0.1, 0.25]
-    expanded = results._expand(results.SUITE[0], models)
+    assert results_suite.cs_ratios(models) == [0.1, 0.25]
+    expanded = results_suite._expand(results_suite.SUITE[0], models)
     assert [c["ratio"] for c in expanded] == [0.1, 0.25] and "10 %" in expanded[0]["title"]
 
 
@@ -53,15 +53,17 @@ def test_variants_are_compared_by_name_never_served_by_default() -> None:
     models = [{"name": "a", "task": "cs", "strategy": "lorun9", "ratio": 0.1},
               {"name": "a-compact", "task": "cs", "strategy": "lorun9", "ratio": 0.1, "variant": "compact"},
               {"name": "b-compact", "task": "cs", "strategy": "lorun9", "ratio": 0.5, "variant": "compact"}]
-    assert results.cs_ratios(models) == [0.1]  # a variant alone does not add a ratio to the suite
-    assert results.variants(models, "cs", 0.1) == ["a-compact"] and results.variants(models, "sr", None) == []
-    assert results._has_model(models, "cs", "lorun9", 0.1) and not results._has_model(models, "cs", "lorun9", 0.5)
+    assert results_suite.cs_ratios(models) == [0.1]  # a variant alone does not add a ratio to the suite
+    assert results_suite.variants(models, "cs", 0.1) == ["a-compact"]
+    assert results_suite.variants(models, "sr", None) == []
+    assert results_suite._has_model(models, "cs", "lorun9", 0.1)
+    assert not results_suite._has_model(models, "cs", "lorun9", 0.5)
     bytes_ = [{"name": "a", "task": "cs", "strategy": "lorun9", "ratio": 0.1, "bytes": 300},
               {"name": "a-compact", "task": "cs", "strategy": "lorun9", "ratio": 0.1, "bytes": 90, "variant": "c"},
               {"name": "f", "task": "cs", "strategy": "block9", "ratio": 0.1, "bytes": 1000}]
-    t = results._adapter_bytes_target(bytes_)
+    t = results._adapter_bytes_target(bytes_, 0.10)
     assert t.status == "MET" and "10 %: 0.300" in t.measured and "10 % a-compact: 0.090" in t.measured
-    assert results._adapter_bytes_target(bytes_[:1] + bytes_[2:]).status == "MISSED"
+    assert results._adapter_bytes_target(bytes_[:1] + bytes_[2:], 0.10).status == "MISSED"
 
 
 def _row(strategy: str, psnr: float, network: int = 0, op: int = 0, lat: float = 1.0) -> dict:
@@ -148,7 +150,7 @@ def test_build_results_on_bundled_samples(zoo: None, tmp_path: Path, monkeypatch
     assert re.search(r"\*\*(MET|MISSED)\*\*", targets)
     # the params ratio printed on the page is the one the results give
     cs = out[0]
-    lor, blk = results.row_of(cs, "lorun9"), results.row_of(cs, "block9")
+    lor, blk = results_suite.row_of(cs, "lorun9"), results_suite.row_of(cs, "block9")
     ratio = lor["network"] / blk["network"]
     line = next(s for s in targets.splitlines() if s.startswith("| CS: stored params"))
     assert f"{ratio:.3f}" in line and ("MET" if ratio <= 0.40 else "MISSED") in line
@@ -167,8 +169,8 @@ def test_baselines_are_timed_at_most_baseline_repeats(zoo: None, monkeypatch: py
     res = run_bench(BenchOptions(task="cs", compare=["block9", "tv"], repeats=4, baseline_repeats=1, memory=False,
                                  threads=1), quiet=True)
     assert [r["latency_runs"] for r in res.rows] == [4, 4, 1]
-    assert results._runs_text(res, 4) == "4 runs (1 for the classical baselines)"
-    assert results.bench_options({"task": "sr", "compare": []}, None, "cpu", 1, 10, False).baseline_repeats == 3
+    assert results_page._runs_text(res, 4) == "4 runs (1 for the classical baselines)"
+    assert results_suite.bench_options({"task": "sr", "compare": []}, None, "cpu", 1, 10, False).baseline_repeats == 3
 
 
 def test_latency_runs_are_interleaved_round_robin() -> None:
@@ -188,10 +190,10 @@ def test_latency_runs_are_interleaved_round_robin() -> None:
 
 
 def test_sr_grid_expands_scores_every_case_and_renders_one_table() -> None:
-    (grid,) = [c for c in results.SUITE if c.get("grid")]
-    cases = results._expand(grid, [])
+    (grid,) = [c for c in results_suite.SUITE if c.get("grid")]
+    cases = results_suite._expand(grid, [])
     assert len(cases) == 36 and {(c["scale"], c["kernels"]) for c in cases} >= {(2, "K1"), (4, "K12")}
-    opts = results.bench_options(cases[0], Path("."), "cpu", 1, 10, True)
+    opts = results_suite.bench_options(cases[0], Path("."), "cpu", 1, 10, True)
     assert (opts.scale, opts.kernels, opts.repeats, opts.memory) == (2, "K1", 1, False)
     runs = [_run("sr", "cbsd68", [_row("lorun9", 26.0 + (c["kernels"] == "K1")), _row("bicubic", 25.0)],
                  **{k: c[k] for k in ("key", "title", "scale", "kernels", "grid", "grid_title")}) for c in cases]
@@ -201,7 +203,7 @@ def test_sr_grid_expands_scores_every_case_and_renders_one_table() -> None:
     assert every.status == "MISSED" and "36 cases on CBSD68" in every.measured
     assert "×2 K2 +1.00" in every.measured and "K1 +" not in every.measured  # K1 cases gain 2 dB here
     assert got["SR: lorun9 PSNR ≥ block9 − 0.2 dB (every run)"].status == "NOT MEASURED"  # grid runs left out
-    page = results.render_markdown(runs, [], [], {"device": "cpu", "threads": "1", "cpu": "x", "torch": "t",
+    page = results_page.render_markdown(runs, [], [], {"device": "cpu", "threads": "1", "cpu": "x", "torch": "t",
                                                    "lorun": "l", "python": "p"}, "cmd", None, Path("."), 1, False,
                                    False)
     assert page.count("### SR — CBSD68 first 10 images, every scale × kernel") == 1

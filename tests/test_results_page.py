@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from lorun_cli import results
+from lorun_cli import results, results_chart, results_page, results_suite
 from lorun_cli.bench import BenchResult
 
 GOLDEN = Path(__file__).parent / "data" / "results_page.md"
@@ -41,11 +41,11 @@ def fixed_runs() -> tuple[list, list]:
     """The full suite expanded on a fixed manifest, each configuration with fixed rows."""
     runs, skipped = [], [("cassi", "CASSI — extra: not run — no data.")]
     n = 0
-    for template in results.SUITE:
-        for cfg in results._expand(template, MODELS):
+    for template in results_suite.SUITE:
+        for cfg in results_suite._expand(template, MODELS):
             ratio = cfg.get("ratio") if cfg["task"] == "cs" else None
             compare = [v for c in cfg["compare"]
-                       for v in (results.variants(MODELS, cfg["task"], ratio) if c == "variants" else [c])]
+                       for v in (results_suite.variants(MODELS, cfg["task"], ratio) if c == "variants" else [c])]
             cfg = {**cfg, "compare": compare, "notes": ["block1: left out — test note"] if n == 0 else []}
             setting = {"cs": {"ratio": ratio, "block": 32}, "sr": {"scale": cfg.get("scale"),
                                                                   "kernels": cfg.get("kernels")},
@@ -61,7 +61,7 @@ def render() -> str:
     runs, skipped = fixed_runs()
     targets = results.evaluate_targets(runs, MODELS)
     facts = {"device": "cpu", "threads": "1", "cpu": "test cpu", "torch": "t", "lorun": "l", "python": "p"}
-    return results.render_markdown(runs, skipped, targets, facts, "lorun bench --all", "psnr.png", Path("."), 5,
+    return results_page.render_markdown(runs, skipped, targets, facts, "lorun bench --all", "psnr.png", Path("."), 5,
                                    True, False)
 
 
@@ -75,7 +75,7 @@ def test_results_page_renders_as_before() -> None:
 def test_results_figure_draws(tmp_path: Path) -> None:
     runs, _ = fixed_runs()
     out = tmp_path / "fig.png"
-    results.draw_plot(runs, out)
+    results_chart.draw_plot(runs, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("LORUN_FIGURE_HASH"):
         Path(os.environ["LORUN_FIGURE_HASH"]).write_text(hashlib.sha256(out.read_bytes()).hexdigest())
