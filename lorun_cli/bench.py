@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from . import metrics, models
-from .errors import LorunError, UsageError
-from .facts import BASELINES, CASSI_STEP, HEADLINE_TESTSET, LEARNED
+from .errors import LorunError, OptionError, UsageError
+from .facts import BASELINES, CASSI_STEP, HEADLINE_TESTSET, LEARNED, TASKS
 from .io.datasets import DATASET_DIRS
 from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, bicubic_aligned, load_kernels
@@ -105,7 +105,7 @@ def _kernel_names(spec: str) -> list[str]:
     names = list(bank) if spec.strip().lower() == "all" else [k.strip().upper() for k in spec.split(",") if k.strip()]
     bad = [k for k in names if k not in bank]
     if bad:
-        raise UsageError(f"--kernels {spec}: unknown {bad}; use K1…K12, a comma list, or all")
+        raise OptionError("kernels", spec, f"unknown {bad}; use K1…K12, a comma list, or all")
     return names
 
 
@@ -125,13 +125,13 @@ class Method:
         self.cs_op = cs_op  # CS: the sampling operator this method measures with
         if not self.classical:
             if spec in sum(BASELINES.values(), ()):
-                raise UsageError(f"--compare {spec} is not a {opts.task} baseline; {opts.task} has "
-                                 f"{', '.join(BASELINES[opts.task])}")
+                raise OptionError("compare", spec, f"not a {opts.task} baseline; {opts.task} has "
+                                  f"{', '.join(BASELINES[opts.task])}")
             named = not is_model and spec not in LEARNED and _is_manifest_name(spec)
             is_file = named or Path(spec).exists()
             if not is_model and not is_file and spec not in LEARNED:
-                raise UsageError(f"--compare {spec}: use {', '.join(LEARNED + BASELINES[opts.task])}, a model "
-                                 f"name from `lorun weights list` or a file")
+                raise OptionError("compare", spec, f"use {', '.join(LEARNED + BASELINES[opts.task])}, a model "
+                                  f"name from `lorun weights list` or a file")
             model = spec if is_file else (opts.model if is_model else None)
             strategy = "lorun9" if is_model else spec
             self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device)
@@ -285,9 +285,9 @@ def _measure_once(args: dict[str, Any]) -> float:
 def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     """Score the model under test and every ``--compare`` entry on the same cases."""
     if opts.task not in BASELINES:
-        raise UsageError(f"--task {opts.task!r}: use one of cs, cassi, sr")
+        raise OptionError("task", repr(opts.task), f"use one of {', '.join(TASKS)}")
     if not opts.compare:
-        raise UsageError("--compare needs at least one entry, e.g. block9")
+        raise OptionError("compare", None, "needs at least one entry, e.g. block9")
     if opts.task == "sr" and opts.kernels.strip().lower().startswith("auto"):
         return run_sr_auto_bench(opts, quiet)
     dataset, items = _testset(opts)
@@ -346,8 +346,8 @@ def auto_families(spec: str) -> list[str]:
     out = [n.upper() if n.upper() in bank else n.lower() for n in names]
     bad = [n for n in out if n not in AUTO_FAMILIES and n not in bank]
     if bad:
-        raise UsageError(f"--kernels {spec}: unknown {bad}; use auto or auto:FAMILY,… with families "
-                         f"{', '.join(AUTO_FAMILIES)} or K1…K12")
+        raise OptionError("kernels", spec, f"unknown {bad}; use auto or auto:FAMILY,… with families "
+                          f"{', '.join(AUTO_FAMILIES)} or K1…K12")
     return out
 
 

@@ -25,6 +25,24 @@ class UsageError(LorunError):
     exit_code: int = 2
 
 
+class OptionError(UsageError):
+    """A bad value of one named option, raised by the engine in terms of its own parameter names.
+
+    ``option`` is the engine's name (``"kernels"``, ``"max_memory"``), ``value`` what was given (None: the option
+    as a whole), ``problem`` the reason and the fix. The command line prints it with the flag that sets the
+    parameter (:meth:`text`); ``str()`` spells the flag the usual way (``--max-memory``).
+    """
+
+    def __init__(self, option: str, value: object, problem: str, exit_code: int | None = None) -> None:
+        self.option, self.value, self.problem = option, value, problem
+        super().__init__(self.text("--" + option.replace("_", "-")), exit_code)
+
+    def text(self, flag: str) -> str:
+        """The one-line message with the option spelled ``flag``."""
+        head = flag if self.value is None else f"{flag} {self.value}"
+        return f"{head}: {self.problem}"
+
+
 class Interrupted(BaseException):
     """Ctrl-C (SIGINT) or SIGTERM: the CLI prints ``lorun: interrupted`` (plus ``note``) and exits 130 / 143.
 

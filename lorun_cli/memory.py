@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import OptionError, UsageError
 
 #: Default budget: this fraction of the memory available when the command starts.
 DEFAULT_FRACTION = 0.5
@@ -103,7 +103,7 @@ def plan_tiles(width0: int, channels: int, batch: int, out_hw: tuple[int, int], 
     fit = fit // align * align
     if tile > 0:
         hint = f"--tile {fit}" if fit >= min_tile else "more memory"
-        raise UsageError(f"--tile {tile} needs about {size_text(est)}, over the {size_text(budget)} budget "
+        raise OptionError("tile", tile, f"needs about {size_text(est)}, over the {size_text(budget)} budget "
                          f"({how}); use {hint}{flag_hint}")
     if fit < min_tile:
         raise UsageError(f"this input needs about {size_text(cost(min_tile))} even in {min_tile}-pixel tiles, over "

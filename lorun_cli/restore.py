@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from . import memory, metrics, models
-from .errors import LorunError, UsageError
+from .errors import LorunError, OptionError, UsageError
 from .facts import DEFAULT_RATIO, WAVELENGTHS_28
 from .io import images
 from .io.weights import load_manifest, resolve_model
@@ -35,14 +35,14 @@ def default_model_name(task: str, strategy: str, ratio: float | None = None) -> 
     entries = [e for e in served if e.get("strategy") == strategy]
     if not entries:
         have = sorted({str(e.get("strategy")) for e in served})
-        raise UsageError(f"--strategy {strategy}: no bundled {task} model of that kind; bundled: "
-                         f"{', '.join(have) or 'none'} (or pass --model FILE)")
+        raise OptionError("strategy", strategy, f"no bundled {task} model of that kind; bundled: "
+                          f"{', '.join(have) or 'none'} (or pass --model FILE)")
     if task == "cs":
         want = DEFAULT_RATIO if ratio is None else ratio
         ratios = sorted({float(e["ratio"]) for e in entries if "ratio" in e})
         entries = [e for e in entries if abs(float(e.get("ratio", -1)) - want) < 1e-6]
         if not entries:
-            raise UsageError(f"--ratio {want:g}: no bundled cs {strategy} model samples at this ratio; bundled "
+            raise OptionError("ratio", f"{want:g}", f"no bundled cs {strategy} model samples at this ratio; bundled "
                              f"ratios: {', '.join(f'{r:g}' for r in ratios)} (or train one with `lorun adapt "
                              f"--ratio {want:g}` and pass --model FILE)")
     return entries[0]["name"]
@@ -124,11 +124,11 @@ def _sr_kernel(opts: RestoreOptions) -> Tensor | None:
         return bank[key]
     p = Path(opts.kernel)
     if not p.exists() and not p.is_dir():
-        raise UsageError(f"--kernel {opts.kernel}: not one of K1…K12 and no such file")
+        raise OptionError("kernel", opts.kernel, "not one of K1…K12 and no such file")
     try:
         return load_kernel_file(p)
     except ValueError as e:
-        raise UsageError(f"--kernel {p} {e}") from None
+        raise OptionError("kernel", p, str(e)) from None
 
 
 #: The kernel ``--simulate`` degrades with under ``--kernel auto`` (the result is then restored blind).
@@ -144,8 +144,8 @@ def sr_estimator(required: bool) -> Any:
 
         if sr_estimate.ESTIMATOR_NAME not in model_names(load_manifest()):
             if required:
-                raise LorunError(f"--kernel auto needs the {sr_estimate.ESTIMATOR_NAME} weights, which this "
-                                 f"manifest lacks; pass --kernel K1…K12 or a kernel file")
+                raise OptionError("kernel", "auto", f"needs the {sr_estimate.ESTIMATOR_NAME} weights, which this "
+                                  f"manifest lacks; pass --kernel K1…K12 or a kernel file", exit_code=1)
             return None
         _ESTIMATOR.append(sr_estimate.load_estimator())
     return _ESTIMATOR[0]
@@ -224,7 +224,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
         saved = est.pop("kernel") if est is not None else k
         info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight)
     if max(k.shape) > s * min(y.shape[-2:]):
-        raise UsageError(f"--kernel {opts.kernel}: the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
+        raise OptionError("kernel", opts.kernel, f"the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
                          f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")
     pad = 2 * SR_OVERLAP
     tile = guard.tile(net, inp, opts, ((y.shape[-2] + pad) * s, (y.shape[-1] + pad) * s), 1, min_tile(opts.task, s))
@@ -310,8 +310,8 @@ def _load_mask(path: Path | None) -> Tensor:
         return load_mask(path)
     except Exception as e:  # noqa: BLE001 - numpy/scipy/tifffile errors on a file that is not a mask
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(f"--mask {path}: could not be read as a coded-aperture mask ({text}); pass a 2-D "
-                         f"array in .mat, .npy or .tif") from None
+        raise OptionError("mask", path, f"could not be read as a coded-aperture mask ({text}); pass a 2-D "
+                          f"array in .mat, .npy or .tif") from None
 
 
 def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
@@ -413,7 +413,7 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
                           images.read_image(opts.ref, "rgb" if opts.task == "sr" and out.shape[0] == 3 else "auto"),
                           opts.ref).to(out.device)
             if ref.shape != out.shape:
-                raise UsageError(f"--ref {opts.ref}: shape {tuple(ref.shape)} differs from the output "
+                raise OptionError("ref", opts.ref, f"shape {tuple(ref.shape)} differs from the output "
                                  f"{tuple(out.shape)}")
         rec: dict[str, Any] = {"input": str(f), "output": str(o), "task": opts.task, "model": name,
                                "shape": list(out.shape), "seconds": round(secs, 3)}

@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
-from .errors import Interrupted, UsageError
+from .errors import Interrupted, OptionError
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -56,13 +56,13 @@ def resolve_device(spec: str) -> str:
         return "cpu"
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
+            raise OptionError("device", spec, "CUDA is not available on this machine; use --device cpu or auto")
         if ":" in spec:
             idx = spec.split(":", 1)[1]
             if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-                raise UsageError(f"--device {spec}: no such GPU ({torch.cuda.device_count()} visible); use cuda:0")
+                raise OptionError("device", spec, f"no such GPU ({torch.cuda.device_count()} visible); use cuda:0")
         return spec
-    raise UsageError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N")
+    raise OptionError("device", repr(spec), "not one of auto, cpu, cuda, cuda:N")
 
 
 def _raise_interrupted(signum: int, _frame: object) -> None:

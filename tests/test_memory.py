@@ -30,7 +30,7 @@ def test_a_6000x6000_sr_x2_input_is_tiled_within_the_budget() -> None:
 
 
 def test_the_guard_refuses_with_a_hint() -> None:
-    with pytest.raises(UsageError, match=r"--tile 4096 needs about .* use --tile \d+"):
+    with pytest.raises(UsageError, match=r"--tile 4096: needs about .* use --tile \d+"):
         memory.plan_tiles(16, 3, 1, (8192, 8192), 4096, 4 * GB, "--max-memory 4", min_tile=96)
     with pytest.raises(UsageError, match="raise --max-memory"):
         memory.plan_tiles(16, 3, 1, (8192, 8192), 0, memory.FIXED_BYTES + 2**20, "--max-memory 0.1", min_tile=96)

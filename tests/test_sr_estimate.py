@@ -163,7 +163,7 @@ def test_auto_without_estimator_weights_is_one_clear_error(in_zoo, tmp_path, mon
     manifest["models"] = [e for e in manifest["models"] if e["name"] != E.ESTIMATOR_NAME]
     (tmp_path / "m.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("LORUN_MANIFEST", str(tmp_path / "m.json"))
-    with pytest.raises(Exception, match="--kernel auto needs the sr-kernel-estimator weights"):
+    with pytest.raises(Exception, match="--kernel auto: needs the sr-kernel-estimator weights"):
         _restore(tmp_path, "auto")
     assert not (tmp_path / "out_auto.png").exists()
     res, _ = _restore(tmp_path, "K2")  # an explicit kernel still works, unchecked

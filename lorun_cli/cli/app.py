@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from ..errors import Interrupted, LorunError, UsageError
+from ..errors import Interrupted, LorunError, OptionError, UsageError
+from ..facts import DEFAULT_NOISE
+from ..train.config import TrainConfig
 
 app = typer.Typer(
     name="lorun",
@@ -153,31 +155,49 @@ def _train(phase: str, values: dict, config: Path | None) -> None:
                  " ".join(["lorun", *sys.argv[1:]]))
 
 
+# Options pretrain and adapt share; their defaults come from TrainConfig (the one source of training defaults).
+_PRE, _ADAPT = TrainConfig.defaults("pretrain"), TrainConfig.defaults("adapt")
+DataOpt = Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")]
+StepsOpt = Annotated[int, typer.Option(help="Training iterations.")]
+BatchOpt = Annotated[int, typer.Option(help="Batch size.")]
+PatchOpt = Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")]
+LrOpt = Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine schedule).")]
+MinutesOpt = Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")]
+ValEveryOpt = Annotated[int, typer.Option(help="Validation PSNR every N steps.")]
+CkptEveryOpt = Annotated[int, typer.Option(help="Checkpoint (OUT.ckpt) every N steps.")]
+NoiseOpt = Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
+                                                f"uniform draw; default {DEFAULT_NOISE * 255:g}/255 for SR, 0 "
+                                                "otherwise).")]
+ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")]
+ForceOpt = Annotated[bool, typer.Option(help="Overwrite an existing OUT.")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML file of options; command-line flags override it.")]
+
+
 @app.command()
 def pretrain(
-    task: Annotated[str, typer.Option(help=TASK_HELP)] = "cs",
-    strategy: Annotated[str, typer.Option(help="share9 (LoRun phase 1), block9 or block1 (baselines).")] = "share9",
-    denoiser: Annotated[str | None, typer.Option(help="unet, transformer, resunet or spectral.")] = None,
-    size: Annotated[str, typer.Option(help="Denoiser scale: small (CPU) or base (GPU).")] = "small",
-    algo: Annotated[str | None, typer.Option(help="Gradient step: pgd (Eq. 5) or hqs (Eq. 9).")] = None,
-    ratio: Annotated[float, typer.Option(help="CS sampling ratio in (0, 1].")] = 0.25,
-    data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")] = None,
-    steps: Annotated[int, typer.Option(help="Training iterations.")] = 2000,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
-    patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine schedule).")] = 1e-3,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
-    val_every: Annotated[int, typer.Option(help="Validation PSNR every N steps.")] = 100,
-    ckpt_every: Annotated[int, typer.Option(help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
-    noise: Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
-                                                "uniform draw; default 2.55/255 for SR, 0 otherwise).")] = None,
-    out: Annotated[Path, typer.Option(help="Output model file (.safetensors or .pt).")] = Path("backbone.safetensors"),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")] = False,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing OUT.")] = False,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options; command-line flags override it.")] = None,
+    task: Annotated[str, typer.Option(help=TASK_HELP)] = _PRE.task,
+    strategy: Annotated[str, typer.Option(help="share9 (LoRun phase 1), block9 or block1 (baselines).")] = (
+        _PRE.strategy),
+    denoiser: Annotated[str | None, typer.Option(help="unet, transformer, resunet or spectral.")] = _PRE.denoiser,
+    size: Annotated[str, typer.Option(help="Denoiser scale: small (CPU) or base (GPU).")] = _PRE.size,
+    algo: Annotated[str | None, typer.Option(help="Gradient step: pgd (Eq. 5) or hqs (Eq. 9).")] = _PRE.algo,
+    ratio: Annotated[float, typer.Option(help="CS sampling ratio in (0, 1].")] = _PRE.ratio,
+    data: DataOpt = None,
+    steps: StepsOpt = _PRE.steps,
+    batch: BatchOpt = _PRE.batch,
+    patch: PatchOpt = _PRE.patch,
+    lr: LrOpt = _PRE.lr,
+    max_minutes: MinutesOpt = _PRE.max_minutes,
+    val_every: ValEveryOpt = _PRE.val_every,
+    ckpt_every: CkptEveryOpt = _PRE.ckpt_every,
+    noise: NoiseOpt = _PRE.noise,
+    out: Annotated[Path, typer.Option(help="Output model file (.safetensors or .pt).")] = Path(_PRE.out),
+    resume: ResumeOpt = _PRE.resume,
+    force: ForceOpt = False,
+    config: ConfigOpt = None,
     denoise: Annotated[bool, typer.Option(help="Phase 0: train the shared denoiser as a Gaussian denoiser "
                                           "(noise σ ~ U[0, --sigma-max]), no operator in the loop.")] = False,
-    sigma_max: Annotated[float, typer.Option(help="--denoise: largest training noise level.")] = 0.2,
+    sigma_max: Annotated[float, typer.Option(help="--denoise: largest training noise level.")] = _PRE.sigma_max,
     init: Annotated[Path | None, typer.Option(help="Start the denoiser(s) from this shareK file's shared "
                                               "denoiser (e.g. a --denoise run).")] = None,
 ) -> None:
@@ -189,26 +209,26 @@ def pretrain(
 @app.command()
 def adapt(
     backbone: Annotated[Path, typer.Option(help="A shareK model from `lorun pretrain` (.safetensors or .pt).")],
-    gamma: Annotated[float, typer.Option(help="LoRA rank factor γ: r = ceil(min(in,out)·γ/100) (Eq. 12).")] = 10.0,
+    gamma: Annotated[float, typer.Option(help="LoRA rank factor γ: r = ceil(min(in,out)·γ/100) (Eq. 12).")] = (
+        _ADAPT.gamma),
     stages: Annotated[int | None, typer.Option(help="Number of stages K (default: the backbone's).")] = None,
     ratio: Annotated[float | None, typer.Option(help="CS: adapt to another sampling ratio (new Φ).")] = None,
     phi: Annotated[str, typer.Option(help="CS: how Φ adapts, starting from the backbone's: learn (full matrix, "
                                      "stored), lora (low-rank update, rank by Eq. 12; smallest files that still "
-                                     "learn Φ) or frozen (not stored).")] = "learn",
-    data: Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")] = None,
-    steps: Annotated[int, typer.Option(help="Training iterations.")] = 1000,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
-    patch: Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")] = None,
-    val_every: Annotated[int, typer.Option(help="Validation PSNR every N steps.")] = 100,
-    ckpt_every: Annotated[int, typer.Option(help="Checkpoint (OUT.ckpt) every N steps.")] = 100,
-    noise: Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
-                                                "uniform draw; default 2.55/255 for SR, 0 otherwise).")] = None,
+                                     "learn Φ) or frozen (not stored).")] = _ADAPT.phi,
+    data: DataOpt = None,
+    steps: StepsOpt = _ADAPT.steps,
+    batch: BatchOpt = _ADAPT.batch,
+    patch: PatchOpt = _ADAPT.patch,
+    lr: LrOpt = _ADAPT.lr,
+    max_minutes: MinutesOpt = _ADAPT.max_minutes,
+    val_every: ValEveryOpt = _ADAPT.val_every,
+    ckpt_every: CkptEveryOpt = _ADAPT.ckpt_every,
+    noise: NoiseOpt = _ADAPT.noise,
     out: Annotated[Path | None, typer.Option(help="Adapter file (default: BACKBONE-lorunK-gG.safetensors).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")] = False,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing OUT.")] = False,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options; command-line flags override it.")] = None,
+    resume: ResumeOpt = _ADAPT.resume,
+    force: ForceOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Phase 2: freeze the backbone, add stage-wise LoRA adapters and train them (+ ρ, λ, Φ)."""
     _train("adapt", dict(locals()), config)
@@ -354,6 +374,9 @@ def main() -> None:
     except Interrupted as e:
         typer.echo(f"lorun: interrupted{'; ' + e.note if e.note else ''}", err=True)
         sys.exit(e.exit_code)
+    except OptionError as e:
+        typer.echo(f"lorun: error: {e.text(flag_of(e.option))}", err=True)
+        sys.exit(e.exit_code)
     except LorunError as e:
         typer.echo(f"lorun: error: {e.message}", err=True)
         sys.exit(e.exit_code)
@@ -379,6 +402,21 @@ def main() -> None:
         first = (str(e).strip().splitlines() or [""])[0]
         typer.echo(f"lorun: error: {type(e).__name__}: {first} (set LORUN_DEBUG=1 for a traceback)", err=True)
         sys.exit(1)
+
+
+def flag_of(option: str) -> str:
+    """The command-line flag that sets the engine parameter ``option`` (e.g. ``json_out`` → ``--json``)."""
+    from typer.main import get_command
+
+    root = get_command(app)
+    groups = [root, *getattr(root, "commands", {}).values()]
+    for group in list(groups):
+        groups += list(getattr(group, "commands", {}).values())
+    for cmd in groups:
+        for param in getattr(cmd, "params", []):
+            if param.name == option and getattr(param, "opts", None):
+                return max(param.opts, key=len)
+    return "--" + option.replace("_", "-")
 
 
 def _os_error_text(e: OSError) -> str:

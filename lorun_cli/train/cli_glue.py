@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
@@ -11,7 +10,8 @@ from typing import Any
 
 from .. import validate as V
 from ..errors import LorunError, UsageError
-from .loop import TrainConfig, train
+from .config import TrainConfig
+from .loop import train
 
 CLI_ONLY = {"config", "force"}
 
@@ -28,7 +28,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise UsageError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise UsageError(f"--config {path}: expected a mapping of option: value")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = TrainConfig.field_names()
     unknown = set(k.replace("-", "_") for k in raw) - known
     if unknown:
         raise UsageError(f"--config {path}: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,50 +23,12 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import lora, models
-from ..errors import Interrupted, LorunError, UsageError
+from ..errors import Interrupted, OptionError, UsageError
 from ..io.checkpoint import atomic_path
 from ..metrics import psnr
 from ..runtime import deferred_interrupts, peak_rss_mb
 from ..unfold import DUN, param_report
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run (also what a YAML ``--config`` file may set)."""
-
-    task: str = "cs"
-    phase: str = "pretrain"  # denoise | pretrain | adapt
-    init: str | None = None  # pretrain: start the denoiser(s) from this shareK file's shared denoiser
-    sigma_max: float = 0.2  # denoise: training noise levels are drawn uniformly from [0, sigma_max]
-    strategy: str = "share9"
-    denoiser: str | None = None
-    size: str = "small"
-    algo: str | None = None
-    ratio: float = 0.25
-    block: int = 32
-    gamma: float = 10.0
-    phi: str = "learn"  # adapt, CS: learn | lora | frozen (models.derive_phi)
-    backbone: str | None = None
-    data: str | None = None
-    steps: int = 2000
-    batch: int = 16
-    patch: int | None = None
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    warmup: int = 50
-    clip: float = 1.0
-    seed: int = 0
-    val_every: int = 100
-    ckpt_every: int = 100
-    log_every: int = 10
-    max_minutes: float | None = None
-    out: str = "model.safetensors"
-    resume: bool = False
-    device: str = "cpu"
-    noise: float | None = None  # measurement noise std (SR: maximum of a uniform draw)
-    val_limit: int | None = None
-    command: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+from .config import TrainConfig
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -90,7 +52,7 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
         if strat.kind == "lorun":
             raise UsageError("pretrain trains shareK/blockK/block1; use `lorun adapt --backbone …` for lorunK")
         if cfg.phase == "denoise" and strat.kind != "share":
-            raise UsageError(f"--denoise trains the shared denoiser of a shareK network, not {strat}")
+            raise OptionError("denoise", None, f"trains the shared denoiser of a shareK network, not {strat}")
         model = models.build_model(cfg.task, cfg.strategy, cfg.denoiser, cfg.size, cfg.algo, cfg.ratio, cfg.block)
         if cfg.init:
             init_denoisers(model, cfg.init)
@@ -99,7 +61,7 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
         raise UsageError("adapt needs --backbone FILE (a shareK model from `lorun pretrain`)")
     base = models.load_model(cfg.backbone)
     if base.strategy.kind != "share":
-        raise UsageError(f"--backbone {cfg.backbone} is a {base.strategy} model; adapt needs a shareK backbone")
+        raise OptionError("backbone", cfg.backbone, f"a {base.strategy} model; adapt needs a shareK backbone")
     stages = models.parse_strategy(cfg.strategy).stages if cfg.strategy else base.strategy.stages
     if stages != base.strategy.stages:
         base.strategy = models.parse_strategy(f"share{stages}")
@@ -107,9 +69,9 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
         base.lam_raw = nn.Parameter(base.lam_raw.detach()[:1].repeat(stages))
     cfg.task = base.task
     if cfg.task != "cs" and cfg.phi != "learn":
-        raise UsageError(f"--phi {cfg.phi} is for CS (the sampling matrix Φ); {cfg.task} has no learned operator")
+        raise OptionError("phi", cfg.phi, f"is for CS (the sampling matrix Φ); {cfg.task} has no learned operator")
     if cfg.phi not in models.PHI_MODES:
-        raise UsageError(f"--phi {cfg.phi!r}: use one of {', '.join(models.PHI_MODES)}")
+        raise OptionError("phi", repr(cfg.phi), f"use one of {', '.join(models.PHI_MODES)}")
     base.to_lorun(cfg.gamma)
     if cfg.task == "cs":
         # another sampling ratio (Table VI): Φ starts from the backbone's, then is learned, low-rank
@@ -134,15 +96,15 @@ def init_denoisers(model: DUN, path: str) -> None:
         model.load_state_dict(src.state_dict())
         return
     if src.strategy.kind != "share" or src.task != model.task:
-        raise UsageError(f"--init {path}: expected a {model.task} shareK file (e.g. from `pretrain --denoise`), "
-                         f"got {src.task} {src.strategy}")
+        raise OptionError("init", path, f"expected a {model.task} shareK file (e.g. from `pretrain --denoise`), "
+                          f"got {src.task} {src.strategy}")
     state = src.denoisers[0].state_dict()
     for d in model.denoisers:
         try:
             d.load_state_dict(state)
         except RuntimeError:
-            raise UsageError(f"--init {path}: its denoiser differs from this run's ({src.denoiser_name} "
-                             f"{src.denoiser_kwargs}); pass the same --denoiser/--size") from None
+            raise OptionError("init", path, f"its denoiser differs from this run's ({src.denoiser_name} "
+                              f"{src.denoiser_kwargs}); pass the same --denoiser/--size") from None
 
 
 def denoise_step(model: DUN, task_data: Any, gen: torch.Generator, device: torch.device,
@@ -220,14 +182,14 @@ TRAIN_STATE_KEYS = ("model", "opt", "step", "gen", "cpu_rng", "extra")
 def load_train_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a ``--resume`` state (weights-only); one-line LorunError for a missing, truncated or foreign file."""
     if not path.is_file():
-        raise UsageError(f"--resume: no training state {path}; start without --resume")
+        raise OptionError("resume", None, f"no training state {path}; start without --resume")
     try:
         st = torch.load(path, map_location=device, weights_only=True)
     except Exception:  # noqa: BLE001 - torch's multi-line unpickling texts help nobody here
-        raise LorunError(f"--resume: training state {path} is truncated or corrupt; start over with --force "
-                         f"(it will be replaced) or restore a good copy") from None
+        raise OptionError("resume", None, f"training state {path} is truncated or corrupt; start over with --force "
+                          f"(it will be replaced) or restore a good copy", exit_code=1) from None
     if not isinstance(st, dict) or any(k not in st for k in TRAIN_STATE_KEYS):
-        raise LorunError(f"--resume: {path} is not a lorun training state; start over with --force")
+        raise OptionError("resume", None, f"{path} is not a lorun training state; start over with --force", exit_code=1)
     return st
 
 
@@ -286,8 +248,8 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
         try:
             model.load_state_dict(st["model"])
         except RuntimeError:
-            raise LorunError(f"--resume: {state_file} was written by a run with other settings; resume with the "
-                             f"same options, or start over with --force") from None
+            raise OptionError("resume", None, f"{state_file} was written by a run with other settings; resume "
+                              f"with the same options, or start over with --force", exit_code=1) from None
         opt.load_state_dict(st["opt"])
         step = int(st["step"])
         gen.set_state(st["gen"])
