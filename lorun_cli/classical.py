@@ -84,12 +84,6 @@ def _div(py: Tensor, px: Tensor) -> Tensor:
     return dy + dx
 
 
-def total_variation(x: Tensor) -> Tensor:
-    """Isotropic TV Σ‖∇x‖₂ of every (N, C) plane summed over the plane → shape (N, C)."""
-    gy, gx = _grad(x)
-    return torch.sqrt(gy.square() + gx.square()).sum(dim=(-2, -1))
-
-
 def _tv_fgp(
     b: Tensor,
     weight: Tensor | float,
@@ -156,16 +150,12 @@ def cs_linear(op: Operator, y: Tensor) -> Tensor:
         return op.crop(op.init_ls(y))
 
 
-def cs_tv(
-    op: Operator,
-    y: Tensor,
-    lam: float = CS_TV_LAM,
-    iters: int = CS_TV_ITERS,
-    inner: int = CS_TV_INNER,
-) -> Tensor:
+def cs_tv(op: Operator, y: Tensor, lam: float = CS_TV_LAM, iters: int = CS_TV_ITERS,
+          inner: int = CS_TV_INNER) -> Tensor:
     """FISTA for min_x ½‖Φx − y‖² + λ·TV(x) with x ∈ [0, 1], from the least-squares init; cropped.
 
-    Step 1/L with L = λ_max(ΦᵀΦ) (``op.norm``); each prox is a warm-started box-constrained TV prox of ``inner`` steps.
+    Step 1/L with L = λ_max(ΦᵀΦ) (``op.norm``); each prox is a warm-started box-constrained TV prox of
+    ``inner`` steps.
     """
     with torch.no_grad():
         lip = op.norm(y)
@@ -192,14 +182,8 @@ def sr_bicubic(y: Tensor, scale: int) -> Tensor:
 
 
 # --- CASSI ---------------------------------------------------------------------------------------------
-def gap_tv(
-    op: Operator,
-    y: Tensor,
-    lam: float = GAP_TV_LAM,
-    iters: int = GAP_TV_ITERS,
-    inner: int = GAP_TV_INNER,
-    eps: float = 1e-6,
-) -> Tensor:
+def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV_ITERS, inner: int = GAP_TV_INNER,
+           eps: float = 1e-6) -> Tensor:
     """Accelerated GAP with per-band TV denoising for CASSI (diagonal ΦΦᵀ from ``op.gram``).
 
     x⁰ = Φᵀ(y/ΦΦᵀ), ỹ⁰ = y; per iteration ỹ ← ỹ + (y − Φx), x ← x + Φᵀ((ỹ − Φx)/ΦΦᵀ), then
@@ -248,6 +232,5 @@ __all__ = [
     "gap_tv",
     "run_baseline",
     "sr_bicubic",
-    "total_variation",
     "tv_prox",
 ]

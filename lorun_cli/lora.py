@@ -60,10 +60,6 @@ class LoRALayer(nn.Module):
         self.lora_B = nn.Parameter(b)
         self._merged: dict[int, Tensor] = {}
 
-    def adapter_params_per_stage(self) -> int:
-        """Number of adapter parameters of one stage (A_k and B_k)."""
-        return self.lora_A[0].numel() + self.lora_B[0].numel()
-
     def weight_for(self, stage: int | None) -> Tensor:
         """Effective weight W0 + scale·ΔW_stage (W0 alone for ``None``)."""
         w0 = self.base.weight
@@ -202,9 +198,6 @@ def merge(module: nn.Module, stage: int) -> nn.Module:
     return out
 
 
-def adapter_state_dict(module: nn.Module) -> dict[str, Tensor]:
-    """Only the adapter tensors (A and B of all stages), keyed by qualified name."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items() if k.rsplit(".", 1)[-1] in ADAPTER_KEYS}
 
 
 def backbone_state_dict(module: nn.Module) -> dict[str, Tensor]:
@@ -222,19 +215,6 @@ def backbone_state_dict(module: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def load_adapters(module: nn.Module, state: dict[str, Tensor]) -> None:
-    """Load adapter tensors into an injected module; shapes and names must match exactly."""
-    own = {k: v for k, v in module.state_dict().items() if k.rsplit(".", 1)[-1] in ADAPTER_KEYS}
-    missing, unexpected = set(own) - set(state), set(state) - set(own)
-    if missing or unexpected:
-        raise ValueError(
-            f"adapter layout mismatch: {len(missing)} missing, {len(unexpected)} unexpected tensors "
-            f"(e.g. {sorted(missing | unexpected)[:3]}); the adapters were made for another denoiser config"
-        )
-    for k, v in state.items():
-        if own[k].shape != v.shape:
-            raise ValueError(f"adapter {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    module.load_state_dict(state, strict=False)
 
 
 def state_sha256(state: dict[str, Tensor]) -> str:
@@ -247,22 +227,4 @@ def state_sha256(state: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def adapter_param_count(module: nn.Module) -> int:
-    """Total adapter parameters over all stages."""
-    return sum(layer.lora_A.numel() + layer.lora_B.numel() for _, layer in lora_layers(module))
 
-
-def expected_adapter_count(module: nn.Module, stages: int, gamma: float) -> int:
-    """Adapter parameters Eq. 4/12 predict for a *plain* module (before injection)."""
-    total = 0
-    for m in module.modules():
-        if type(m) not in (nn.Conv2d, nn.Linear):
-            continue
-        in_dim, out_dim = _layer_dims(m)
-        r = lora_rank(in_dim, out_dim, gamma)
-        if isinstance(m, nn.Conv2d):
-            kh, kw = m.kernel_size
-            total += out_dim * kh * r * kh + r * kh * in_dim * kw
-        else:
-            total += out_dim * r + r * in_dim
-    return total * stages

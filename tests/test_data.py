@@ -185,7 +185,7 @@ def test_patch_sampler_exclusion_and_size_check() -> None:
 
 def test_cs_sampler(root: Path) -> None:
     s = D.cs_train_sampler(root, patch=32)
-    assert s.num_images == 2 + 2  # Train400 + T91 luminance, minus the validation images
+    assert s.shapes.shape[0] == 2 + 2  # Train400 + T91 luminance, minus the validation images
     a = s.sample(8, torch.Generator().manual_seed(3))
     b = s.sample(8, torch.Generator().manual_seed(3))
     assert a.shape == (8, 1, 32, 32) and a.dtype == torch.float32
@@ -200,7 +200,7 @@ def test_sr_sampler_and_degradation(root: Path) -> None:
     with pytest.raises(LorunError):
         D.sr_train_sampler(root, patch=40)
     s = D.sr_train_sampler(root, patch=36)
-    assert s.num_images == 2
+    assert s.shapes.shape[0] == 2
     hr = s.sample(6, torch.Generator().manual_seed(0))
     assert hr.shape == (6, 3, 36, 36) and hr.max() <= 127 / 255 + 1e-6
     assert [n for n, _ in DS.validation_set("sr", root)] == ["t13"]
@@ -225,7 +225,7 @@ def test_sr_sampler_and_degradation(root: Path) -> None:
 
 def test_cassi_sampler_and_validation(root: Path) -> None:
     s = D.cassi_train_sampler(root, patch=64, cache=False)
-    assert s.num_images == 2 and s.channels == 28
+    assert s.shapes.shape[0] == 2 and s.channels == 28
     g = torch.Generator().manual_seed(0)
     x = s.sample(4, g)
     assert x.shape == (4, 28, 64, 64)

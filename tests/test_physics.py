@@ -16,7 +16,6 @@ from lorun_cli.physics import (
     load_kernel_file,
     load_kernels,
     load_mask,
-    make_operator,
 )
 
 D = torch.float64
@@ -199,7 +198,7 @@ def test_bundled_mask() -> None:
     assert 0.0 < float(m.min()) < 0.01 and float(m.max()) == pytest.approx(1.0)
     assert ((m > 0.1) & (m < 0.9)).float().mean() > 0.1  # not binary
     assert len(WAVELENGTHS_28) == 28 and WAVELENGTHS_28[0] == 453.5 and WAVELENGTHS_28[-1] == 648.0
-    op = make_operator("cassi")
+    op = CASSI(load_mask())
     assert op.A(torch.rand(1, 28, 256, 256)).shape == (1, 1, 256, 310)
 
 
@@ -311,17 +310,6 @@ def test_sr_bad_inputs() -> None:
         SRBlur(torch.ones(0, 3), 2)
     with pytest.raises(ValueError):
         SRBlur(torch.ones(3, 3, 3) / 9, 2).A(torch.rand(2, 1, 8, 8))  # 3 kernels for a batch of 2
-
-
-def test_make_operator() -> None:
-    assert isinstance(make_operator("cs", ratio=0.1), BlockCS)
-    sr = make_operator("sr", kernel="K3", scale=2)
-    assert isinstance(sr, SRBlur) and sr.task == "sr"
-    torch.testing.assert_close(sr.kernel, load_kernels()["K3"])
-    cassi = make_operator("cassi", mask=torch.rand(4, 6), bands=5)
-    assert cassi.A(torch.rand(1, 5, 4, 6)).shape == (1, 1, 4, 14)
-    with pytest.raises(ValueError):
-        make_operator("deblur")
 
 
 def test_cassi_min_norm_init() -> None:

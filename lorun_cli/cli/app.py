@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -155,25 +157,49 @@ def _train(phase: str, values: dict, config: Path | None) -> None:
                  " ".join(["lorun", *sys.argv[1:]]))
 
 
-# Options pretrain and adapt share; their defaults come from TrainConfig (the one source of training defaults).
+#: Options pretrain and adapt share: name → (type, help). Their defaults are TrainConfig's for the phase.
+TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
+    "data": (Path | None, "Data root (see README: Data)."),
+    "steps": (int, "Training iterations."),
+    "batch": (int, "Batch size."),
+    "patch": (int | None, "Training patch size (task default if unset)."),
+    "lr": (float, "Peak learning rate (Adam, cosine schedule)."),
+    "max_minutes": (float | None, "Stop (and checkpoint) after this many minutes."),
+    "val_every": (int, "Validation PSNR every N steps."),
+    "ckpt_every": (int, "Checkpoint (OUT.ckpt) every N steps."),
+    "noise": (float | None, "Measurement noise std in [0,1] units (SR: the maximum of a uniform draw; default "
+              f"{DEFAULT_NOISE * 255:g}/255 for SR, 0 otherwise)."),
+    "resume": (bool, "Continue from OUT.ckpt exactly where it stopped."),
+    "force": (bool, "Overwrite an existing OUT."),
+    "config": (Path | None, "YAML file of options; command-line flags override it."),
+}
+
+
+def train_options(phase: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Add :data:`TRAIN_OPTIONS` to a command's own options (its ``**shared``), defaults from TrainConfig."""
+    cfg = TrainConfig.defaults(phase)
+
+    def add(fn: Callable[..., None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD]
+        shared = []
+        for name, (kind, text) in TRAIN_OPTIONS.items():
+            opt = typer.Option(envvar="LORUN_DATA", help=text) if name == "data" else typer.Option(help=text)
+            default = getattr(cfg, name, None) if name not in ("force", "config") else (False if kind is bool else None)
+            shared.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=Annotated[kind, opt]))
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+        fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        fn.__annotations__ = {p.name: p.annotation for p in params}
+        return fn
+
+    return add
+
+
 _PRE, _ADAPT = TrainConfig.defaults("pretrain"), TrainConfig.defaults("adapt")
-DataOpt = Annotated[Path | None, typer.Option(envvar="LORUN_DATA", help="Data root (see README: Data).")]
-StepsOpt = Annotated[int, typer.Option(help="Training iterations.")]
-BatchOpt = Annotated[int, typer.Option(help="Batch size.")]
-PatchOpt = Annotated[int | None, typer.Option(help="Training patch size (task default if unset).")]
-LrOpt = Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine schedule).")]
-MinutesOpt = Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many minutes.")]
-ValEveryOpt = Annotated[int, typer.Option(help="Validation PSNR every N steps.")]
-CkptEveryOpt = Annotated[int, typer.Option(help="Checkpoint (OUT.ckpt) every N steps.")]
-NoiseOpt = Annotated[float | None, typer.Option(help="Measurement noise std in [0,1] units (SR: the maximum of a "
-                                                f"uniform draw; default {DEFAULT_NOISE * 255:g}/255 for SR, 0 "
-                                                "otherwise).")]
-ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT.ckpt exactly where it stopped.")]
-ForceOpt = Annotated[bool, typer.Option(help="Overwrite an existing OUT.")]
-ConfigOpt = Annotated[Path | None, typer.Option(help="YAML file of options; command-line flags override it.")]
 
 
 @app.command()
+@train_options("pretrain")
 def pretrain(
     task: Annotated[str, typer.Option(help=TASK_HELP)] = _PRE.task,
     strategy: Annotated[str, typer.Option(help="share9 (LoRun phase 1), block9 or block1 (baselines).")] = (
@@ -182,31 +208,21 @@ def pretrain(
     size: Annotated[str, typer.Option(help="Denoiser scale: small (CPU) or base (GPU).")] = _PRE.size,
     algo: Annotated[str | None, typer.Option(help="Gradient step: pgd (Eq. 5) or hqs (Eq. 9).")] = _PRE.algo,
     ratio: Annotated[float, typer.Option(help="CS sampling ratio in (0, 1].")] = _PRE.ratio,
-    data: DataOpt = None,
-    steps: StepsOpt = _PRE.steps,
-    batch: BatchOpt = _PRE.batch,
-    patch: PatchOpt = _PRE.patch,
-    lr: LrOpt = _PRE.lr,
-    max_minutes: MinutesOpt = _PRE.max_minutes,
-    val_every: ValEveryOpt = _PRE.val_every,
-    ckpt_every: CkptEveryOpt = _PRE.ckpt_every,
-    noise: NoiseOpt = _PRE.noise,
     out: Annotated[Path, typer.Option(help="Output model file (.safetensors or .pt).")] = Path(_PRE.out),
-    resume: ResumeOpt = _PRE.resume,
-    force: ForceOpt = False,
-    config: ConfigOpt = None,
     denoise: Annotated[bool, typer.Option(help="Phase 0: train the shared denoiser as a Gaussian denoiser "
                                           "(noise σ ~ U[0, --sigma-max]), no operator in the loop.")] = False,
     sigma_max: Annotated[float, typer.Option(help="--denoise: largest training noise level.")] = _PRE.sigma_max,
     init: Annotated[Path | None, typer.Option(help="Start the denoiser(s) from this shareK file's shared "
                                               "denoiser (e.g. a --denoise run).")] = None,
+    **shared: Any,
 ) -> None:
     """Phase 1: train a shared denoiser across all stages (share9), or the block9/block1 baselines."""
-    values = dict(locals())
-    _train("denoise" if values.pop("denoise") else "pretrain", values, config)
+    values = {k: v for k, v in locals().items() if k != "shared"} | shared
+    _train("denoise" if values.pop("denoise") else "pretrain", values, shared["config"])
 
 
 @app.command()
+@train_options("adapt")
 def adapt(
     backbone: Annotated[Path, typer.Option(help="A shareK model from `lorun pretrain` (.safetensors or .pt).")],
     gamma: Annotated[float, typer.Option(help="LoRA rank factor γ: r = ceil(min(in,out)·γ/100) (Eq. 12).")] = (
@@ -216,22 +232,12 @@ def adapt(
     phi: Annotated[str, typer.Option(help="CS: how Φ adapts, starting from the backbone's: learn (full matrix, "
                                      "stored), lora (low-rank update, rank by Eq. 12; smallest files that still "
                                      "learn Φ) or frozen (not stored).")] = _ADAPT.phi,
-    data: DataOpt = None,
-    steps: StepsOpt = _ADAPT.steps,
-    batch: BatchOpt = _ADAPT.batch,
-    patch: PatchOpt = _ADAPT.patch,
-    lr: LrOpt = _ADAPT.lr,
-    max_minutes: MinutesOpt = _ADAPT.max_minutes,
-    val_every: ValEveryOpt = _ADAPT.val_every,
-    ckpt_every: CkptEveryOpt = _ADAPT.ckpt_every,
-    noise: NoiseOpt = _ADAPT.noise,
     out: Annotated[Path | None, typer.Option(help="Adapter file (default: BACKBONE-lorunK-gG.safetensors).")] = None,
-    resume: ResumeOpt = _ADAPT.resume,
-    force: ForceOpt = False,
-    config: ConfigOpt = None,
+    **shared: Any,
 ) -> None:
     """Phase 2: freeze the backbone, add stage-wise LoRA adapters and train them (+ ρ, λ, Φ)."""
-    _train("adapt", dict(locals()), config)
+    values = {k: v for k, v in locals().items() if k != "shared"} | shared
+    _train("adapt", values, shared["config"])
 
 
 # ---- bench -----------------------------------------------------------------------------------------------

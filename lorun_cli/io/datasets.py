@@ -300,18 +300,15 @@ def load_testset(task: str, name: str, root: str | os.PathLike) -> list[tuple[st
 def validation_set(task: str, root: str | os.PathLike) -> list[tuple[str, Tensor]]:
     """Fixed held-out training images: CS 10 Train400 images, SR 6 T91 images, CASSI two 256x256 regions."""
     task = task.lower()
-    if task == "cs":
-        folder = require_dir(root, "train/bsd400")
-        files = [folder / n for n in CS_VAL_NAMES if (folder / n).is_file()]
+    if task in ("cs", "sr"):
+        rel, names, read = ("train/bsd400", CS_VAL_NAMES, read_gray) if task == "cs" else \
+            ("train/t91", SR_VAL_NAMES, read_rgb)
+        folder = require_dir(root, rel)
+        files = [folder / n for n in names if (folder / n).is_file()]
         if not files:
-            raise LorunError(f"none of the CS validation images ({CS_VAL_NAMES[0]}, ...) is in '{folder}'")
-        return [(_stem(f.name), read_gray(f)) for f in files]
-    if task == "sr":
-        folder = require_dir(root, "train/t91")
-        files = [folder / n for n in SR_VAL_NAMES if (folder / n).is_file()]
-        if not files:
-            raise LorunError(f"none of the SR validation images ({', '.join(SR_VAL_NAMES)}) is in '{folder}'")
-        return [(_stem(f.name), read_rgb(f)) for f in files]
+            listed = f"{names[0]}, ..." if task == "cs" else ", ".join(names)
+            raise LorunError(f"none of the {task.upper()} validation images ({listed}) is in '{folder}'")
+        return [(_stem(f.name), read(f)) for f in files]
     if task == "cassi":
         folder = require_dir(root, "cassi/cave/train")
         out = []

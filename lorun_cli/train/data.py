@@ -84,11 +84,6 @@ class PatchSampler:
         self._weights: dict[int, Tensor] = {}
         self._allowed: dict[int, dict[int, Tensor]] = {}
 
-    @property
-    def num_images(self) -> int:
-        """Number of images held."""
-        return int(self.shapes.shape[0])
-
     def _overlaps(self, idx: Tensor, y0: Tensor, x0: Tensor, p: int) -> Tensor:
         """Which patches ``(idx, y0, x0, p)`` touch an excluded rectangle."""
         if self._rects.numel() == 0:
