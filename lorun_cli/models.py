@@ -25,7 +25,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # per-band correction and barely learned), fed the mask side information (cond = 1 + bands), starting
     # from the cheap projected shift-back; stage noise levels start on a decaying schedule (docs/CASSI.md)
     "cassi": {"channels": CASSI_BANDS, "algo": "hqs", "denoiser": "resunet",
-              "small": {"widths": [32, 64, 128, 128], "nb": 1, "act": "relu", "up": "shuffle", "cond": 29},
+              "small": {"widths": [32, 64, 128, 128], "nb": 1, "act": "relu", "up": "shuffle", "cond": 1 + CASSI_BANDS},
               "sigmas": (0.1, 0.02), "floor": 1e-7},
     "sr": {"channels": 3, "algo": "hqs", "denoiser": "resunet"},
 }

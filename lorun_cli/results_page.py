@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchResult
-from .facts import TASKS
+from .facts import CASSI_BANDS, CASSI_STEP, TASKS
 from .results_suite import TASK_TITLES, Config, Run, pct, psnr_of
 
 _PUBLISHED_FILE = Path(__file__).resolve().parent / "assets" / "results" / "published.json"
@@ -76,7 +76,7 @@ def _setting_text(cfg: Config, res: BenchResult) -> str:
         k = str(s.get("kernels", cfg.get("kernels")))
         ktxt = "mean over the 12 kernels K1–K12" if k.lower() == "all" else f"kernel {k}"
         return f"×{s.get('scale')}, {ktxt}, circular blur + top-left decimation, no noise"
-    return f"{s.get('mask', 'mask')}, dispersion step {s.get('step', 2)}, 28 bands, no noise"
+    return f"{s.get('mask', 'mask')}, dispersion step {s.get('step', CASSI_STEP)}, {CASSI_BANDS} bands, no noise"
 
 
 def _runs_text(res: BenchResult, repeats: int) -> str:

@@ -117,3 +117,24 @@ def test_model_files_roundtrip_and_adapter_binding(tmp_path):
     models.save_model(pt, share)
     with torch.no_grad():
         torch.testing.assert_close(models.load_model(pt)(y), share(y))
+
+
+def test_warm_start_reads_old_and_new_model_files(tmp_path) -> None:
+    """x0 is an object; files store it as a dict and earlier files' strings still load (CASSI step too)."""
+    from lorun_cli.unfold import WarmStart
+
+    assert WarmStart.parse("op") == WarmStart.parse(None) == WarmStart()
+    assert WarmStart.parse("gap-tv:30") == WarmStart("gap-tv", 30) == WarmStart.parse({"method": "gap-tv", "iters": 30})
+    with pytest.raises(ValueError):
+        WarmStart.parse("gap-tv")
+    m = models.build_model("cassi", "block1", size="small", x0=WarmStart("gap-tv", 2), step=1)
+    path = tmp_path / "c.safetensors"
+    models.save_model(path, m)
+    meta = models.read_meta(path)
+    assert meta["config"]["x0"] == {"method": "gap-tv", "iters": 2} and meta["op"] == {"bands": 28, "step": 1}
+    back = models.load_model(path)
+    assert back.x0 == WarmStart("gap-tv", 2) and models.cassi_operator(back, torch.rand(8, 8)).step == 1
+    meta["config"]["x0"] = "gap-tv:5"  # as written before x0 became an object, and before the step was stored
+    del meta["op"]
+    old = models._build_from_meta(meta)
+    assert old.x0 == WarmStart("gap-tv", 5) and models.cassi_step(old) == 2
