@@ -24,7 +24,7 @@ About 0.5 s per 180×180 image (≈0.8 s at 256×256) on one CPU thread. Reprodu
     metrics.score(cs_tv(op, y, lam=lam, iters=200), x, "gray8")["psnr"]
 
 GAP-TV: ``lam=0.16``, ``iters=200``, ``inner=5`` dual steps from a zero dual each outer iteration. Chosen on the
-two validation regions of training scenes (``train.data.validation_set("cassi")``, never the test scenes), mean
+two validation regions of training scenes (``io.datasets.validation_set("cassi")``, never the test scenes), mean
 PSNR (float, 28-band mean)::
 
     λ        100 iterations   200 iterations   300 iterations
@@ -35,7 +35,8 @@ PSNR (float, 28-band mean)::
     0.32     22.87
 
 The CAVE hold-out figures below were measured with the earlier reference value ``lam=0.04``; ``lorun bench
---task cassi --compare gap-tv`` reports the current setting. CAVE hold-out, 3 centre 256×256 crops, bundled mask, step 2, noise-free,
+--task cassi --compare gap-tv`` reports the current setting. CAVE hold-out, 3 centre 256×256 crops, bundled mask,
+step 2, noise-free,
 ``bands`` protocol (float per-band PSNR/SSIM averaged over 28 bands, then over the 3 scenes)::
 
     iters   PSNR (balloons / chart / peppers)     mean PSNR   SSIM    s/cube (1 thread, busy 2-core box)
@@ -43,7 +44,7 @@ The CAVE hold-out figures below were measured with the earlier reference value `
     200     30.97 / 22.68 / 28.84                 27.50       0.833   ≈15–27
     300     31.41 / 22.69 / 28.83                 27.64       0.831   ≈24–30
 
-Reproduce: for each ``(name, x)`` of ``train.data.load_testset("cassi", "cave", root)``,
+Reproduce: for each ``(name, x)`` of ``io.datasets.load_testset("cassi", "cave", root)``,
 ``op = CASSI(load_mask())``, ``metrics.score(gap_tv(op, op.A(x[None]), iters=n), x[None], "bands")``.
 (reference figures of an independent GAP-TV: 25.8 / 26.8 / 26.9 dB at 100 / 200 / 300 iterations.)
 """

@@ -131,7 +131,8 @@ def test_warm_start_reads_old_and_new_model_files(tmp_path) -> None:
     path = tmp_path / "c.safetensors"
     models.save_model(path, m)
     meta = models.read_meta(path)
-    assert meta["config"]["x0"] == {"method": "gap-tv", "iters": 2} and meta["op"] == {"bands": 28, "step": 1}
+    assert meta["config"]["x0"] == {"method": "gap-tv", "iters": 2, "lam": 0.04}
+    assert meta["op"] == {"bands": 28, "step": 1}
     back = models.load_model(path)
     assert back.x0 == WarmStart("gap-tv", 2) and models.cassi_operator(back, torch.rand(8, 8)).step == 1
     meta["config"]["x0"] = "gap-tv:5"  # as written before x0 became an object, and before the step was stored
