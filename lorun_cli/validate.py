@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LorunError, UsageError
-from .facts import TASKS
+from .facts import DEFAULT_NOISE, DEFAULT_RATIO, TASKS
 
 #: Image files `restore` reads (and expands folders to).
 IMAGE_READ_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".webp", ".gif")
@@ -78,7 +78,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "denoiser": _choice("unet", "transformer", "resunet", "spectral", optional=True),
     "size": _choice("small", "base"),
     "algo": _choice("pgd", "hqs", optional=True),
-    "ratio": _float(0, 1, lo_open=True, example="0.25"),
+    "ratio": _float(0, 1, lo_open=True, example=f"{DEFAULT_RATIO:g}"),
     "block": _int(4, 256, example="32"),
     "gamma": _float(0, 100, lo_open=True, example="10"),
     "phi": _choice("learn", "lora", "frozen"),
@@ -109,8 +109,8 @@ TRAIN_RULES: dict[str, Rule] = {
 RESTORE_RULES: dict[str, Rule] = {
     "task": _choice(*TASKS),
     "scale": _int(1, 8, example="3"),
-    "noise": _float(0, 255, example="2.55"),
-    "ratio": _float(0, 1, lo_open=True, optional=True, example="0.25"),
+    "noise": _float(0, 255, example=f"{DEFAULT_NOISE * 255:g}"),
+    "ratio": _float(0, 1, lo_open=True, optional=True, example=f"{DEFAULT_RATIO:g}"),
     "tile": _int(0, example="256"),
     "max_memory": _float(0, lo_open=True, optional=True, example="4"),
     "repeats": _int(1, 10000, example="10"),
