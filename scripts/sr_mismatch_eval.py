@@ -22,10 +22,10 @@ import torch
 
 from lorun_cli import metrics
 from lorun_cli.bench import _centred_bicubic
+from lorun_cli.io import datasets as D
 from lorun_cli.physics import sr_estimate as E
 from lorun_cli.physics.sr import SRBlur, bicubic_aligned, load_kernels
 from lorun_cli.restore import load_task_model, sr_kernel_for
-from lorun_cli.train import data as D
 
 
 def main() -> int:
