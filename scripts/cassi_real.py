@@ -21,7 +21,8 @@ from PIL import Image
 
 from lorun_cli.classical import gap_tv
 from lorun_cli.io.images import cube_preview_rgb, read_measurement
-from lorun_cli.physics.cassi import CASSI, WAVELENGTHS_28, load_mask
+from lorun_cli.facts import WAVELENGTHS_28
+from lorun_cli.physics.cassi import CASSI, load_mask
 from lorun_cli.restore import load_task_model
 
 BANDS = (4, 15, 23)  # 476.5, 536.5, 604 nm
