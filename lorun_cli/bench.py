@@ -372,7 +372,7 @@ def draw_degradation(family: str, scale: int, index: int, seed: int) -> tuple[st
 
 
 def _centred_bicubic(y: Tensor, s: int) -> Tensor:
-    """Bicubic upsampling on the centred grid (PIL's convention, right for PIL-downscaled inputs)."""
+    """Bicubic upsampling on the centred grid (PIL's grid convention, right for PIL-downscaled inputs)."""
     pad = torch.nn.functional.pad(y, (2, 2, 2, 2), mode="replicate")
     up = torch.nn.functional.interpolate(pad, scale_factor=s, mode="bicubic", align_corners=False)
     return up[..., 2 * s : -2 * s, 2 * s : -2 * s]
@@ -450,7 +450,8 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
         rows.append(row)
     setting = {"scale": s, "kernels": opts.kernels, "seed": opts.seed, "families": fam_rows,
                "estimator_params": est_params, "estimator_time_share": round(t_est / max(t_net, 1e-9), 4),
-               "bicubic": "aligned bicubic of the top-left grid; centred (PIL) bicubic for pil-bicubic inputs",
+               "bicubic": "aligned bicubic of the top-left grid; for pil-bicubic inputs, bicubic on the centred grid "
+               "(PyTorch's, edges replicated)",
                "kernel_error": "relative L2 ‖k̂ − k‖/‖k‖ on a 25×25 grid"}
     text = metrics.PROTOCOL_TEXT[proto] + f", border {s}"
     return BenchResult("sr", dataset, text, opts.device, torch.get_num_threads(), rows, setting)
