@@ -6,7 +6,8 @@ Real measurements (``cassi/real/measurements/sceneN.mat``, 660×714) use the rea
 (``cassi/real/mask_660.mat``, not binary). Their brightness differs from the simulated training data, so each
 snapshot is scaled so that its flat-spectrum shift-back has a mean of 0.25 before restoring (every method sees
 the same scaled measurement) and the result is scaled back. No ground truth exists: the figures are
-qualitative. GAP-TV runs at the bench settings (classical.GAP_TV_LAM, GAP_TV_ITERS); its cubes are cached.
+qualitative. GAP-TV runs with the bench's TV weight (classical.GAP_TV_LAM) for ``--iters`` iterations (default
+the bench's GAP_TV_ITERS); its cubes are cached.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lorun_cli.classical import gap_tv
+from lorun_cli.classical import GAP_TV_ITERS, gap_tv
 from lorun_cli.io.images import cube_preview_rgb, read_measurement
 from lorun_cli.facts import WAVELENGTHS_28
 from lorun_cli.physics.cassi import CASSI, load_mask
@@ -51,6 +52,8 @@ def main() -> None:
     p.add_argument("--cache", default=None, type=Path, help="folder for the GAP-TV cubes")
     p.add_argument("--size", type=int, default=220, help="preview tile size (px)")
     p.add_argument("--only-gap", action="store_true", help="just compute (and cache) the GAP-TV cubes")
+    p.add_argument("--iters", type=int, default=GAP_TV_ITERS, help="GAP-TV iterations")
+    p.add_argument("--scenes", default="1,2,3,4,5", help="which of scene1..scene5 (comma list)")
     a = p.parse_args()
     torch.set_num_threads(1)
     real = a.data / "cassi" / "real"
@@ -60,16 +63,17 @@ def main() -> None:
     net = None if a.only_gap else load_task_model("cassi", a.model, "lorun9", None, None, "cpu")[0]
     rgb_rows: list[list[Image.Image]] = [[], []]
     band_rows: list[list[Image.Image]] = []
-    for i in range(1, 6):
+    scenes = [int(v) for v in a.scenes.split(",")]
+    for i in scenes:
         y = read_measurement(real / "measurements" / f"scene{i}.mat")[None, None]
         scale = 0.25 / float(op.shift_back(y).mean())
         ys = y * scale
-        f = cache / f"gaptv_scene{i}.npy"
+        f = cache / f"gaptv{a.iters}_scene{i}.npy"
         if f.is_file():
             gap = torch.from_numpy(np.load(f))
         else:
             t = time.perf_counter()
-            gap = gap_tv(op, ys)[0] / scale
+            gap = gap_tv(op, ys, iters=a.iters)[0] / scale
             print(f"scene{i}: GAP-TV {time.perf_counter() - t:.1f} s", flush=True)
             f.parent.mkdir(parents=True, exist_ok=True)
             np.save(f, gap.numpy())
@@ -82,7 +86,7 @@ def main() -> None:
         peak = float(torch.quantile(gap.flatten()[::97], 0.995))  # one display range for both methods
         for row, cube in zip(rgb_rows, (gap, ours)):
             row.append(_img(cube_preview_rgb((cube / peak).clamp(0, 1), WAVELENGTHS_28), a.size))
-        if i in (1, 3):
+        if i in scenes[:2]:
             for cube in (gap, ours):
                 band_rows.append([_img(cube[b] / peak, a.size) for b in BANDS])
     if net is None:

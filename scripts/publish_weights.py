@@ -38,7 +38,7 @@ def describe(name: str, meta: dict) -> str:
     task = meta["task"]
     what = {"share": "shared backbone (LoRun phase 1)", "lorun": "stage-wise LoRA adapters (LoRun phase 2)",
             "block": "independent per-stage denoisers (baseline)"}[re.match(r"[a-z]+", cfg["strategy"]).group(0)]
-    extra = f", ratio {meta['op']['ratio']:g}" if "op" in meta else ""
+    extra = f", ratio {meta['op']['ratio']:g}" if "ratio" in meta.get("op", {}) else ""
     if cfg["strategy"].startswith("lorun") and (cfg.get("gamma") or 10.0) != 10.0:
         extra += f", γ {cfg['gamma']:g}"
     if meta.get("op", {}).get("phi", "learn") != "learn":
@@ -71,12 +71,12 @@ def publish(src: Path, name: str) -> dict:
         "training": {k: tr[k] for k in ("steps", "minutes", "it_s", "threads", "val_psnr", "stop", "peak_rss_mb")
                      if k in tr},
     }
-    if "op" in meta:
+    if "ratio" in meta.get("op", {}):
         entry["ratio"] = meta["op"]["ratio"]
     if kind == "lorun":
         gamma, phi = meta["config"].get("gamma") or 10.0, meta.get("op", {}).get("phi", "learn")
         entry["gamma"] = gamma
-        if "op" in meta:
+        if "ratio" in meta.get("op", {}):
             entry["phi"] = phi
         if gamma != 10.0 or phi != "learn":  # not the paper's setting: served only when asked for by name
             entry["variant"] = "compact"
