@@ -345,14 +345,16 @@ def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generat
     return out.clamp(0, 1)[0], ref
 
 
-def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 16, align: int = 8) -> Tensor:
+def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 32, align: int = 8) -> Tensor:
     """Row tiles for CASSI: each tile uses its own rows of the mask (exact: the dispersion runs along W).
 
     Tiles start on a grid of ``align`` rows (the denoiser's pooling grid); the last one runs to the
-    bottom edge, so it may be up to ``align - 1`` rows taller than ``tile``.
+    bottom edge, so it may be up to ``align - 1`` rows taller than ``tile``. ``overlap`` rows of context on
+    each side (32: the ResUNet prior's receptive field reaches further than the U-Net's 16 did).
     """
     h = y.shape[-2]
     tile = max(align, tile // align * align)
+    overlap = min(overlap, (tile - align) // 2)  # every tile keeps at least ``align`` rows of its own
     step = max(align, (tile - 2 * overlap) // align * align)
     starts = list(range(0, max(1, h - tile + 1), step))
     last = max(0, h - tile) // align * align

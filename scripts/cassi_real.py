@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from lorun_cli.classical import GAP_TV_ITERS, gap_tv
-from lorun_cli.io.images import cube_preview_rgb, read_measurement
 from lorun_cli.facts import WAVELENGTHS_28
+from lorun_cli.io.images import cube_preview_rgb, read_measurement
 from lorun_cli.physics.cassi import CASSI, load_mask
 from lorun_cli.restore import load_task_model
 
