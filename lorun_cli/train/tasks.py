@@ -36,6 +36,13 @@ class TaskData:
 
     def batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Operator | None]:
         """One training batch (all randomness drawn from ``gen``, so a run is reproducible)."""
+        if self.task == "cassi":
+            x, op = self.clean_batch(gen, device)
+            y = op.A(x)
+            if self.cfg.noise:  # detector noise: std uniform in [0, noise] per sample, like SR
+                sigma = torch.rand(x.shape[0], generator=gen) * self.cfg.noise
+                y = y + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen).to(device)
+            return x, y, op
         x = self.sampler.sample(self.cfg.batch, gen).to(device)
         if self.task == "cs":
             noise = self.cfg.noise or 0.0
@@ -49,12 +56,7 @@ class TaskData:
                 (x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale), generator=gen
             ).to(device)
             return x, y, op
-        op = self._cassi_op(x, gen)
-        y = op.A(x)
-        if self.cfg.noise:  # detector noise: std uniform in [0, noise] per sample, like SR
-            sigma = torch.rand(x.shape[0], generator=gen) * self.cfg.noise
-            y = y + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen).to(device)
-        return x, y, op
+        raise ValueError(f"unknown task {self.task!r}")
 
     def clean_batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Operator]:
         """Clean training patches and an operator for them (phase 0 uses the operator's side information only)."""
