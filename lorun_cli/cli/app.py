@@ -233,6 +233,8 @@ def adapt(
                                      "stored), lora (low-rank update, rank by Eq. 12; smallest files that still "
                                      "learn Φ) or frozen (not stored).")] = _ADAPT.phi,
     out: Annotated[Path | None, typer.Option(help="Adapter file (default: BACKBONE-lorunK-gG.safetensors).")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from this adapter set (same backbone, γ and stages) "
+                                              "and continue with new settings.")] = None,
     **shared: Any,
 ) -> None:
     """Phase 2: freeze the backbone, add stage-wise LoRA adapters and train them (+ ρ, λ, Φ)."""

@@ -82,7 +82,18 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
         if abs(base.op.ratio - cfg.ratio) > 1e-9:
             base.op = BlockCS(cfg.ratio, base.op.block)
         models.derive_phi(base, phi0, cfg.phi, cfg.gamma)
+    if cfg.init:
+        init_adapters(base, cfg.init, cfg.backbone)
     return base
+
+
+def init_adapters(model: DUN, path: str, backbone: str) -> None:
+    """Start phase 2 from an earlier adapter set on the same backbone (continue with other settings)."""
+    src = models.load_model(path, backbone)
+    if src.strategy != model.strategy or src.config() != model.config():
+        raise OptionError("init", path, f"an adapter set of another shape ({src.strategy}, "
+                          f"{src.config().get('gamma')}); pass the --gamma and --stages it was trained with")
+    model.load_state_dict(src.state_dict())
 
 
 def init_denoisers(model: DUN, path: str) -> None:
