@@ -4,8 +4,9 @@ training command and metrics measured on the shipped files.
     python scripts/publish_weights.py RUNS_DIR --data DATA_ROOT [--names cs-lorun9-r25 ...]
 
 Backbones (shareK) are stored as float32: adapters are bound to the content hash of their backbone.
-Adapter sets and blockK models are stored as float16 to keep the package small; they are cast back to
-float32 on load, and every metric in the manifest is measured on the shipped (float16) files.
+Adapter sets are stored as float16 and blockK models as int8 with per-channel scales (biases and stage
+scalars float16), to keep every file under 20 MB; both are cast back to float32 on load, and every metric in
+the manifest is measured on the shipped files.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from lorun_cli.bench import BenchOptions, Method, _score_method
 from lorun_cli.facts import HEADLINE_TESTSET as HEADLINE
 from lorun_cli.io import datasets as DS
-from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint
+from lorun_cli.io.checkpoint import load_checkpoint, quantize_int8, save_checkpoint
 from lorun_cli.io.paths import sha256_file
 from lorun_cli.metrics import PROTOCOL_TEXT
 from lorun_cli.restore import PROTOCOL
@@ -51,6 +52,8 @@ def publish(src: Path, name: str) -> dict:
     kind = re.match(r"[a-z]+", meta["config"]["strategy"]).group(0)
     if kind != "share":
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    if kind == "block":
+        tensors = quantize_int8(tensors)
     if meta.get("backbone"):
         meta["backbone"] = meta["backbone"].removesuffix(".safetensors")
     dst = WEIGHTS / f"{name}.safetensors"

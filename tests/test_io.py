@@ -347,6 +347,26 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_int8_checkpoint_round_trip(tmp_path: Path) -> None:
+    from lorun_cli.io.checkpoint import SCALE_SUFFIX, quantize_int8
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(32, 16, 3, 3, generator=g) * torch.logspace(-3, 0, 32).view(-1, 1, 1, 1)
+    tensors = {"conv.weight": w, "conv.bias": torch.randn(32, generator=g), "rho_raw": torch.tensor([0.3, -2.0])}
+    p = tmp_path / "q.safetensors"
+    save_checkpoint(p, quantize_int8(tensors), {"task": "cs"})
+    got, _ = load_checkpoint(p)
+    assert set(got) == set(tensors)  # scales are folded back in
+    assert torch.equal(got["conv.bias"], tensors["conv.bias"]) and torch.equal(got["rho_raw"], tensors["rho_raw"])
+    # per-output-channel scales: every row keeps its own relative precision (≤ half a step of 1/127)
+    rel = (got["conv.weight"] - w).abs().flatten(1).amax(1) / w.abs().flatten(1).amax(1)
+    assert float(rel.max()) <= 0.5 / 127 + 1e-6
+    bad = tmp_path / "bad.safetensors"
+    save_checkpoint(bad, {"w": torch.ones(2, 2), "w" + SCALE_SUFFIX: torch.ones(2)}, {})
+    with pytest.raises(LorunError, match="int8 scales"):
+        load_checkpoint(bad)
+
+
 def test_pt_weights_only(tmp_path: Path) -> None:
     sd = {"w": torch.ones(2, 2), "b": torch.zeros(2)}
     torch.save(sd, tmp_path / "flat.pt")

@@ -18,6 +18,35 @@ from lorun_cli.errors import LorunError
 from lorun_cli.io.paths import sha256_file
 
 META_KEY = "lorun"
+SCALE_SUFFIX = ".int8_scale"  # an int8 tensor ``k`` with per-row scales ``k + SCALE_SUFFIX`` stores weights
+
+
+def quantize_int8(tensors: dict[str, Tensor], min_numel: int = 4096) -> dict[str, Tensor]:
+    """Store large weight tensors as int8 with one float32 scale per output channel (symmetric).
+
+    Small tensors (biases, stage scalars, norms) stay as they are. ``dequantize`` undoes it on load.
+    """
+    out: dict[str, Tensor] = {}
+    for k, v in tensors.items():
+        if not v.is_floating_point() or v.ndim < 2 or v.numel() < min_numel:
+            out[k] = v
+            continue
+        rows = v.detach().float().reshape(v.shape[0], -1)
+        scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+        out[k] = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(v.shape)
+        out[k + SCALE_SUFFIX] = scale
+    return out
+
+
+def dequantize(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Float32 weights from a file written with ``quantize_int8`` (other tensors unchanged)."""
+    out = {k: v for k, v in tensors.items() if not k.endswith(SCALE_SUFFIX)}
+    for k, scale in tensors.items():
+        if k.endswith(SCALE_SUFFIX):
+            name = k.removesuffix(SCALE_SUFFIX)
+            q = out[name]
+            out[name] = (q.float().reshape(q.shape[0], -1) * scale.float()[:, None]).reshape(q.shape)
+    return out
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -271,7 +300,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
         raise LorunError(f"checkpoint {p} not found; check the path or train a model first")
     suffix = p.suffix.lower()
     if suffix == ".safetensors":
-        return _load_safetensors(p)
+        return _dequantized(*_load_safetensors(p), p)
     if suffix in (".pt", ".pth"):
         return _load_torch(p)
     try:
@@ -281,4 +310,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
         raise LorunError(f"cannot read checkpoint {p}: {e.strerror or e}; check its permissions") from e
     if head[:2] == b"PK":  # zip container written by torch.save
         return _load_torch(p)
-    return _load_safetensors(p)
+    return _dequantized(*_load_safetensors(p), p)
+
+
+def _dequantized(tensors: dict[str, Tensor], meta: dict[str, Any], p: Path) -> tuple[dict[str, Tensor], dict]:
+    scales = [k for k in tensors if k.endswith(SCALE_SUFFIX)]
+    if not scales:
+        return tensors, meta
+    bad = [k for k in scales if tensors.get(k.removesuffix(SCALE_SUFFIX)) is None
+           or tensors[k.removesuffix(SCALE_SUFFIX)].dtype != torch.int8]
+    if bad:
+        raise LorunError(f"checkpoint {p} has int8 scales without their int8 weights ({bad[0]}); re-download it")
+    return dequantize(tensors), meta
