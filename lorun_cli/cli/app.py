@@ -13,7 +13,6 @@ import typer
 
 from .. import __version__
 from ..errors import Interrupted, LorunError, OptionError, UsageError
-from ..facts import DEFAULT_NOISE
 from ..train.config import TrainConfig
 
 app = typer.Typer(
@@ -167,8 +166,8 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
     "max_minutes": (float | None, "Stop (and checkpoint) after this many minutes."),
     "val_every": (int, "Validation PSNR every N steps."),
     "ckpt_every": (int, "Checkpoint (OUT.ckpt) every N steps."),
-    "noise": (float | None, "Measurement noise std in [0,1] units (SR: the maximum of a uniform draw; default "
-              f"{DEFAULT_NOISE * 255:g}/255 for SR, 0 otherwise)."),
+    "noise": (float | None, "Measurement noise std in [0,1] units (SR: the maximum of σ = max·u², u uniform; "
+              "default 10/255 for SR, 0 otherwise)."),
     "resume": (bool, "Continue from OUT.ckpt exactly where it stopped."),
     "force": (bool, "Overwrite an existing OUT."),
     "config": (Path | None, "YAML file of options; command-line flags override it."),

@@ -255,3 +255,43 @@ def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor],
     sigma = torch.rand(n, generator=generator) * noise_max
     like = {"device": batch.device, "dtype": batch.dtype}
     return scale, ks.to(**like), sigma.to(**like)
+
+
+#: How often each kernel family is drawn for an SR training sample (see :func:`sample_sr_training_degradation`):
+#: the 12 bundled kernels, random Gaussians down to a near-delta, plain decimation, PIL's bicubic downscaling
+#: kernel on the top-left grid, and camera-shake motion. The families match ``sr_estimate.FAMILIES``.
+SR_TRAIN_MIX: dict[str, float] = {"bundled": 0.4, "gauss-iso": 0.1, "gauss-aniso": 0.15, "delta": 0.1,
+                                  "pil-bicubic": 0.1, "motion": 0.15}
+#: Largest training noise level (σ = SR_NOISE_MAX·u², u uniform: median 2.5/255, up to 10/255).
+SR_NOISE_MAX = 10 / 255
+#: Share of samples whose data step gets a kernel of slightly wrong width (the true one blurs y), and the
+#: largest width factor error: a wrong kernel should soften the result, not ring.
+SR_PERTURB_SHARE, SR_PERTURB_MAX = 0.25, 1.25
+
+
+def sample_sr_training_degradation(n: int, kernels: Mapping[str, Tensor], generator: torch.Generator,
+                                   scales: Sequence[int] = (2, 3, 4), mix: Mapping[str, float] = SR_TRAIN_MIX,
+                                   noise_max: float = SR_NOISE_MAX, perturb_share: float = SR_PERTURB_SHARE,
+                                   ) -> tuple[int, Tensor, Tensor, Tensor]:
+    """Broad SR degradations for ``n`` samples: ``(scale, true kernels, given kernels, sigma)``, kernels (n, 25, 25).
+
+    One scale per batch; each sample draws a kernel family from ``mix`` and a kernel of it
+    (:func:`~lorun_cli.physics.sr_estimate.sample_kernel`), a noise level σ = noise_max·u². The true kernel
+    blurs the image; the given kernel is what the network's data step sees: the true one, except for a
+    ``perturb_share`` of samples whose width is scaled by a factor in [1/1.25, 1.25]. All random numbers
+    come from ``generator`` (CPU).
+    """
+    from ..physics.sr_estimate import sample_kernel, scaled_kernel
+
+    names = sorted(kernels, key=_kernel_order)
+    bank = torch.stack([torch.as_tensor(kernels[k], dtype=torch.float32).cpu() for k in names])
+    fams = list(mix)
+    probs = torch.tensor([float(mix[f]) for f in fams], dtype=torch.float64)
+    scale = int(scales[int(torch.randint(len(scales), (1,), generator=generator))])
+    pick = torch.multinomial(probs, n, replacement=True, generator=generator)
+    true = torch.stack([sample_kernel(fams[int(i)], scale, generator, bank) for i in pick])
+    factor = torch.exp((2 * torch.rand(n, generator=generator) - 1) * math.log(SR_PERTURB_MAX))
+    wrong = torch.rand(n, generator=generator) < perturb_share
+    given = torch.stack([scaled_kernel(k, float(c)) if w else k for k, c, w in zip(true, factor, wrong)])
+    sigma = noise_max * torch.rand(n, generator=generator) ** 2
+    return scale, true, given, sigma

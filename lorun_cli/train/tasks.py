@@ -48,15 +48,25 @@ class TaskData:
             noise = self.cfg.noise or 0.0
             return x, self.model.op.measure(x, noise, generator=gen) if noise else self.model.op.A(x), None
         if self.task == "sr":
-            scale, k, sigma = data.sample_sr_degradation(
-                x, self.kernels, gen, noise_max=self.cfg.noise if self.cfg.noise is not None else DEFAULT_NOISE
-            )
-            op = SRBlur(k.to(device), scale)
-            y = op.A(x) + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(
-                (x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale), generator=gen
-            ).to(device)
-            return x, y, op
+            return self._sr_batch(x, gen, device)
         raise ValueError(f"unknown task {self.task!r}")
+
+    def _sr_batch(self, x: Tensor, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Operator]:
+        """y = (x ⊛ k)↓s + n with a broad random degradation; the network's operator may get a slightly wrong
+        kernel (:func:`~lorun_cli.train.data.sample_sr_training_degradation`). ``cfg.extra['sr_degradations']
+        == 'bundled'`` restores the earlier recipe (the 12 kernels, σ uniform up to ``--noise``)."""
+        if self.cfg.extra.get("sr_degradations", "broad") == "bundled":
+            noise = self.cfg.noise if self.cfg.noise is not None else DEFAULT_NOISE
+            scale, k, sigma = data.sample_sr_degradation(x, self.kernels, gen, noise_max=noise)
+            k_given = k
+        else:
+            noise = self.cfg.noise if self.cfg.noise is not None else data.SR_NOISE_MAX
+            scale, k, k_given, sigma = data.sample_sr_training_degradation(x.shape[0], self.kernels, gen,
+                                                                           noise_max=noise)
+        y = SRBlur(k.to(device), scale).A(x) + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(
+            (x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale), generator=gen
+        ).to(device)
+        return x, y, SRBlur(k_given.to(device=device, dtype=x.dtype), scale)
 
     def clean_batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Operator]:
         """Clean training patches and an operator for them (phase 0 uses the operator's side information only)."""
