@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +232,7 @@ class SRBlur(Operator):
         self.data_weight = float(data_weight)
         self.register_buffer("kernel", _check_kernel(kernel, "SRBlur"))
         self._otf_cache: tuple[tuple, Tensor] | None = None
+        self._fwd: dict | None = None  # per-forward quantities of one measurement (see per_forward)
 
     def extra_repr(self) -> str:
         extra = f", data_weight={self.data_weight:g}" if self.data_weight != 1.0 else ""
@@ -280,11 +283,34 @@ class SRBlur(Operator):
         """Kernel-unaware aligned bicubic upsampling (see ``bicubic_aligned``)."""
         return bicubic_aligned(y, self.scale)
 
+    @contextlib.contextmanager
+    def per_forward(self, y: Tensor) -> Iterator[None]:
+        """Within the block, :meth:`hqs_step` on the measurement ``y`` computes conj(FB)·F(Sᵀy) and
+        mean_blocks(|FB|²) once and reuses them at every stage (as USRNet does); same result, bit for bit."""
+        prev, self._fwd = self._fwd, {"y": y}
+        try:
+            yield
+        finally:
+            self._fwd = prev
+
+    def _fixed_terms(self, x: Tensor, y: Tensor, fb: Tensor) -> tuple[Tensor, Tensor]:
+        """(conj(FB)·F(Sᵀy), mean_blocks(|FB|²)): what the HQS step needs of y and the kernel alone."""
+        c = self._fwd
+        key = (tuple(x.shape), x.dtype, x.device, torch.is_grad_enabled())
+        if c is not None and c["y"] is y and c.get("key") == key:
+            return c["fty"], c["w"]
+        fty = fb.conj() * torch.fft.fft2(self.upsample_zeros(y))
+        w = _block_mean(fb.abs().square(), self.scale)
+        if c is not None and c["y"] is y:
+            c.update(key=key, fty=fty, w=w)
+        return fty, w
+
     def hqs_step(self, x: Tensor, y: Tensor, mu: Scalar) -> Tensor:
         """Closed-form FFT solution of (ΦᵀΦ + μI)z = Φᵀy + μx for Φ = decimation ∘ circular blur.
 
         Uses the block structure of the decimated spectrum: with FB the OTF and R = FBᵀ·F(Sᵀy) + μ·F(x),
         z = F⁻¹[(R − conj(FB) · tile(mean_blocks(FB·R) / (mean_blocks(|FB|²) + μ))) / μ].
+        Inside :meth:`per_forward` the terms of y and FB alone are computed once per forward pass.
         """
         # Eq. 9
         s = self.scale
@@ -293,10 +319,9 @@ class SRBlur(Operator):
         mu_t = per_sample(regularised_mu(mu, self.data_weight), x)
         fb = self.otf(x)
         fbc = fb.conj()
-        f2b = fb.abs().square()
-        fr = fbc * torch.fft.fft2(self.upsample_zeros(y)) + mu_t * torch.fft.fft2(x)
+        fty, inv_w = self._fixed_terms(x, y, fb)
+        fr = fty + mu_t * torch.fft.fft2(x)
         fbr = _block_mean(fb * fr, s)
-        inv_w = _block_mean(f2b, s)
         inv_wbr = fbr / (inv_w + mu_t)
         fx = (fr - fbc * inv_wbr.repeat(1, 1, s, s)) / mu_t
         return torch.fft.ifft2(fx).real

@@ -8,6 +8,7 @@ Strategies, spelled as the CLI spells them:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -242,12 +243,14 @@ class DUN(nn.Module):
             raise ValueError("no degradation operator: pass op= or build the model with one")
         s, sigma = self._data_scalar(), self.sigmas()
         info = op.side_info(y) if self.denoiser_kwargs.get("cond") else None
-        x = self.initial_estimate(op, y)
-        outs = []
-        for k in range(self.strategy.stages):
-            z = self.data_step(op, x, y, s[k])  # Eq. 5 / Eq. 9
-            x = self.pmm(k, z, sigma[k], info)  # Eq. 7 / Eq. 11
-            outs.append(x)
+        scope = getattr(op, "per_forward", None)  # operators that precompute per-measurement terms (SR)
+        with scope(y) if scope is not None else contextlib.nullcontext():
+            x = self.initial_estimate(op, y)
+            outs = []
+            for k in range(self.strategy.stages):
+                z = self.data_step(op, x, y, s[k])  # Eq. 5 / Eq. 9
+                x = self.pmm(k, z, sigma[k], info)  # Eq. 7 / Eq. 11
+                outs.append(x)
         return outs if return_stages else x
 
     # ---- inference helpers -------------------------------------------------------------------------
