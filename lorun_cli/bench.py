@@ -458,4 +458,7 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
 
 
 if __name__ == "__main__":  # peak-memory probe: `python -m lorun_cli.bench '<json>'`
+    from .runtime import tune_process
+
+    tune_process()  # the settings a `lorun restore` runs with
     print(_measure_once(json.loads(sys.argv[1])))

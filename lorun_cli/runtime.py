@@ -13,6 +13,49 @@ from .errors import Interrupted, OptionError
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
+#: glibc ``mallopt`` parameters (malloc.h) and the values :func:`tune_process` sets.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+MALLOC_SETTINGS = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1, _M_TOP_PAD: 64 << 20}
+TUNED: dict[str, str] = {}  # what tune_process changed (for --verbose and bench)
+
+
+def tune_process() -> dict[str, str]:
+    """Process-wide settings for fast inference and training, applied once before torch is imported.
+
+    - ``OMP_WAIT_POLICY=PASSIVE`` (unless set): idle OpenMP threads sleep instead of spinning, so extra
+      threads do not collapse when another process holds a core (docs/SPEED.md: measured).
+    - glibc malloc keeps the memory it has (no ``mmap`` per large tensor, no trimming): torch's large
+      feature maps are otherwise mapped and unmapped at every layer, and the page faults cost as much
+      system time as the computation. ``LORUN_MALLOC=system`` keeps glibc's defaults.
+
+    Returns (and records in :data:`TUNED`) what was changed.
+    """
+    if TUNED:
+        return TUNED
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        TUNED["OMP_WAIT_POLICY"] = "PASSIVE"
+    if os.environ.get("LORUN_MALLOC", "").strip().lower() != "system":
+        TUNED.update(_keep_malloc_memory())
+    TUNED.setdefault("tuned", "yes")
+    return TUNED
+
+
+def _keep_malloc_memory() -> dict[str, str]:
+    """mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GB, M_TOP_PAD=64 MB) on glibc; nothing elsewhere."""
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return {}
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        ok = all(libc.mallopt(k, v) == 1 for k, v in MALLOC_SETTINGS.items())
+    except (OSError, AttributeError):
+        return {}
+    return {"malloc": "glibc: no mmap, no trim, 64 MB top pad"} if ok else {}
+
 
 def setup(threads: int | None, seed: int) -> None:
     """Apply --threads and --seed to torch (imported here, never at CLI start-up)."""

@@ -39,3 +39,23 @@ def test_sr_per_forward_is_per_measurement() -> None:
         op.hqs_step(x, y1, 0.1)
         inside = op.hqs_step(x, y2, 0.1)
     assert torch.equal(inside, op.hqs_step(x, y2, 0.1))
+
+
+def test_tune_process_sets_passive_wait_unless_the_user_chose(tmp_path) -> None:
+    """The CLI's process settings: PASSIVE OpenMP waiting unless OMP_WAIT_POLICY is set; malloc kept on glibc."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from lorun_cli import runtime; t = runtime.tune_process(); "
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules, sorted(t))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "LORUN_MALLOC")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("PASSIVE False")
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert "malloc" in out
+    env.update(OMP_WAIT_POLICY="ACTIVE", LORUN_MALLOC="system")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "ACTIVE" and "malloc" not in out
