@@ -52,6 +52,7 @@ class BenchOptions:
     threads: int | None = None
     seed: int = 0
     stages: bool = False  # also score x⁰ and every stage's output of the learned models
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])  # the model under test runs in each
 
 
 @dataclass
@@ -118,8 +119,9 @@ def _is_manifest_name(spec: str) -> bool:
 class Method:
     """A learned network or a classical baseline behind one call: restore(x_clean) -> (estimate, reference)."""
 
-    def __init__(self, spec: str, opts: BenchOptions, is_model: bool = False, cs_op: Any = None) -> None:
-        self.spec, self.opts = spec, opts
+    def __init__(self, spec: str, opts: BenchOptions, is_model: bool = False, cs_op: Any = None,
+                 precision: str = "fp32") -> None:
+        self.spec, self.opts, self.precision = spec, opts, precision
         self.classical = spec in BASELINES.get(opts.task, ())
         self.net = None
         self.cs_op = cs_op  # CS: the sampling operator this method measures with
@@ -134,7 +136,10 @@ class Method:
                                   f"name from `lorun weights list` or a file")
             model = spec if is_file else (opts.model if is_model else None)
             strategy = "lorun9" if is_model else spec
-            self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device)
+            self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device,
+                                                  precision)
+            if precision != "fp32":
+                self.name += f" ({precision})"
             self.cs_op = self.net.op  # learned CS models sample with their own learned Φ
         else:
             self.name = spec
@@ -242,11 +247,12 @@ def _latencies(jobs: list[tuple[Callable[[], float], int]]) -> list[dict[str, fl
             for ts in times]
 
 
-def _peak_memory(spec: str, opts: BenchOptions, is_model: bool) -> float | None:
+def _peak_memory(spec: str, opts: BenchOptions, is_model: bool, precision: str = "fp32") -> float | None:
     """Peak memory of one inference in MB: CUDA max allocated, or the RSS of a fresh subprocess on CPU."""
     if not opts.memory:
         return None
-    args = {**asdict(opts), "data": str(opts.data) if opts.data else None, "spec": spec, "is_model": is_model}
+    args = {**asdict(opts), "data": str(opts.data) if opts.data else None, "spec": spec, "is_model": is_model,
+            "precision": precision}
     if opts.device.startswith("cuda"):
         return _measure_once(args)
     env = dict(os.environ)
@@ -261,7 +267,7 @@ def _peak_memory(spec: str, opts: BenchOptions, is_model: bool) -> float | None:
 
 def _measure_once(args: dict[str, Any]) -> float:
     """Load the method and run one inference on the first case; returns peak MB."""
-    spec, is_model = args.pop("spec"), args.pop("is_model")
+    spec, is_model, precision = args.pop("spec"), args.pop("is_model"), args.pop("precision", "fp32")
     opts = BenchOptions(**{**args, "data": Path(args["data"]) if args["data"] else None})
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -270,7 +276,7 @@ def _measure_once(args: dict[str, Any]) -> float:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     ref_op = Method("lorun9", opts, is_model=True).net.op if opts.task == "cs" and spec in BASELINES["cs"] else None
-    m = Method(spec, opts, is_model, cs_op=ref_op)
+    m = Method(spec, opts, is_model, cs_op=ref_op, precision=precision)
     _case, x, op = next(iter(_cases(opts, items[:1])))
     if opts.task == "cs":
         m.cs_op.set_image_size(*x.shape[-2:])
@@ -291,8 +297,15 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     if opts.task == "sr" and opts.kernels.strip().lower().startswith("auto"):
         return run_sr_auto_bench(opts, quiet)
     dataset, items = _testset(opts)
+    from .restore import resolve_precision
+
+    precisions = [p for p in dict.fromkeys(["fp32", *opts.precisions])]
+    for p in precisions:
+        if resolve_precision(p, opts.device)[0] != p:
+            raise OptionError("precisions", p, resolve_precision(p, opts.device)[1])
     methods = [(Method("lorun9", opts, is_model=True), True)]
     ref_op = methods[0][0].cs_op  # classical CS baselines measure with the model under test's Φ
+    methods += [(Method("lorun9", opts, is_model=True, precision=p), False) for p in precisions[1:]]
     methods += [(Method(c.strip(), opts, cs_op=ref_op), False) for c in opts.compare]
     rows, jobs = [], []
     for m, is_model in methods:
@@ -309,7 +322,11 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
         row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
         runs = min(opts.repeats, opts.baseline_repeats or opts.repeats) if m.classical else opts.repeats
         row["latency_runs"] = runs
-        row["peak_mem_mb"] = _peak_memory(m.spec if not is_model else "lorun9", opts, is_model)
+        if m.precision != "fp32":  # what the lower precision costs the model under test
+            row["precision"] = m.precision
+            row["psnr_cost"] = round(row["psnr"] - rows[0]["psnr"], 4)
+        row["peak_mem_mb"] = _peak_memory(m.spec if m.precision == "fp32" and not is_model else "lorun9", opts,
+                                          is_model or m.precision != "fp32", m.precision)
         rows.append(row)
         jobs.append((_timer(m, y, op), runs))
     # learned models are timed together, interleaved; the (slow, never compared) classical ones on their own

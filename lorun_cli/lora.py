@@ -72,12 +72,18 @@ class LoRALayer(nn.Module):
             return cached
         return w0 + lora_delta(self.lora_A[stage], self.lora_B[stage], w0.shape, self.scale)
 
-    def cache_merged(self, enable: bool = True) -> None:
-        """Precompute every stage's merged weight for inference (no extra latency); ``False`` clears."""
+    def cache_merged(self, enable: bool = True,
+                     memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        """Precompute every stage's merged weight for inference (no extra latency); ``False`` clears.
+
+        ``memory_format``: the layout of the merged conv weights (``torch.channels_last`` for NHWC inference).
+        """
         self._merged = {}
         if enable:
             with torch.no_grad():
                 self._merged = {k: self.weight_for(k).detach().clone() for k in range(self.stages)}
+                if isinstance(self.base, nn.Conv2d):
+                    self._merged = {k: w.contiguous(memory_format=memory_format) for k, w in self._merged.items()}
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight_for(self.stage)
@@ -182,10 +188,11 @@ def set_stage(module: nn.Module, stage: int | None) -> None:
         layer.stage = stage
 
 
-def cache_merged(module: nn.Module, enable: bool = True) -> None:
-    """Precompute (or drop) the merged weights of every stage for fast inference."""
+def cache_merged(module: nn.Module, enable: bool = True,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
+    """Precompute (or drop) the merged weights of every stage for fast inference (in ``memory_format``)."""
     for _, layer in lora_layers(module):
-        layer.cache_merged(enable)
+        layer.cache_merged(enable, memory_format)
 
 
 def merge(module: nn.Module, stage: int) -> nn.Module:

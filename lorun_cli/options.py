@@ -37,6 +37,8 @@ class RestoreOptions:
     device: str = "cpu"
     seed: int = 0
     max_memory: float | None = None  # GB; None: a fraction of the available memory
+    precision: str = "fp32"  # the denoisers' precision: fp32, bf16 (CPU with bf16, CUDA) or fp16 (CUDA)
+    score: bool = True  # score against --ref / the simulated ground truth
 
 
 def min_tile(task: str, scale: int) -> int:
@@ -76,6 +78,7 @@ def output_path(inp: Path, opts: RestoreOptions, many: bool) -> Path:
 def check_options(opts: RestoreOptions) -> None:
     """Types, ranges and NaN of every numeric option, and the files named by options."""
     opts.task = V.check("task", opts.task, V.RESTORE_RULES["task"])
+    opts.precision = V.check("precision", opts.precision, V.RESTORE_RULES["precision"])
     for key in ("scale", "noise", "ratio", "tile", "max_memory", "seed"):
         setattr(opts, key, V.check(key, getattr(opts, key), V.RESTORE_RULES[key]))
     if opts.tile and opts.tile < min_tile(opts.task, opts.scale):

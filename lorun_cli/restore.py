@@ -48,9 +48,21 @@ def default_model_name(task: str, strategy: str, ratio: float | None = None) -> 
     return entries[0]["name"]
 
 
+def resolve_precision(precision: str, device: str) -> tuple[str, str]:
+    """The precision to run (and a note when it differs): fp16 needs CUDA; bf16 on a CPU without native
+    bf16 (AVX512-BF16 / AMX) would be emulated, slower than fp32, so fp32 runs instead."""
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise OptionError("precision", "fp16", "needs a CUDA device; on a CPU use bf16 (or fp32)")
+    if precision == "bf16" and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "fp32", "this CPU has no native bf16 (AVX512-BF16 or AMX); running fp32"
+    return precision, ""
+
+
 def load_task_model(task: str, model: str | None, strategy: str = "lorun9", ratio: float | None = None,
-                    backbone: Path | None = None, device: str = "cpu") -> tuple[DUN, str]:
-    """Resolve ``--model`` (file or manifest name; default: the task's bundled model) and load it."""
+                    backbone: Path | None = None, device: str = "cpu",
+                    precision: str = "fp32") -> tuple[DUN, str]:
+    """Resolve ``--model`` (file or manifest name; default: the task's bundled model) and load it for
+    inference (channels-last, the denoisers in ``precision``)."""
     name = model or default_model_name(task, strategy, ratio)
     path = resolve_model(name)
     net = models.load_model(path, backbone)
@@ -59,7 +71,7 @@ def load_task_model(task: str, model: str | None, strategy: str = "lorun9", rati
     if task == "cs" and ratio is not None and abs(net.op.ratio - ratio) > 1e-6:
         raise UsageError(f"model {name} samples at ratio {net.op.ratio:g}, not {ratio:g}; drop --ratio or pick "
                          f"a model trained at {ratio:g}")
-    return net.to(device).prepare_inference(), name
+    return net.to(device).prepare_inference(precision=precision), name
 
 
 def run_tiled(fn, y: Tensor, tile: int, overlap: int, out_scale: int, axes: tuple[int, ...] = (-2, -1),
@@ -392,7 +404,11 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
         opts.simulate = True  # a CS measurement only exists relative to the model's learned Φ
     if opts.task == "cassi":
         _load_mask(opts.mask)  # fail fast on a bad mask
-    net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device)
+    precision, why = resolve_precision(opts.precision, opts.device)
+    if why and on_note is not None:
+        on_note(why)
+    net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device,
+                                precision)
     gen = torch.Generator().manual_seed(opts.seed)
     guard = _Guard(opts, on_note)
     results = []

@@ -116,6 +116,7 @@ RESTORE_RULES: dict[str, Rule] = {
     "repeats": _int(1, 10000, example="10"),
     "limit": _int(1, optional=True, example="5"),
     "seed": _int(0, 2**63 - 1, example="0"),
+    "precision": _choice("fp32", "bf16", "fp16"),
 }
 
 

@@ -3,8 +3,15 @@ batch folders (issue 15). No timing here: the speed figures come from `lorun ben
 
 from __future__ import annotations
 
-import torch
+import copy
+import shutil
+from pathlib import Path
 
+import pytest
+import torch
+from test_cli import CS_SAMPLE, assert_error, assert_ok, lorun  # noqa: F401 - lorun is a fixture
+
+from lorun_cli.physics.cs import BlockCS
 from lorun_cli.physics.sr import SRBlur, load_kernels
 from lorun_cli.unfold import DUN
 
@@ -59,3 +66,50 @@ def test_tune_process_sets_passive_wait_unless_the_user_chose(tmp_path) -> None:
     env.update(OMP_WAIT_POLICY="ACTIVE", LORUN_MALLOC="system")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "ACTIVE" and "malloc" not in out
+
+
+def _cs_net() -> DUN:
+    torch.manual_seed(1)
+    net = DUN(1, "lorun3", denoiser="unet", op=BlockCS(0.25), denoiser_kwargs={"widths": [8, 16, 32]})
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return net
+
+
+def test_channels_last_inference_matches_the_plain_layout() -> None:
+    """channels_last merged inference gives the contiguous-layout result to float rounding (≤ 1e-5)."""
+    net = _cs_net()
+    x = torch.rand(2, 1, 64, 96)
+    y = net.op.measure(x)
+    plain = copy.deepcopy(net).prepare_inference(channels_last=False)
+    fast = copy.deepcopy(net).prepare_inference()
+    assert fast.denoisers[0].head.conv1.base.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        a, b = plain(y), fast(y)
+    assert b.is_contiguous() and b.dtype == torch.float32
+    assert (a - b).abs().max() <= 1e-5
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no native bf16 on this CPU")
+def test_bf16_inference_is_close_and_float32_out() -> None:
+    """bf16 autocast of the denoisers: a float32 result close to fp32 (the data steps stay float32)."""
+    net = _cs_net()
+    y = net.op.measure(torch.rand(1, 1, 64, 64))
+    with torch.no_grad():
+        a = copy.deepcopy(net).prepare_inference()(y)
+        b = copy.deepcopy(net).prepare_inference(precision="bf16")(y)
+    assert b.dtype == torch.float32
+    err = (a - b).abs()
+    assert 0 < float(err.max()) < 0.05 and float(err.mean()) < 5e-3
+
+
+def test_precision_option_end_to_end(lorun, tmp_path: Path) -> None:  # noqa: F811
+    """--precision: fp16 needs CUDA (one line, exit 2, nothing written); bf16 restores and scores."""
+    shutil.copy(CS_SAMPLE, tmp_path / "house.png")
+    assert_error(lorun("restore", "--task", "cs", "house.png", "--precision", "fp16"), 2, "--precision", "CUDA")
+    assert not (tmp_path / "house_cs.png").exists()
+    assert_error(lorun("restore", "--task", "cs", "house.png", "--precision", "fp8"), 2, "--precision")
+    r = lorun("restore", "--task", "cs", "house.png", "--precision", "bf16", "--json")
+    assert_ok(r)
+    assert (tmp_path / "house_cs.png").is_file()

@@ -21,6 +21,9 @@ from .. import denoisers, lora
 from ..physics.base import Operator
 
 ALGOS = ("pgd", "hqs")
+#: Inference precisions of the denoisers (:meth:`DUN.prepare_inference`); the data steps stay float32.
+PRECISIONS = ("fp32", "bf16", "fp16")
+AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Initial (ρ or μ, λ) per algorithm. PGD: ρ = λ = 0.5 as in Algorithm 1 (ρ is a step size for a Φ with
 # orthonormal rows). HQS: μ is a penalty on the scale of ΦᵀΦ's spectrum (≈ 1/s² for SR, up to ~10 for
 # CASSI); starting it at 0.5 makes every data step nearly ignore y and costs thousands of steps to unlearn,
@@ -229,7 +232,7 @@ class DUN(nn.Module):
             d = self.denoisers[0]
             if self.strategy.kind == "lorun":
                 lora.set_stage(d, k)
-        return d(z, sigma.expand(z.shape[0]), info)
+        return self._denoise(d, z, sigma.expand(z.shape[0]), info)
 
     def initial_estimate(self, op: Operator, y: Tensor) -> Tensor:
         """x⁽⁰⁾ (see :class:`WarmStart`)."""
@@ -254,12 +257,38 @@ class DUN(nn.Module):
         return outs if return_stages else x
 
     # ---- inference helpers -------------------------------------------------------------------------
-    def prepare_inference(self) -> DUN:
-        """eval mode; lorunK precomputes merged stage weights so inference costs what blockK costs."""
+    def prepare_inference(self, channels_last: bool = True, precision: str = "fp32") -> DUN:
+        """eval mode; lorunK precomputes merged stage weights so inference costs what blockK costs.
+
+        ``channels_last``: weights and the denoisers' inputs in NHWC layout (oneDNN's fast path; same result
+        to float rounding). ``precision``: ``fp32``, or ``bf16``/``fp16`` autocast of the denoisers (the data
+        steps stay float32; fp16 only on CUDA). See docs/SPEED.md for the speed and PSNR cost of each.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.eval()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        for d in self.denoisers:
+            for m in d.modules():  # 4-D weights only (what Module.to(memory_format=...) converts)
+                for p in m.parameters(recurse=False):
+                    if p.dim() == 4:
+                        p.data = p.data.contiguous(memory_format=fmt)
         if self.strategy.kind == "lorun":
-            lora.cache_merged(self.denoisers[0], True)
+            lora.cache_merged(self.denoisers[0], True, memory_format=fmt)
+        self._infer = (channels_last, precision)
         return self
+
+    def _denoise(self, d: nn.Module, z: Tensor, sigma: Tensor, info: Tensor | None) -> Tensor:
+        """One denoiser call in the layout and precision set by :meth:`prepare_inference` (float32 out)."""
+        channels_last, precision = getattr(self, "_infer", (False, "fp32"))
+        if not channels_last and precision == "fp32":
+            return d(z, sigma, info)
+        zin = z.contiguous(memory_format=torch.channels_last) if channels_last else z
+        if precision == "fp32":
+            return d(zin, sigma, info).contiguous()
+        with torch.autocast(z.device.type, dtype=AUTOCAST_DTYPE[precision]):
+            out = d(zin, sigma, info)
+        return out.float().contiguous()
 
     def merged(self) -> DUN:
         """An equivalent blockK network with each stage's adapter baked into its own plain denoiser."""
