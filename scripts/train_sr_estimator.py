@@ -36,7 +36,7 @@ from lorun_cli.physics import sr_estimate as E
 from lorun_cli.physics.sr import SRBlur, load_kernels
 
 PATCH = {2: 48, 3: 48, 4: 39}  # LR crop side per scale (×4: the largest a 180-px Train400 image allows)
-FAMILY_P = {"bundled": 0.25, "gauss-iso": 0.2, "gauss-aniso": 0.15, "motion": 0.1, "delta": 0.15, "pil-bicubic": 0.15}
+FAMILY_P = {"bundled": 0.3, "gauss-iso": 0.15, "gauss-aniso": 0.15, "motion": 0.15, "delta": 0.1, "pil-bicubic": 0.15}
 VAL_HOLDOUT = 40
 #: Share of HR crops pre-blurred (Gaussian width uniform in SOFT_RANGE, HR px) before the target kernel: photos
 #: are not all sharp, and blur that belongs to the content must not be read as the camera's kernel.
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt (a new schedule)")
+    ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
+                    "estimator (a new schedule)")
     ap.add_argument("--calibrate-only", action="store_true", help="only (re)compute OUT's width calibration")
     args = ap.parse_args(argv)
     if args.data is None:
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                  / args.steps)))
     gen = torch.Generator().manual_seed(args.seed)
     ckpt = args.out.with_suffix(args.out.suffix + ".ckpt")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     step, spent, log = 0, 0.0, []
     if args.resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
@@ -175,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         step, spent, log = st["step"], st["minutes"] * 60, st["log"]
         print(f"resumed at step {step} ({st['minutes']:.1f} min)", flush=True)
     if args.init is not None and step == 0:
-        net.load_state_dict(torch.load(args.init, weights_only=False)["net"])
+        if args.init.suffix == ".safetensors":  # a published estimator (e.g. the bundled one)
+            net.load_state_dict({k: v.float() for k, v in load_checkpoint(args.init)[0].items()})
+        else:
+            net.load_state_dict(torch.load(args.init, weights_only=True)["net"])
         print(f"weights from {args.init}", flush=True)
     vgen = torch.Generator().manual_seed(1234)
     vbatches = [make_batch(val, 64, vgen, bank, scale=s) for s in E.SCALES]

@@ -384,13 +384,13 @@ def point_kernel(dy: float, dx: float, size: int = KSIZE) -> Tensor:
     return k
 
 
-def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP) -> Tensor:
+def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_WIDTH) -> Tensor:
     """The kernel ``--kernel auto`` restores with: keep·widened(k̂) + (1 − keep)·widened(δ at k̂'s centroid).
 
     The narrow part sits where the estimate's mass is, so the mix keeps the estimate's shift (PIL's
     bicubic downscaling, for one, is (s − 1)/2 pixels off the top-left grid)."""
     dy, dx = centroid(k_est)
-    return softened_kernel(widened_kernel(k_est), widened_kernel(point_kernel(dy, dx)), keep)
+    return softened_kernel(widened_kernel(k_est, min_width), widened_kernel(point_kernel(dy, dx), min_width), keep)
 
 
 def kernel_policy(k_given: Tensor | None, k_est: Tensor) -> tuple[Tensor, bool]:

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Choose how ``--kernel auto`` uses the estimate, on held-out *training* images (never a test set).
+
+    python scripts/sr_auto_tune.py --data DATA_ROOT [--model FILE] [--estimator FILE] [--scales 2,3,4] [--limit 8]
+
+Images: the last Train400 images, which the estimator never trains on (``train_sr_estimator.VAL_HOLDOUT``),
+as gray images fed to the RGB network in all three channels. Each image gets one degradation per bench family
+(:func:`lorun_cli.bench.draw_degradation`, seed 100: other draws than the bench's seed 0); the SR network
+then restores it with ``auto_kernel(k̂, keep, min_width)`` for every (keep, min_width) on the grid. Prints, per
+setting, the mean PSNR − bicubic over all cases, the per-family means and the worst case (Y = the gray
+image, 8-bit, border = scale). The setting with the best worst-family mean is the one to ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_sr_estimator import VAL_HOLDOUT  # noqa: E402
+
+from lorun_cli import metrics  # noqa: E402
+from lorun_cli.bench import AUTO_FAMILIES, _centred_bicubic, draw_degradation  # noqa: E402
+from lorun_cli.io import datasets as DS  # noqa: E402
+from lorun_cli.physics import sr_estimate as E  # noqa: E402
+from lorun_cli.physics.sr import SRBlur, bicubic_aligned  # noqa: E402
+from lorun_cli.restore import PROTOCOL, load_task_model  # noqa: E402
+
+KEEPS = (0.5, 0.75, 1.0)
+MIN_WIDTHS = (0.3, 0.5)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--model", help="SR model file or manifest name (default: the bundled sr-lorun9)")
+    ap.add_argument("--estimator", type=Path, help="estimator file (default: the bundled one)")
+    ap.add_argument("--scales", default="2,3,4")
+    ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=100)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    net, _ = load_task_model("sr", args.model)
+    est_net = E.load_estimator(args.estimator)
+    files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
+    grid = [(k, w) for k in KEEPS for w in MIN_WIDTHS]
+    diffs: dict[tuple[float, float], dict[str, list[float]]] = {g: {} for g in grid}
+    for s in (int(v) for v in args.scales.split(",")):
+        for i, f in enumerate(files):
+            g = DS.read_gray(f).reshape(1, 1, *DS.read_gray(f).shape[-2:])
+            x = DS.modcrop(g, s).expand(1, 3, -1, -1).contiguous()
+            for fam in AUTO_FAMILIES:
+                _, k_true, sigma = draw_degradation(fam, s, i, args.seed)
+                with torch.no_grad():
+                    y = SRBlur(k_true, s).A(x)
+                    if sigma:
+                        y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
+                    k_est = E.estimate(est_net, y, s)["kernel"]
+                    bic = _centred_bicubic(y, s) if fam == "pil-bicubic" else bicubic_aligned(y, s)
+                    p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
+                    for keep, mw in grid:
+                        k = E.auto_kernel(k_est, keep, mw)
+                        out = net(y, SRBlur(k, s))
+                        p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
+                        diffs[(keep, mw)].setdefault(fam, []).append(p - p_bic)
+        print(f"scale ×{s} done", file=sys.stderr, flush=True)
+    rows = []
+    for (keep, mw), fams in diffs.items():
+        allv = [v for vs in fams.values() for v in vs]
+        fam_mean = {f: round(statistics.fmean(v), 3) for f, v in fams.items()}
+        rows.append({"keep": keep, "min_width": mw, "mean": round(statistics.fmean(allv), 3),
+                     "worst_family": min(fam_mean.values()), "worst_case": round(min(allv), 3), **fam_mean})
+    for r in sorted(rows, key=lambda r: -r["worst_family"]):
+        print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
