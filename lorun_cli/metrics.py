@@ -2,7 +2,9 @@
 
 All metrics work on torch tensors shaped (C, H, W) or (N, C, H, W), compute in float64 and return
 python floats (the mean over the batch of per-image values). The protocol is always explicit: see
-``score`` and ``PROTOCOL_TEXT``.
+``score`` and ``PROTOCOL_TEXT``. ``score(..., dtype=torch.float32)`` (what `lorun restore` uses) computes the
+SSIM maps in float32 (centred data; within 1e-5 of float64, tests/test_speed.py) at half the memory and
+time; PSNR always sums its squared errors in float64.
 """
 
 from __future__ import annotations
@@ -50,16 +52,18 @@ def _as_batch(x: Tensor, name: str = "image") -> Tensor:
     raise LorunError(f"{name} must be (C,H,W) or (N,C,H,W), got shape {tuple(x.shape)}; reshape the input")
 
 
-def _pair(x: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
-    """Validate shapes and return both as float64 (N, C, H, W) on a common device."""
+def _pair(x: Tensor, ref: Tensor, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    """Validate shapes and return both as ``dtype`` (N, C, H, W) on a common device."""
     xb, rb = _as_batch(x, "estimate"), _as_batch(ref, "reference")
     if xb.shape != rb.shape:
         raise LorunError(
             f"estimate shape {tuple(xb.shape)} differs from reference shape {tuple(rb.shape)}; "
             "crop both to the same size before scoring"
         )
-    dev = _compute_device(xb)
-    return xb.to(dev, torch.float64), rb.to(dev, torch.float64)
+    if dtype not in (torch.float32, torch.float64):
+        raise UsageError(f"metrics compute in float32 or float64, not {dtype}")
+    dev = _compute_device(xb) if dtype == torch.float64 else xb.device
+    return xb.to(dev, dtype), rb.to(dev, dtype)
 
 
 def _crop_border(x: Tensor, border: int) -> Tensor:
@@ -93,18 +97,18 @@ def rgb_to_y(x: Tensor) -> Tensor:
 
 
 def _psnr_per_image(x: Tensor, ref: Tensor, data_range: float) -> Tensor:
-    """PSNR of each image of a float64 (N, C, H, W) batch, MSE over all channels and pixels -> (N,)."""
-    mse = (x - ref).pow(2).flatten(1).mean(dim=1)
+    """PSNR of each image of a (N, C, H, W) batch, MSE (summed in float64) over all channels and pixels -> (N,)."""
+    mse = (x - ref).pow(2).flatten(1).to(torch.float64).mean(dim=1)
     out = 10.0 * torch.log10((data_range**2) / mse)
     return torch.where(mse == 0, torch.full_like(mse, math.inf), out)
 
 
-def _gaussian_taps(device: torch.device) -> Tensor:
-    """Normalised 1-D Gaussian of length SSIM_WIN and std SSIM_SIGMA, float64."""
+def _gaussian_taps(device: torch.device, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Normalised 1-D Gaussian of length SSIM_WIN and std SSIM_SIGMA (computed in float64, returned in ``dtype``)."""
     r = (SSIM_WIN - 1) // 2
     t = torch.arange(-r, r + 1, device=device, dtype=torch.float64)
     g = torch.exp(-0.5 * (t / SSIM_SIGMA) ** 2)
-    return g / g.sum()
+    return (g / g.sum()).to(dtype)
 
 
 def _filter_valid(x: Tensor, taps: Tensor) -> Tensor:
@@ -115,19 +119,25 @@ def _filter_valid(x: Tensor, taps: Tensor) -> Tensor:
 
 
 def _ssim_per_channel(x: Tensor, ref: Tensor, data_range: float) -> Tensor:
-    """Mean SSIM of each channel of each image of a float64 (N, C, H, W) batch -> (N, C)."""
+    """Mean SSIM of each channel of each image of a (N, C, H, W) batch -> (N, C).
+
+    The data are centred on half the range first (SSIM's variances and covariance do not change), so the
+    E[a²] − E[a]² differences lose little precision in float32.
+    """
     n, c, h, w = x.shape
     if h < SSIM_WIN or w < SSIM_WIN:
         raise LorunError(
             f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN}, got {h}x{w}; use a larger image"
         )
-    taps = _gaussian_taps(x.device)
-    a = x.reshape(n * c, 1, h, w)
-    b = ref.reshape(n * c, 1, h, w)
+    taps = _gaussian_taps(x.device, x.dtype)
+    centre = 0.5 * data_range
+    a = x.reshape(n * c, 1, h, w) - centre
+    b = ref.reshape(n * c, 1, h, w) - centre
     mu_a, mu_b = _filter_valid(a, taps), _filter_valid(b, taps)
     var_a = _filter_valid(a * a, taps) - mu_a * mu_a
     var_b = _filter_valid(b * b, taps) - mu_b * mu_b
     cov = _filter_valid(a * b, taps) - mu_a * mu_b
+    mu_a, mu_b = mu_a + centre, mu_b + centre
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
@@ -159,11 +169,15 @@ def _to_rgb(x: Tensor) -> Tensor:
     return x
 
 
-def score(x: Tensor, ref: Tensor, protocol: str, border: int = 0) -> dict[str, float]:
-    """PSNR and SSIM under a named protocol (see ``PROTOCOL_TEXT``); returns ``{"psnr": .., "ssim": ..}``."""
+def score(x: Tensor, ref: Tensor, protocol: str, border: int = 0,
+          dtype: torch.dtype = torch.float64) -> dict[str, float]:
+    """PSNR and SSIM under a named protocol (see ``PROTOCOL_TEXT``); returns ``{"psnr": .., "ssim": ..}``.
+
+    ``dtype``: float64 (bench, results pages) or float32 (restore: half the memory, SSIM within 1e-5).
+    """
     if protocol not in PROTOCOL_TEXT:
         raise UsageError(f"unknown metric protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    xb, rb = _pair(x, ref)
+    xb, rb = _pair(x, ref, dtype)
     if protocol == "bands":
         xb, rb = _crop_border(xb, border), _crop_border(rb, border)
         n, c, h, w = xb.shape

@@ -90,6 +90,8 @@ def check_options(opts: RestoreOptions) -> None:
         if opts.task != "cassi":
             raise UsageError(f"--mask is a CASSI option; drop it or pass --task cassi (not {opts.task})")
         V.check_input_file(opts.mask, "--mask", V.MASK_EXTS, "mask")
+    if opts.ref is not None and not opts.score:
+        raise UsageError("--ref scores the result and --no-score skips scoring; pass one of them")
     if opts.ref is not None:
         exts = V.IMAGE_READ_EXTS + (CUBE_EXTS if opts.task == "cassi" else ())
         V.check_input_file(opts.ref, "--ref", exts, "reference")

@@ -426,7 +426,7 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
             raise LorunError(f"{f}: out of memory ({text[:80]}); pass a smaller --tile or a lower "
                              f"--max-memory") from None
         secs = time.perf_counter() - t0
-        if opts.ref is not None:
+        if opts.ref is not None and opts.score:
             ref = _finite(images.read_cube(opts.ref) if opts.task == "cassi" else
                           images.read_image(opts.ref, "rgb" if opts.task == "sr" and out.shape[0] == 3 else "auto"),
                           opts.ref).to(out.device)
@@ -446,10 +446,11 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
                             + "; try --kernel auto")
         if opts.task == "cs":
             rec["ratio"] = net.op.ratio
-        if ref is not None:
+        if ref is not None and opts.score:
             border = opts.scale if opts.task == "sr" else 0
             proto = PROTOCOL[opts.task] if not (opts.task == "sr" and out.shape[0] == 1) else "gray8"
-            rec.update(metrics.score(out, ref, proto, border=border), protocol=metrics.PROTOCOL_TEXT[proto])
+            rec.update(metrics.score(out, ref, proto, border=border, dtype=torch.float32),
+                       protocol=metrics.PROTOCOL_TEXT[proto])
             if not all(math.isfinite(float(rec[k])) for k in ("psnr", "ssim") if k in rec):
                 raise LorunError(f"{f}: the score is not a number; check the input and --ref for invalid values")
         _write(o, out, opts)

@@ -113,3 +113,39 @@ def test_precision_option_end_to_end(lorun, tmp_path: Path) -> None:  # noqa: F8
     r = lorun("restore", "--task", "cs", "house.png", "--precision", "bf16", "--json")
     assert_ok(r)
     assert (tmp_path / "house_cs.png").is_file()
+
+
+@pytest.mark.parametrize("protocol", ["gray8", "y", "bands"])
+def test_float32_scores_match_float64(protocol: str) -> None:
+    """restore's float32 scores (SSIM maps in float32, centred) agree with the float64 reference."""
+    import numpy as np
+    from skimage.metrics import structural_similarity
+    from test_metrics import _noisy, _structured
+
+    from lorun_cli import metrics
+
+    c = 1 if protocol == "gray8" else 3
+    ref = torch.from_numpy(_structured(c, 160, 200, 5))
+    est = torch.from_numpy(_noisy(ref.numpy(), 0.03, 6))
+    a = metrics.score(est, ref, protocol, border=2)
+    b = metrics.score(est.float(), ref.float(), protocol, border=2, dtype=torch.float32)
+    assert abs(a["psnr"] - b["psnr"]) < 1e-4 and abs(a["ssim"] - b["ssim"]) < 1e-5
+    if protocol == "bands":  # and against scikit-image, per band
+        sk = np.mean([structural_similarity(est[i, 2:-2, 2:-2].numpy(), ref[i, 2:-2, 2:-2].numpy(), data_range=1.0,
+                                            gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+                      for i in range(c)])
+        assert abs(b["ssim"] - sk) < 1e-4
+
+
+def test_no_score_skips_scoring(lorun, tmp_path: Path) -> None:  # noqa: F811
+    """--no-score: no PSNR/SSIM in the record; with --ref it is a usage error (exit 2, nothing written)."""
+    import json
+
+    shutil.copy(CS_SAMPLE, tmp_path / "house.png")
+    r = lorun("restore", "--task", "cs", "house.png", "--no-score", "--json")
+    assert_ok(r)
+    rec = json.loads(r.stdout)[0]
+    assert "psnr" not in rec and "ssim" not in rec and (tmp_path / "house_cs.png").is_file()
+    r = lorun("restore", "--task", "cs", "house.png", "-o", "x.png", "--no-score", "--ref", "house.png")
+    assert_error(r, 2, "--no-score")
+    assert not (tmp_path / "x.png").exists()

@@ -127,6 +127,8 @@ def restore(
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     precision: Annotated[str, typer.Option(help="Denoiser precision: fp32, bf16 (CPUs with bf16, CUDA; ~0.4× the "
                                            "time, −0.1 dB at most) or fp16 (CUDA).")] = "fp32",
+    score: Annotated[bool, typer.Option(help="Score against --ref or the simulated ground truth (PSNR/SSIM); "
+                                        "--no-score skips it (CS and --simulate score by default).")] = True,
 ) -> None:
     """Restore images: super-resolve (sr), reconstruct CS or CASSI measurements.
 
@@ -139,7 +141,7 @@ def restore(
     opts = RestoreOptions(task=task, model=model, strategy=strategy, backbone=backbone, scale=scale, kernel=kernel,
                           save_kernel=save_kernel, noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref,
                           output=output, force=force, tile=tile, seed=STATE.seed, max_memory=max_memory,
-                          precision=precision)
+                          precision=precision, score=score)
     plan(inputs, opts)  # every check that needs no computation, before torch is even imported
     opts.device = _setup_torch()
     from ..restore import run_restore
