@@ -276,6 +276,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
         log_file.write_text("".join(ln + "\n" for ln in kept))
     t0 = time.monotonic()
     last_t, last_step, val = t0, step, float("nan")
+    first_step, aside = step, [0.0, 0.0]  # seconds in validation/checkpoints: total, and since the last it/s
     emit = on_event or (lambda _r: None)
     emit({"event": "start", "step": step, "steps": cfg.steps, "params": param_report(model)})
 
@@ -289,7 +290,10 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
 
     def checkpoint() -> None:
         if is_main:
+            t = time.monotonic()
             save_train_state(state_file, model, opt, step, gen, {"elapsed": elapsed(), "config": asdict(cfg)})
+            aside[0] += time.monotonic() - t
+            aside[1] += time.monotonic() - t
 
     stop_reason = "steps"
     model.train()
@@ -321,14 +325,17 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
             rec: dict[str, Any] = {"event": "step", "step": step, "loss": loss.item(),
                                    "lr": opt.param_groups[0]["lr"]}
             if step % cfg.val_every == 0 or step == cfg.steps:
+                t_val = time.monotonic()
                 val = validate(model, task_data, device)
                 rec["val_psnr"] = val
                 if cfg.phase == "denoise":
                     rec["val_denoise"] = validate_denoise(model, task_data, device)
+                aside[0] += time.monotonic() - t_val
+                aside[1] += time.monotonic() - t_val
             if step % cfg.log_every == 0 or "val_psnr" in rec:
-                now = time.monotonic()
-                rec["it_s"] = (step - last_step) / max(1e-9, now - last_t)
-                last_t, last_step = now, step
+                now = time.monotonic()  # training steps only: validation and checkpoints left out
+                rec["it_s"] = (step - last_step) / max(1e-9, now - last_t - aside[1])
+                last_t, last_step, aside[1] = now, step, 0.0
             rec["minutes"] = elapsed() / 60
             if "val_psnr" in rec or step % cfg.log_every == 0:
                 log(rec)
@@ -338,14 +345,16 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     checkpoint()
     if math.isnan(val) or stop_reason != "steps":
         # a run stopped by --max-minutes ends between validations: validate once more and log it
+        t_val = time.monotonic()
         val = validate(model, task_data, device)
+        aside[0] += time.monotonic() - t_val
         log({"event": "end", "step": step, "val_psnr": val, "minutes": elapsed() / 60})
     summary = {
         "steps": step,
         "minutes": round(elapsed() / 60, 2),
         "stop": stop_reason,
         "val_psnr": round(val, 3),
-        "it_s": round(step / max(1e-9, elapsed()), 3),
+        "it_s": round((step - first_step) / max(1e-9, time.monotonic() - t0 - aside[0]), 3),  # w/o validation
         "world_size": _world(),
         "threads": torch.get_num_threads(),
         "weights_sha256": lora.state_sha256(model.state_dict()),
