@@ -26,16 +26,27 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: bool = False) -> None:
-    """One line per restored input (PSNR/SSIM with protocol when a reference exists)."""
+def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: bool = False,
+                  command_seconds: float | None = None, startup_seconds: float | None = None,
+                  verbose: bool = False) -> None:
+    """One line per restored input (PSNR/SSIM with protocol when a reference exists).
+
+    The time printed is the whole command's wall time (``command_seconds``: from the process start to the
+    end, model loading, scoring and writing included); with several inputs each line shows the input's
+    own compute and score time, and a last line the total and images/s. ``verbose`` adds the breakdown.
+    """
+    if results and command_seconds is not None:
+        results[-1]["command_seconds"] = round(command_seconds, 3)
     if json_out:
         print(json.dumps(results, indent=2))
         return
     if quiet:
         return
     con = Console(stderr=True, highlight=False)
+    single = len(results) == 1 and command_seconds is not None
     for r in results:
-        line = f"{r['input']} → {r['output']}  [{r['model']}, {r['seconds']:.2f} s]"
+        secs = command_seconds if single else r["seconds"]
+        line = f"{r['input']} → {r['output']}  [{r['model']}, {secs:.2f} s]"
         if "psnr" in r:
             line += f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  ({r['protocol']})"
         con.print(line, markup=False, soft_wrap=True)
@@ -43,6 +54,52 @@ def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: 
             used = "used" if r.get("kernel") == "auto" else "checked against --kernel"
             con.print(f"  kernel estimate ({used}): nearest bundled {est['nearest']}, width {est['width']:.2f} px, "
                       f"noise {est['noise']:.1f}/255", markup=False, soft_wrap=True)
+        if verbose and "timings" in r:
+            con.print("  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["timings"].items() if k != "load"),
+                      markup=False, soft_wrap=True)
+    if command_seconds is not None and len(results) > 1:
+        con.print(f"{len(results)} inputs in {command_seconds:.2f} s (whole command, one model load; "
+                  f"{len(results) / command_seconds:.2f} images/s)", markup=False, soft_wrap=True)
+    if verbose and results and command_seconds is not None:
+        t = results[0].get("timings", {})
+        work = sum(r["timings"]["compute"] + r["timings"]["score"] for r in results if "timings" in r)
+        parts = ([f"start-up {startup_seconds:.2f} s (Python, imports)"] if startup_seconds is not None else []) + [
+            f"checks and model load {t.get('load', 0.0):.2f} s", f"compute and score {work:.2f} s",
+            f"total {command_seconds:.2f} s"]
+        peak = results[-1].get("peak_rss_mb")
+        con.print("time: " + ", ".join(parts) + (f"; peak RSS {peak:.0f} MB" if peak else "")
+                  + " (reading and writing overlap the computation)", markup=False, soft_wrap=True)
+
+
+class RestoreProgress:
+    """A progress bar (images/s) on stderr for several inputs, when stderr is a terminal; else silent."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.progress, self.task = total, None, None
+        if enabled and total > 1 and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("restore"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[rate]} images/s"), TimeElapsedColumn(),
+                                     console=Console(stderr=True), transient=True)
+
+    def __enter__(self) -> RestoreProgress:
+        if self.progress is not None:
+            self.progress.start()
+            self.task = self.progress.add_task("restore", total=self.total, rate="–")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, rec: dict[str, Any]) -> None:
+        """One more input done."""
+        if self.progress is not None:
+            task = self.progress.tasks[0]
+            done = task.completed + 1
+            rate = done / task.elapsed if task.elapsed else 0.0
+            self.progress.update(self.task, completed=done, rate=f"{rate:.2f}")
 
 
 def bench_table(result: Any) -> Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor
 
 from . import memory, metrics, models
-from .errors import LorunError, OptionError, UsageError
+from .errors import Interrupted, LorunError, OptionError, UsageError
 from .facts import DEFAULT_RATIO, WAVELENGTHS_28
 from .io import images
 from .io.weights import load_manifest, resolve_model
@@ -20,6 +21,7 @@ from .options import CUBE_EXTS, RestoreOptions, expand_inputs, min_tile, output_
 from .physics.cassi import load_mask
 from .physics.cs import BlockCS
 from .physics.sr import SRBlur, load_kernel_file, load_kernels
+from .runtime import peak_rss_mb
 from .unfold import DUN
 
 __all__ = ["CUBE_EXTS", "RestoreOptions", "default_model_name", "expand_inputs", "load_task_model", "output_path",
@@ -208,10 +210,24 @@ class _Guard:
         return p.tile
 
 
+def read_input(inp: Path, opts: RestoreOptions) -> Tensor:
+    """The input file as the task reads it (image; CASSI: cube under --simulate, else the measurement).
+
+    Pure file I/O and decoding, no torch computation: `run_restore` calls it from a reader thread.
+    """
+    if opts.task != "cassi":
+        return _finite(images.read_image(inp, "auto"), inp)
+    if opts.simulate:
+        return _finite(_read_cassi_cube(inp), inp)
+    return _finite(images.read_measurement(inp), inp)
+
+
 def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
-                guard: _Guard, info: dict[str, Any] | None = None) -> tuple[Tensor, Tensor | None]:
-    """SR of one input; ``info`` (when given) receives the kernel used and the estimate's report fields."""
-    img = _finite(images.read_image(inp, "auto"), inp)
+                guard: _Guard, data: Tensor | None = None,
+                info: dict[str, Any] | None = None) -> tuple[Tensor, Tensor | None]:
+    """SR of one input (``data``: its pixels, read here when None); ``info`` (when given) receives the kernel
+    used and the estimate's report fields."""
+    img = read_input(inp, opts) if data is None else data
     gray = img.shape[0] == 1 or bool(torch.equal(img[0], img[1]) and torch.equal(img[1], img[2]))
     channels = img.shape[0]
     img = img.expand(3, -1, -1).unsqueeze(0).to(opts.device) if channels == 1 else img.unsqueeze(0).to(opts.device)
@@ -280,8 +296,8 @@ def _sr_run(fn: Callable[[Tensor], Tensor], y: Tensor, tile_lr: int, s: int) -> 
 
 
 def _restore_cs(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
-                guard: _Guard) -> tuple[Tensor, Tensor]:
-    img = _finite(images.read_image(inp, "auto"), inp).to(opts.device)  # (C,H,W): gray, or RGB per channel
+                guard: _Guard, data: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    img = (read_input(inp, opts) if data is None else data).to(opts.device)  # (C,H,W): gray, or RGB per channel
     op: BlockCS = net.op
     x = img.unsqueeze(1)  # channels as a batch of gray images
     B = op.block
@@ -327,12 +343,13 @@ def _load_mask(path: Path | None) -> Tensor:
 
 
 def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
-                   guard: _Guard) -> tuple[Tensor, Tensor | None]:
+                   guard: _Guard, data: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     mask = _finite(_load_mask(opts.mask), opts.mask or Path("mask")).to(opts.device)
     op = models.cassi_operator(net, mask)
     ref = None
+    data = read_input(inp, opts) if data is None else data
     if opts.simulate:
-        cube = _finite(_read_cassi_cube(inp), inp).to(opts.device)
+        cube = data.to(opts.device)
         if cube.shape[0] != net.channels:
             raise UsageError(f"{inp}: cube has {cube.shape[0]} bands; the model expects {net.channels}")
         if tuple(cube.shape[-2:]) != tuple(mask.shape):
@@ -342,7 +359,7 @@ def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generat
         y = op.A(cube.unsqueeze(0))
         y = y + _noise(y.shape, opts.noise, gen, y)
     else:
-        meas = _finite(images.read_measurement(inp), inp).to(opts.device)
+        meas = data.to(opts.device)
         want = (mask.shape[0], op.out_width)
         if tuple(meas.shape) != want:
             raise UsageError(f"{inp}: measurement is {meas.shape[0]}×{meas.shape[1]}, expected {want[0]}×{want[1]} "
@@ -388,13 +405,18 @@ def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 32,
 PROTOCOL = {"cs": "gray8", "sr": "y", "cassi": "bands"}
 
 
-def run_restore(inputs: list[Path], opts: RestoreOptions,
-                on_note: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str], None] | None = None,
+                on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Restore every input; returns one result record per input (what reports print).
 
     Everything checkable is checked first (:func:`lorun_cli.options.plan`); the memory guard then keeps
     each input within the budget, tiling it when needed (``on_note`` receives the announcement).
+    One model load serves every input; inputs are read ahead and results written behind the computation
+    (:class:`_Pipeline`); ``on_result`` receives each record as its input is done (a progress bar).
+    Records carry ``seconds`` (the input's own compute and score time) and ``timings`` (read, compute,
+    score, write; ``load`` on the first); the last also ``peak_rss_mb`` (the process's peak so far).
     """
+    t_start = time.perf_counter()
     pairs = plan(inputs, opts)
     if opts.task == "sr":
         _sr_kernel(opts)  # fail fast on a bad kernel file
@@ -409,56 +431,227 @@ def run_restore(inputs: list[Path], opts: RestoreOptions,
         on_note(why)
     net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device,
                                 precision)
+    t_load = time.perf_counter() - t_start
     gen = torch.Generator().manual_seed(opts.seed)
     guard = _Guard(opts, on_note)
     results = []
     fn = {"sr": _restore_sr, "cs": _restore_cs, "cassi": _restore_cassi}[opts.task]
-    for f, o in pairs:
-        t0 = time.perf_counter()
-        info: dict[str, Any] = {}
-        try:
-            out, ref = fn(net, f, opts, gen, guard, info) if opts.task == "sr" else fn(net, f, opts, gen, guard)
-        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-            text = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if not isinstance(e, torch.OutOfMemoryError | MemoryError) and not any(
-                    w in text for w in ("not enough memory", "can't allocate memory", "out of memory")):
-                raise
-            raise LorunError(f"{f}: out of memory ({text[:80]}); pass a smaller --tile or a lower "
-                             f"--max-memory") from None
-        secs = time.perf_counter() - t0
-        if opts.ref is not None and opts.score:
-            ref = _finite(images.read_cube(opts.ref) if opts.task == "cassi" else
-                          images.read_image(opts.ref, "rgb" if opts.task == "sr" and out.shape[0] == 3 else "auto"),
-                          opts.ref).to(out.device)
-            if ref.shape != out.shape:
-                raise OptionError("ref", opts.ref, f"shape {tuple(ref.shape)} differs from the output "
-                                 f"{tuple(out.shape)}")
-        rec: dict[str, Any] = {"input": str(f), "output": str(o), "task": opts.task, "model": name,
-                               "shape": list(out.shape), "seconds": round(secs, 3)}
-        if opts.task == "sr":
-            rec.update(scale=opts.scale, kernel=opts.kernel, noise=opts.noise)
-            if info.get("estimate") is not None:
-                rec["kernel_estimate"] = est = info["estimate"]
-                if est["mismatch"] and on_note is not None:
-                    on_note(f"{f.name}: --kernel {opts.kernel} (width {est['given_width']:.2f} px) disagrees with "
-                            f"the kernel estimated from the image (width {est['width']:.2f} px, nearest "
-                            f"{est['nearest']})" + ("; softened toward the estimate" if est["softened"] else "")
-                            + "; try --kernel auto")
-        if opts.task == "cs":
-            rec["ratio"] = net.op.ratio
-        if ref is not None and opts.score:
-            border = opts.scale if opts.task == "sr" else 0
-            proto = PROTOCOL[opts.task] if not (opts.task == "sr" and out.shape[0] == 1) else "gray8"
-            rec.update(metrics.score(out, ref, proto, border=border, dtype=torch.float32),
-                       protocol=metrics.PROTOCOL_TEXT[proto])
-            if not all(math.isfinite(float(rec[k])) for k in ("psnr", "ssim") if k in rec):
-                raise LorunError(f"{f}: the score is not a number; check the input and --ref for invalid values")
-        _write(o, out, opts)
-        if opts.task == "sr" and opts.save_kernel is not None:
-            _save_kernel(opts.save_kernel, info["kernel"], o)
-            rec["saved_kernel"] = str(opts.save_kernel)
-        results.append(rec)
+    with _Pipeline(pairs, opts) as io:
+        for f, o, data, t_read in io.inputs():
+            t0 = time.perf_counter()
+            info: dict[str, Any] = {}
+            try:
+                out, ref = fn(net, f, opts, gen, guard, data, info) if opts.task == "sr" else \
+                    fn(net, f, opts, gen, guard, data)
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+                text = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if not isinstance(e, torch.OutOfMemoryError | MemoryError) and not any(
+                        w in text for w in ("not enough memory", "can't allocate memory", "out of memory")):
+                    raise
+                raise LorunError(f"{f}: out of memory ({text[:80]}); pass a smaller --tile or a lower "
+                                 f"--max-memory") from None
+            del data
+            t1 = time.perf_counter()
+            rec = _record(f, o, out, ref, name, net, opts, info, on_note)
+            t2 = time.perf_counter()
+            rec["timings"] = {"read": round(t_read, 3), "compute": round(t1 - t0, 3), "score": round(t2 - t1, 3)}
+            rec["seconds"] = round(t2 - t0, 3)  # this input's own time (read and write overlap other inputs)
+            results.append(rec)
+            io.write(rec, out, info, last=len(results) == len(pairs))
+            if on_result is not None:
+                on_result(rec)
+    for rec in results:
+        rec["timings"]["write"] = round(rec["timings"].get("write", 0.0), 3)
+    if results:
+        results[0]["timings"]["load"] = round(t_load, 3)
+        results[-1]["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return results
+
+
+def _record(f: Path, o: Path, out: Tensor, ref: Tensor | None, name: str, net: DUN, opts: RestoreOptions,
+            info: dict[str, Any], on_note: Callable[[str], None] | None) -> dict[str, Any]:
+    """The result record of one input, scored (float32 metrics) when there is a reference and --score."""
+    if opts.ref is not None and opts.score:
+        ref = _finite(images.read_cube(opts.ref) if opts.task == "cassi" else
+                      images.read_image(opts.ref, "rgb" if opts.task == "sr" and out.shape[0] == 3 else "auto"),
+                      opts.ref).to(out.device)
+        if ref.shape != out.shape:
+            raise OptionError("ref", opts.ref, f"shape {tuple(ref.shape)} differs from the output "
+                             f"{tuple(out.shape)}")
+    rec: dict[str, Any] = {"input": str(f), "output": str(o), "task": opts.task, "model": name,
+                           "shape": list(out.shape)}
+    if opts.task == "sr":
+        rec.update(scale=opts.scale, kernel=opts.kernel, noise=opts.noise)
+        if info.get("estimate") is not None:
+            rec["kernel_estimate"] = est = info["estimate"]
+            if est["mismatch"] and on_note is not None:
+                on_note(f"{f.name}: --kernel {opts.kernel} (width {est['given_width']:.2f} px) disagrees with "
+                        f"the kernel estimated from the image (width {est['width']:.2f} px, nearest "
+                        f"{est['nearest']})" + ("; softened toward the estimate" if est["softened"] else "")
+                        + "; try --kernel auto")
+    if opts.task == "cs":
+        rec["ratio"] = net.op.ratio
+    if ref is not None and opts.score:
+        border = opts.scale if opts.task == "sr" else 0
+        proto = PROTOCOL[opts.task] if not (opts.task == "sr" and out.shape[0] == 1) else "gray8"
+        rec.update(metrics.score(out, ref, proto, border=border, dtype=torch.float32),
+                   protocol=metrics.PROTOCOL_TEXT[proto])
+        if not all(math.isfinite(float(rec[k])) for k in ("psnr", "ssim") if k in rec):
+            raise LorunError(f"{f}: the score is not a number; check the input and --ref for invalid values")
+    if not torch.isfinite(out).all():  # never write garbage with exit 0
+        raise LorunError(f"the result for {o} holds NaN values; nothing was written (check the input)")
+    return rec
+
+
+class _Pipeline:
+    """Reading and writing beside the computation: a reader thread decodes the next inputs (two ahead) and a
+    writer thread encodes and writes the results (two behind) while the main thread computes.
+
+    An error in either thread stops the run with that error (results already computed are still written);
+    an interrupt (SIGINT/SIGTERM) drops the queued results and removes the one being written, so an
+    interrupted run leaves only the outputs finished before it. Every write goes through a temporary file
+    and a rename, and the threads are always joined before the command returns.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, pairs: list[tuple[Path, Path]], opts: RestoreOptions) -> None:
+        import queue
+
+        self.pairs, self.opts = pairs, opts
+        self.read_q: queue.Queue = queue.Queue(self.AHEAD)
+        self.write_q: queue.Queue = queue.Queue(self.AHEAD)
+        self.stop = threading.Event()  # no more reading
+        self.cancel = threading.Event()  # interrupted: no more writing, the output in progress is removed
+        self.errors: list[BaseException] = []
+        self.threads = [threading.Thread(target=self._reader, daemon=True, name="lorun-reader"),
+                        threading.Thread(target=self._writer, daemon=True, name="lorun-writer")]
+
+    def __enter__(self) -> _Pipeline:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is not None:
+                self._halt(exc)
+            if self.threads[1].is_alive():
+                self._put(self.write_q, None)
+            for t in self.threads:
+                t.join()
+        except BaseException as e:  # a signal while waiting for the writer
+            self._halt(e)
+            for t in self.threads:
+                t.join()
+            raise
+        if exc_type is None and self.errors:
+            raise self.errors[0]
+
+    def _halt(self, why: BaseException | None) -> None:
+        """Stop reading; on an interrupt also stop writing."""
+        self.stop.set()
+        if isinstance(why, Interrupted | KeyboardInterrupt):
+            self.cancel.set()
+            while not self.write_q.empty():
+                self.write_q.get_nowait()
+            self.write_q.put_nowait(None)
+        while not self.read_q.empty():  # unblock the reader
+            self.read_q.get_nowait()
+
+    def _put(self, q: Any, item: Any) -> None:
+        """Put ``item`` unless the pipeline stops (the end marker None is always tried, unless cancelled)."""
+        import queue
+
+        while not (self.cancel.is_set() or (self.stop.is_set() and item is not None and q is self.read_q)):
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if item is None and self.stop.is_set() and q is self.read_q:
+                    return
+
+    def _fail(self, e: BaseException) -> None:
+        self.errors.append(e)
+        self.stop.set()
+        while not self.read_q.empty():  # unblock the reader
+            self.read_q.get_nowait()
+
+    def _reader(self) -> None:
+        try:
+            for f, o in self.pairs:
+                if self.stop.is_set():
+                    return
+                t = time.perf_counter()
+                data = read_input(f, self.opts)
+                self._put(self.read_q, (f, o, data, time.perf_counter() - t))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread in its turn
+            self._put(self.read_q, e)
+            return
+        self._put(self.read_q, None)
+
+    def inputs(self):
+        """(input, output, pixels, read seconds) in order; raises a reader or writer error."""
+        import queue
+
+        while True:
+            if self.errors:
+                raise self.errors[0]
+            try:
+                item = self.read_q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):  # the reader failed on this input
+                raise item
+            if item is None:
+                if self.errors:
+                    raise self.errors[0]
+                return
+            yield item
+
+    def write(self, rec: dict[str, Any], out: Tensor, info: dict[str, Any], last: bool = False) -> None:
+        """Queue a result for writing (raises a writer error of an earlier result). The ``last`` one is
+        written here, after the queue, so a signal during that write interrupts the write itself."""
+        if self.errors:
+            raise self.errors[0]
+        item = (rec, out.detach().cpu(), info)
+        if not last:
+            self._put(self.write_q, item)
+            return
+        self._put(self.write_q, None)
+        self.threads[1].join()
+        if self.errors:
+            raise self.errors[0]
+        self._write_one(item)
+
+    def _write_one(self, item: tuple[dict[str, Any], Tensor, dict[str, Any]]) -> list[Path]:
+        """Write one result (image or cube + preview, and --save-kernel); returns the files written."""
+        rec, out, info = item
+        o = Path(rec["output"])
+        written = [o, o.with_name(o.stem + "_preview.png")] if self.opts.task == "cassi" else [o]
+        t = time.perf_counter()
+        _write(o, out, self.opts)
+        if self.opts.task == "sr" and self.opts.save_kernel is not None:
+            _save_kernel(self.opts.save_kernel, info["kernel"], o)
+            rec["saved_kernel"] = str(self.opts.save_kernel)
+            written.append(self.opts.save_kernel)
+        rec["timings"]["write"] = time.perf_counter() - t
+        return written
+
+    def _writer(self) -> None:
+        while True:
+            item = self.write_q.get()
+            if item is None or self.cancel.is_set():
+                return
+            try:
+                written = self._write_one(item)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                self._fail(e)
+                return
+            if self.cancel.is_set():  # interrupted while this output was written: it goes
+                for p in written:
+                    p.unlink(missing_ok=True)
+                return
 
 
 def _save_kernel(path: Path, k: Tensor, image: Path) -> None:

@@ -7,11 +7,13 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from .errors import Interrupted, OptionError
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_IMPORTED = time.perf_counter()
 
 #: glibc ``mallopt`` parameters (malloc.h) and the values :func:`tune_process` sets.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
@@ -66,6 +68,19 @@ def setup(threads: int | None, seed: int) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     torch.manual_seed(seed)
     random.seed(seed)
+
+
+def process_seconds() -> float:
+    """Wall seconds since this process started (Linux: its start time in /proc, so Python's own start-up
+    counts too; elsewhere since this module was imported)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
 
 
 def peak_rss_mb() -> float:

@@ -129,6 +129,8 @@ def restore(
                                            "time, −0.1 dB at most) or fp16 (CUDA).")] = "fp32",
     score: Annotated[bool, typer.Option(help="Score against --ref or the simulated ground truth (PSNR/SSIM); "
                                         "--no-score skips it (CS and --simulate score by default).")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Break the time down (start-up, model load, read, "
+                                          "compute, score, write) and print the peak memory.")] = False,
 ) -> None:
     """Restore images: super-resolve (sr), reconstruct CS or CASSI measurements.
 
@@ -142,14 +144,17 @@ def restore(
                           save_kernel=save_kernel, noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref,
                           output=output, force=force, tile=tile, seed=STATE.seed, max_memory=max_memory,
                           precision=precision, score=score)
-    plan(inputs, opts)  # every check that needs no computation, before torch is even imported
+    pairs = plan(inputs, opts)  # every check that needs no computation, before torch is even imported
     opts.device = _setup_torch()
+    from ..report import RestoreProgress, print_restore
     from ..restore import run_restore
+    from ..runtime import process_seconds
 
-    results = run_restore(inputs, opts, on_note=None if STATE.quiet else _note)
-    from ..report import print_restore
-
-    print_restore(results, json_out=json_out, quiet=STATE.quiet)
+    startup = process_seconds()
+    with RestoreProgress(len(pairs), enabled=not (STATE.quiet or json_out)) as progress:
+        results = run_restore(inputs, opts, on_note=None if STATE.quiet else _note, on_result=progress)
+    print_restore(results, json_out=json_out, quiet=STATE.quiet, command_seconds=process_seconds(),
+                  startup_seconds=startup, verbose=verbose)
 
 
 # ---- training ----------------------------------------------------------------------------------------------
