@@ -69,8 +69,12 @@ def output_path(inp: Path, opts: RestoreOptions, many: bool) -> Path:
     if opts.output is None:
         return inp.with_name(name)
     if many or opts.output.is_dir():
+        if not opts.output.is_dir() and not opts.output.exists() and not opts.output.suffix \
+                and opts.output.parent.is_dir():
+            opts.output.mkdir()  # `lorun restore DIR -o OUTDIR`: a new folder for the results
         if not opts.output.is_dir():
-            raise UsageError(f"-o {opts.output}: several inputs need an existing folder")
+            raise UsageError(f"-o {opts.output}: several inputs need a folder (an existing one, or a new name "
+                             f"without an extension)")
         return opts.output / name
     return opts.output
 

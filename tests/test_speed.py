@@ -160,9 +160,8 @@ def test_folder_mode_writes_every_file_in_one_process(lorun, tmp_path: Path) -> 
     from PIL import Image
     from test_cli import SR_SAMPLE, crop_png
 
-    src, out = tmp_path / "in", tmp_path / "out"
+    src, out = tmp_path / "in", tmp_path / "out"  # -o names a new folder: it is made
     src.mkdir()
-    out.mkdir()
     for i in range(5):
         crop_png(SR_SAMPLE, src / f"im{i}.png", 24 + 4 * i)
     r = lorun("restore", "--scale", "2", "--kernel", "K2", src, "-o", out, "--json")
