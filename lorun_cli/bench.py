@@ -247,14 +247,18 @@ def _latencies(jobs: list[tuple[Callable[[], float], int]]) -> list[dict[str, fl
             for ts in times]
 
 
-def _peak_memory(spec: str, opts: BenchOptions, is_model: bool, precision: str = "fp32") -> float | None:
-    """Peak memory of one inference in MB: CUDA max allocated, or the RSS of a fresh subprocess on CPU."""
+def _peak_memory(spec: str, opts: BenchOptions, is_model: bool, precision: str = "fp32",
+                 items: list[tuple[str, Tensor]] | None = None) -> float | None:
+    """Peak memory of one inference in MB: CUDA max allocated; on CPU the peak RSS of a real ``lorun restore``
+    of the first case (learned models; ``items`` given), or of a fresh probe process (classical baselines)."""
     if not opts.memory:
         return None
     args = {**asdict(opts), "data": str(opts.data) if opts.data else None, "spec": spec, "is_model": is_model,
             "precision": precision}
     if opts.device.startswith("cuda"):
         return _measure_once(args)
+    if items is not None and spec not in BASELINES[opts.task]:
+        return restore_peak_mb(spec, opts, is_model, precision, items[0][1])
     env = dict(os.environ)
     if opts.threads:
         env["OMP_NUM_THREADS"] = str(opts.threads)
@@ -263,6 +267,51 @@ def _peak_memory(spec: str, opts: BenchOptions, is_model: bool, precision: str =
     if r.returncode != 0:
         return None
     return float(r.stdout.strip().splitlines()[-1])
+
+
+def restore_peak_mb(spec: str, opts: BenchOptions, is_model: bool, precision: str, x: Tensor) -> float | None:
+    """The peak RSS (MB) a ``lorun restore`` of the clean image/cube ``x`` reports, run as its own process
+    with the bench's threads: what a user's restore of that input costs (start-up, model, scoring included)."""
+    import tempfile
+
+    from .io import images
+
+    with tempfile.TemporaryDirectory(prefix="lorun-bench-") as tmp:
+        d = Path(tmp)
+        args = ["--threads", str(opts.threads or torch.get_num_threads()), "-q", "restore", "--task", opts.task,
+                "--json", "--precision", precision, "--force"]
+        if is_model:
+            args += ["--model", opts.model] if opts.model else []
+        elif Path(spec).exists() or _is_manifest_name(spec):
+            args += ["--model", spec]
+        else:
+            args += ["--strategy", spec]
+        if opts.task == "cs":
+            inp = d / "in.png"
+            images.write_image(inp, x)
+            args += ["--ratio", f"{opts.ratio:g}"] if opts.ratio is not None else []
+        elif opts.task == "sr":
+            s = opts.scale
+            inp = d / "in.png"
+            images.write_image(inp, x[..., : x.shape[-2] // s * s, : x.shape[-1] // s * s])
+            kernel = _kernel_names(opts.kernels)[0] if not opts.kernels.lower().startswith("auto") else "K1"
+            args += ["--simulate", "--scale", str(s), "--kernel", kernel]
+        else:
+            import numpy as np
+
+            inp = d / "in.npy"
+            np.save(inp, x.numpy().astype(np.float32))
+            args += ["--simulate"]
+        env = {k: v for k, v in os.environ.items() if k != "LORUN_DEVICE"}
+        r = subprocess.run([sys.executable, "-m", "lorun_cli", "--device", "cpu", *args, "-o",
+                            str(d / ("out.tif" if opts.task == "cassi" else "out.png")), str(inp)],
+                           capture_output=True, text=True, env=env, timeout=3600)
+        if r.returncode != 0:
+            return None
+        try:
+            return float(json.loads(r.stdout)[-1]["peak_rss_mb"])
+        except (ValueError, KeyError, IndexError):
+            return None
 
 
 def _measure_once(args: dict[str, Any]) -> float:
@@ -326,7 +375,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
             row["precision"] = m.precision
             row["psnr_cost"] = round(row["psnr"] - rows[0]["psnr"], 4)
         row["peak_mem_mb"] = _peak_memory(m.spec if m.precision == "fp32" and not is_model else "lorun9", opts,
-                                          is_model or m.precision != "fp32", m.precision)
+                                          is_model or m.precision != "fp32", m.precision, items)
         rows.append(row)
         jobs.append((_timer(m, y, op), runs))
     # learned models are timed together, interleaved; the (slow, never compared) classical ones on their own
