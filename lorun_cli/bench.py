@@ -523,6 +523,130 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     return BenchResult("sr", dataset, text, opts.device, torch.get_num_threads(), rows, setting)
 
 
+
+
+# ---- bench --speed: this machine's peaks and the forward pass against them --------------------------------
+#: The fixed case `bench --speed` times (output size; random content: timing does not depend on it).
+SPEED_SIZE = {"cs": 512, "sr": 512, "cassi": 256}
+SPEED_BASELINE = {"cs": "linear", "sr": "bicubic", "cassi": "gap-tv"}
+
+
+def _best_seconds(fn: Callable[[], Any], runs: int) -> float:
+    """Fastest of ``runs`` timed calls after one warm-up (a peak: the least disturbed run)."""
+    fn()
+    best = math.inf
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def conv_shapes(widths: list[int], size: int = 512) -> list[tuple[int, int]]:
+    """The denoiser-shaped convs the conv peak is measured on: 3×3, (channels, side) of each U-Net level
+    (width w at ``size``², 2w at (size/2)², …)."""
+    return [(w, max(32, size >> i)) for i, w in enumerate(widths)]
+
+
+def machine_peaks(device: str, widths: list[int], dtype: torch.dtype = torch.float32,
+                  runs: int = 5) -> dict[str, float]:
+    """GFLOP/s of a 2048² matmul and the best of the denoiser-shaped 3×3 convs (:func:`conv_shapes`,
+    channels_last) on this machine, in ``dtype`` (fastest of ``runs`` each)."""
+    n = 2048
+    a = torch.rand(n, n, device=device, dtype=dtype)
+    b = torch.rand(n, n, device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        t_mm = _best_seconds(lambda: (a @ b, sync()), runs)
+        conv = 0.0
+        for c, side in conv_shapes(widths):
+            x = torch.rand(1, c, side, side, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+            w = (0.05 * torch.randn(c, c, 3, 3, device=device, dtype=dtype)).contiguous(
+                memory_format=torch.channels_last)
+            t = _best_seconds(lambda x=x, w=w: (torch.nn.functional.conv2d(x, w, padding=1), sync()), runs)
+            conv = max(conv, 2 * c * c * 9 * side * side / t / 1e9)
+    return {"matmul_gflops": 2 * n**3 / t_mm / 1e9, "conv_gflops": conv}
+
+
+def run_speed(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
+    """``bench --speed``: this machine's matmul and conv peaks, and the latency and forward GFLOP/s of the
+    task's lorun9 (merged, channels-last; once per precision), block9 and a classical baseline on one
+    fixed case, timed interleaved. GFLOP counts the denoisers' convolutions (FlopCounterMode); the time is
+    the whole forward pass (data steps and FFTs included)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .restore import resolve_precision
+
+    precisions = list(dict.fromkeys(["fp32", *opts.precisions]))
+    for p in precisions:
+        if resolve_precision(p, opts.device)[0] != p:
+            raise OptionError("precisions", p, resolve_precision(p, opts.device)[1])
+    gen = torch.Generator().manual_seed(opts.seed)
+    size = SPEED_SIZE[opts.task]
+    methods = [Method("lorun9", opts, is_model=True, precision=p) for p in precisions]
+    ref_op = methods[0].cs_op
+    methods += [Method("block9", opts, cs_op=ref_op), Method(SPEED_BASELINE[opts.task], opts, cs_op=ref_op)]
+    if opts.task == "cs":
+        x = torch.rand(1, 1, size, size, generator=gen).to(opts.device)
+        ref_op.set_image_size(size, size)
+        with torch.no_grad():
+            y, op = ref_op.measure(x), None
+    elif opts.task == "sr":
+        s = opts.scale
+        x = torch.rand(1, 3, size // s * s, size // s * s, generator=gen).to(opts.device)
+        op = SRBlur(load_kernels()["K1"].to(opts.device), s)
+        with torch.no_grad():
+            y = op.A(x)
+    else:
+        mask = load_mask().to(opts.device)
+        x = torch.rand(1, methods[0].net.channels, *mask.shape, generator=gen).to(opts.device)
+        op = CASSI(mask, bands=x.shape[1], step=CASSI_STEP)
+        with torch.no_grad():
+            y = op.A(x)
+    if not quiet:
+        print("bench --speed: machine peaks …", file=sys.stderr)
+    kw = methods[0].net.denoiser_kwargs
+    widths = [int(w) for w in kw.get("widths", [kw.get("dim", 32)])]
+    peaks = {p: machine_peaks(opts.device, widths, torch.float32 if p == "fp32" else
+                              (torch.bfloat16 if p == "bf16" else torch.float16)) for p in precisions}
+    rows = []
+    for m in methods:
+        flops = 0
+        if m.net is not None:
+            with FlopCounterMode(display=False) as fc:
+                m(y, op)
+            flops = fc.get_total_flops()
+        rows.append({"method": m.name, "precision": m.precision if m.net is not None else "fp32",
+                     "gflop": round(flops / 1e9, 3)})
+    if not quiet:
+        print(f"bench --speed: timing {', '.join(m.name for m in methods)} …", file=sys.stderr)
+    runs = max(1, opts.repeats)
+    base_runs = min(runs, opts.baseline_repeats or runs)
+    lats = _latencies([(_timer(m, y, op), runs if m.net is not None else base_runs) for m in methods])
+    for row, lat in zip(rows, lats, strict=True):
+        row.update({k: round(v, 3) for k, v in lat.items()})
+        secs = row["latency_ms"] / 1000
+        pk = peaks[row["precision"]]
+        if row["gflop"]:
+            row["gflops"] = round(row["gflop"] / secs, 2)
+            row["of_conv_peak"] = round(row["gflops"] / pk["conv_gflops"], 3)
+            row["of_matmul_peak"] = round(row["gflops"] / pk["matmul_gflops"], 3)
+    lead = rows[0]["latency_ms"]
+    for row in rows:
+        row["ratio_to_model"] = round(row["latency_ms"] / lead, 3)
+    case = {"cs": f"CS {size}×{size} gray at ratio {ref_op.ratio:g}" if opts.task == "cs" else "",
+            "sr": f"SR ×{opts.scale} to {x.shape[-2]}×{x.shape[-1]} RGB, kernel K1",
+            "cassi": f"CASSI {x.shape[1]} bands {x.shape[-2]}×{x.shape[-1]}, bundled mask"}[opts.task]
+    return {"task": opts.task, "case": case, "device": opts.device, "threads": torch.get_num_threads(),
+            "peaks": {p: {k: round(v, 2) for k, v in pk.items()} for p, pk in peaks.items()},
+            "conv_peak_shape": "best 3×3 conv of " + ", ".join(f"{c}→{c} ch at {s}²" for c, s in conv_shapes(widths))
+            + " (channels_last)", "rows": rows}
+
+
 if __name__ == "__main__":  # peak-memory probe: `python -m lorun_cli.bench '<json>'`
     from .runtime import tune_process
 

@@ -224,3 +224,27 @@ def _width() -> int | None:
     import shutil
 
     return None if sys.stdout.isatty() else max(160, shutil.get_terminal_size((160, 24)).columns)
+
+
+def print_speed(result: dict[str, Any], json_out: bool = False, quiet: bool = False) -> None:
+    """The ``bench --speed`` table: peaks, then latency and forward GFLOP/s per method."""
+    if json_out:
+        print(json.dumps(result, indent=2))
+    if quiet and not json_out:
+        return
+    stream = sys.stderr if json_out else sys.stdout
+    con = Console(stderr=json_out, highlight=False, width=None if stream.isatty() else 140)
+    peaks = "; ".join(f"{p}: matmul 2048² {v['matmul_gflops']:.1f}, conv {v['conv_gflops']:.1f} GFLOP/s"
+                      for p, v in result["peaks"].items())
+    t = Table(title=f"lorun bench --speed — {result['case']}",
+              caption=f"Machine peaks ({result['device']}, {result['threads']} thread(s)) — {peaks}; conv: "
+              f"{result['conv_peak_shape']}. GFLOP: the denoisers' convolutions; GFLOP/s over the whole forward "
+              "pass (data steps included). Latency: median (min–max), runs interleaved. ×: to the first row.")
+    for col in ("method", "precision", "latency ms", "×lat", "GFLOP", "GFLOP/s", "of conv peak", "of matmul peak"):
+        t.add_column(col, justify="left" if col in ("method", "precision") else "right")
+    for r in result["rows"]:
+        conv, mm = (f"{100 * r[k]:.0f} %" if k in r else "–" for k in ("of_conv_peak", "of_matmul_peak"))
+        t.add_row(r["method"], r["precision"], f"{r['latency_ms']:.1f} ({r['latency_min_ms']:.1f}–"
+                  f"{r['latency_max_ms']:.1f})", f"{r['ratio_to_model']:.2f}", _fmt(r["gflop"] or None, 1),
+                  _fmt(r.get("gflops"), 1), conv, mm)
+    con.print(t)

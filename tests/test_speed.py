@@ -202,3 +202,18 @@ def test_verbose_breaks_the_time_down(lorun, tmp_path: Path) -> None:  # noqa: F
     r = lorun("restore", "--task", "cs", "house.png", "-v")
     assert_ok(r)
     assert "compute" in r.stderr and "write" in r.stderr and "total" in r.stderr and "peak RSS" in r.stderr
+
+
+def test_bench_speed_reports_peaks_and_forward_rate(lorun, tmp_path: Path) -> None:  # noqa: F811
+    """bench --speed --json: machine peaks, and per method latency; learned rows carry GFLOP and GFLOP/s."""
+    import json
+
+    r = lorun("bench", "--task", "sr", "--speed", "--repeats", "1", "--json")
+    assert_ok(r)
+    res = json.loads(r.stdout)
+    assert res["peaks"]["fp32"]["matmul_gflops"] > 0 and res["peaks"]["fp32"]["conv_gflops"] > 0
+    names = [row["method"] for row in res["rows"]]
+    assert names[0] == "sr-lorun9" and "sr-block9" in names and names[-1] == "bicubic"
+    first = res["rows"][0]
+    assert first["gflop"] > 0 and first["gflops"] > 0 and 0 < first["of_conv_peak"]
+    assert all(row["latency_ms"] > 0 for row in res["rows"])

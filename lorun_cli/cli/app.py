@@ -287,6 +287,9 @@ def bench(
                                          "models.")] = False,
     precision: Annotated[str, typer.Option(help="Comma list of precisions to run the model under test in (fp32, "
                                            "bf16, fp16): one row each, with its PSNR cost against fp32.")] = "fp32",
+    speed: Annotated[bool, typer.Option(help="Speed check instead of scores: this machine's matmul and conv peaks, "
+                                        "and the forward GFLOP/s and latency of lorun9 (merged; per --precision), "
+                                        "block9 and a classical baseline on one fixed case.")] = False,
 ) -> None:
     """Score a model against others on a test set: PSNR, SSIM, parameters, memory, latency.
 
@@ -321,6 +324,15 @@ def bench(
         return
     if markdown is not None or plot is not None:
         raise UsageError("--markdown/--plot go with --all")
+    if speed:
+        from ..bench import run_speed
+        from ..report import print_speed
+
+        opts = BenchOptions(task=task, model=model, ratio=ratio, scale=scale, repeats=repeats, device=dev,
+                            threads=STATE.threads, seed=STATE.seed, precisions=precisions or ["fp32"],
+                            baseline_repeats=3)
+        print_speed(run_speed(opts, quiet=STATE.quiet), json_out=json_out, quiet=STATE.quiet)
+        return
     if dataset is None:
         dataset = default_dataset(task, data)
     elif dataset.strip().lower() == "samples":
