@@ -180,7 +180,7 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
     "max_minutes": (float | None, "Stop (and checkpoint) after this many minutes."),
     "val_every": (int, "Validation PSNR every N steps."),
     "ckpt_every": (int, "Checkpoint (OUT.ckpt) every N steps."),
-    "noise": (float | None, "Measurement noise std in [0,1] units (SR: the maximum of σ = max·u², u uniform; "
+    "noise": (float | None, "Measurement noise std in [0,1] units (SR: the maximum of σ = max·u³, u uniform; "
               "default 10/255 for SR, 0 otherwise)."),
     "resume": (bool, "Continue from OUT.ckpt exactly where it stopped."),
     "force": (bool, "Overwrite an existing OUT."),
