@@ -206,8 +206,11 @@ def test_scaled_and_auto_kernels() -> None:
     assert E.scaled_kernel(k4, 1.0) is k4
     auto = E.auto_kernel(k4)
     assert abs(float(auto.sum()) - 1) < 1e-5 and float(auto.min()) >= 0
-    assert torch.allclose(auto, 0.5 * k4 + 0.5 * E.widened_kernel(E.delta_kernel()), atol=1e-5)
-    assert E.kernel_width(auto) < E.kernel_width(k4)
+    keep = E.AUTO_KEEP
+    assert torch.allclose(auto, keep * k4 + (1 - keep) * E.widened_kernel(E.delta_kernel()), atol=1e-5)
+    assert E.kernel_width(auto) <= E.kernel_width(k4) + 1e-6
+    narrow = [E.kernel_width(E.auto_kernel(E.delta_kernel(), 1.0, w)) for w in (0.3, 0.5, 0.8)]
+    assert 0 < narrow[0] < narrow[1] < narrow[2]  # min_width sets how far a delta estimate is widened
     pil = E.pil_bicubic_kernel(3)  # off-centre by (−1, −1): the mix keeps the shift
     assert E.centroid(E.auto_kernel(pil)) == pytest.approx(E.centroid(pil), abs=1e-4)
     assert E.centroid(E.point_kernel(-0.25, 0.5)) == pytest.approx((-0.25, 0.5), abs=1e-6)
