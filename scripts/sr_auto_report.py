@@ -46,6 +46,52 @@ def _table(runs: list[tuple[str, dict]]) -> list[str]:
     return out
 
 
+def _auto_text() -> str:
+    """How ``--kernel auto`` mixes the estimate (from the code's constants, never typed in)."""
+    from lorun_cli.physics import sr_estimate as E
+
+    widen = f"widened to at least σ = {E.MIN_WIDTH:g} px"
+    if E.AUTO_KEEP >= 1:
+        return f"the estimate, {widen}"
+    return f"{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
+
+
+def _training_text() -> list[str]:
+    """The SR training degradations and the shipped SR models' training commands (from the manifest)."""
+    from lorun_cli.train import data as D
+
+    mix = ", ".join(f"{k} {v:.0%}" for k, v in D.SR_TRAIN_MIX.items())
+    out = [f"- SR training degradations (`train.data.sample_sr_training_degradation`): kernel families {mix}; noise "
+           f"σ = {255 * D.SR_NOISE_MAX:g}/255 · u³; {D.SR_PERTURB_SHARE:.0%} of the data steps get the true kernel "
+           f"with its width scaled by a factor in [1/{D.SR_PERTURB_MAX:g}, {D.SR_PERTURB_MAX:g}]. Train images: T91 "
+           "(SR models), T91 + Train400 (estimator)."]
+    manifest = json.loads((Path(__file__).resolve().parent.parent / "weights_manifest.json").read_text())
+    for e in manifest["models"]:
+        if e["name"] in ("sr-share9", "sr-lorun9", "sr-block9", "sr-kernel-estimator"):
+            tr = e.get("training", {})
+            out.append(f"- `{e['name']}`: `{e['command']}` ({tr.get('steps')} steps, {tr.get('minutes')} min).")
+    return [*out, ""]
+
+
+def _done_means(runs: list[tuple[str, dict]]) -> list[str]:
+    """Issue 13's targets, checked on these runs (every number from the JSON)."""
+    out = ["## Against the targets", "",
+           "| test set | scale | 12 kernels: auto − oracle (≥ −0.5) | 12 kernels: auto − bicubic (≥ +1) | "
+           "outside the 12: smallest family auto − bicubic (≥ +0.5) | "
+           "outside the 12: worst image auto − bicubic (≥ 0) |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for label, r in runs:
+        fam = r["setting"]["families"]
+        b = fam.get("bundled")
+        others = [f for k, f in fam.items() if k != "bundled"]
+        if not b or not others:
+            continue
+        out.append(f"| {label} | ×{r['setting']['scale']} | {b['auto'] - b['oracle']:+.2f} | "
+                   f"{b['auto'] - b['bicubic']:+.2f} | {min(f['auto'] - f['bicubic'] for f in others):+.2f} | "
+                   f"{min(f['worst_auto_minus_bicubic'] for f in others):+.2f} |")
+    return [*out, ""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path)
@@ -67,8 +113,8 @@ def main() -> None:
         "(commands below); every number is the mean PSNR over the cases of a row.",
         "",
         f"- Protocol: {protocol}. Noise-free float LR except `noise5`.",
-        f"- oracle: sr-lorun9 restoring with the true kernel; auto: sr-lorun9 with `--kernel auto` (the estimate, "
-        f"mixed half-and-half with the narrowest kernel, see `sr_estimate.auto_kernel`); bicubic: {BICUBIC}.",
+        f"- oracle: sr-lorun9 restoring with the true kernel; auto: sr-lorun9 with `--kernel auto` ({_auto_text()}, "
+        f"see `sr_estimate.auto_kernel`); bicubic: {BICUBIC}.",
         f"- Degradations are drawn per image from seed {st['seed']} (`bench.draw_degradation`): "
         + "; ".join(f"`{k}` {v}" for k, v in FAMILY_TEXT.items()) + ".",
         f"- Kernel error: {st['kernel_error']} of the raw estimate; width error: σ_eff(estimate) − σ_eff(true); "
@@ -77,6 +123,8 @@ def main() -> None:
         + ", ".join(f"{lab} ×{r['setting']['scale']} {100 * r['setting']['estimator_time_share']:.1f} %"
                     for lab, r in runs) + ".",
         "",
+        *_training_text(),
+        *_done_means(runs),
         "## Every degradation family",
         "",
         *_table(runs),
@@ -99,6 +147,20 @@ def main() -> None:
         for t, row in data["rows"].items():
             lines.append(f"| {t} | {row['as_given']:.2f} | {row['guarded']:.2f} | {row['auto']:.2f} | "
                          f"{row['bicubic']:.2f} | {row['warned']} |")
+        lines.append("")
+    tune = args.runs / "tune.txt"
+    if tune.is_file():
+        rows = [json.loads(t) for t in tune.read_text().splitlines() if t.startswith("{")]
+        fams = [k for k in rows[0] if k not in ("keep", "min_width", "mean", "worst_family", "worst_case")]
+        lines += ["## How auto uses the estimate (held-out Train400 images, not a test set)", "",
+                  "`python scripts/sr_auto_tune.py`: the last Train400 images (never seen by the estimator), one "
+                  "degradation per family (seed 100), ×2/×3/×4; auto − bicubic in dB, Y, border = scale. keep: "
+                  "the estimate's weight in `auto_kernel`; min width: how far narrow kernels are widened.", "",
+                  "| keep | min width | mean | worst family | worst case | " + " | ".join(fams) + " |",
+                  "|---:|---:|---:|---:|---:|" + "---:|" * len(fams)]
+        for r in rows:
+            lines.append(f"| {r['keep']:g} | {r['min_width']:g} | {r['mean']:+.2f} | {r['worst_family']:+.2f} | "
+                         f"{r['worst_case']:+.2f} | " + " | ".join(f"{r[f]:+.2f}" for f in fams) + " |")
         lines.append("")
     lines += ["## Commands", "", "```bash",
               *(f"lorun --threads 1 bench --task sr --dataset {d} {'--limit 10 ' if d == 'cbsd68' else ''}--scale {s} "
