@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from .errors import OptionError, UsageError
 
-#: Default budget: this fraction of the memory available when the command starts.
+#: Default budget: this fraction of the memory available when the command starts, at most DEFAULT_CAP on a
+#: CPU (tiles of about 1000² output pixels cost a few % in time and keep a 4K restore near 1 GB; docs/SPEED.md).
 DEFAULT_FRACTION = 0.5
+DEFAULT_CAP = 2**30
 FIXED_BYTES = 96 * 2**20  # interpreter, torch, the model itself
 GB = 2**30
 
@@ -55,7 +57,11 @@ def budget_bytes(max_memory_gb: float | None, device: str = "cpu") -> tuple[int,
             raise UsageError(f"LORUN_MAX_MEMORY={env!r}: use a positive number of GB, e.g. 4")
         return int(value * GB), f"LORUN_MAX_MEMORY={env}"
     avail = available_bytes(device)
-    return int(avail * DEFAULT_FRACTION), f"half the {avail / GB:.1f} GB available"
+    half = int(avail * DEFAULT_FRACTION)
+    if not device.startswith("cuda") and half > DEFAULT_CAP:
+        return DEFAULT_CAP, (f"the default {size_text(DEFAULT_CAP)}; --max-memory or LORUN_MAX_MEMORY allow more, "
+                             f"up to the {avail / GB:.1f} GB available")
+    return half, f"half the {avail / GB:.1f} GB available"
 
 
 def size_text(n: int) -> str:

@@ -225,8 +225,11 @@ def _to_dtype(arr: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "float32":
         return np.ascontiguousarray(arr, dtype=np.float32)
     top = 255.0 if dtype == "uint8" else 65535.0
-    clean = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.ascontiguousarray(np.round(np.clip(clean, 0.0, 1.0) * top).astype(dtype))
+    out = np.empty(arr.shape, dtype=dtype)
+    for i in range(0, max(1, arr.shape[0]), 256):  # by rows: the float64 temporaries of a 4K image stay small
+        clean = np.nan_to_num(arr[i : i + 256].astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+        out[i : i + 256] = np.round(np.clip(clean, 0.0, 1.0) * top)
+    return out
 
 
 def write_image(
