@@ -29,8 +29,8 @@ app.add_typer(weights_app, name="weights")
 
 #: Environment variables read by the command line itself (listed in the man pages with the weights' ones).
 ENVIRONMENT: dict[str, str] = {
-    "LORUN_MAX_MEMORY": "Memory budget in GB for `lorun restore` (default: half the available memory); larger "
-    "inputs are tiled automatically.",
+    "LORUN_MAX_MEMORY": "Memory budget in GB for `lorun restore` (default: half the available memory, at most 1 GB "
+    "on a CPU); larger inputs are tiled automatically.",
     "LORUN_MALLOC": "system: keep glibc's malloc defaults (by default lorun keeps freed memory instead of returning "
     "it to the system, which halves the wall time of large restores; see docs/SPEED.md).",
     "OMP_WAIT_POLICY": "OpenMP threads' idle policy; lorun sets PASSIVE unless it is set, so extra threads do not "
@@ -123,7 +123,8 @@ def restore(
     tile: Annotated[int, typer.Option(help="Tile size in output pixels for large inputs (0: whole image, or "
                                       "tiles chosen by the memory guard when the image would not fit).")] = 0,
     max_memory: Annotated[float | None, typer.Option(help="Memory budget in GB (default: LORUN_MAX_MEMORY, else half "
-                                                     "the available memory); larger inputs are tiled.")] = None,
+                                                     "the available memory, at most 1 GB on a CPU); larger inputs "
+                                                     "are tiled.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     precision: Annotated[str, typer.Option(help="Denoiser precision: fp32, bf16 (CPUs with bf16, CUDA; ~0.4× the "
                                            "time, −0.1 dB at most) or fp16 (CUDA).")] = "fp32",
