@@ -217,3 +217,18 @@ def test_bench_speed_reports_peaks_and_forward_rate(lorun, tmp_path: Path) -> No
     first = res["rows"][0]
     assert first["gflop"] > 0 and first["gflops"] > 0 and 0 < first["of_conv_peak"]
     assert all(row["latency_ms"] > 0 for row in res["rows"])
+
+
+def test_default_cpu_budget_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default budget: half the available memory, at most 1 GB on a CPU (a 4K SR is tiled by default)."""
+    from lorun_cli import memory
+
+    monkeypatch.delenv("LORUN_MAX_MEMORY", raising=False)
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 40 * memory.GB)
+    budget, how = memory.budget_bytes(None)
+    assert budget == memory.DEFAULT_CAP and "default" in how
+    assert memory.budget_bytes(8.0)[0] == 8 * memory.GB  # --max-memory still allows more
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": memory.GB)
+    assert memory.budget_bytes(None)[0] == memory.GB // 2
+    p = memory.plan_tiles(16, 3, 1, (2160, 3840), 0, memory.DEFAULT_CAP, "default", min_tile=96)
+    assert 0 < p.tile < 2160 and "tiling automatically" in p.note
