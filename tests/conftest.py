@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["LORUN_NO_FAST_EXIT"] = "1"  # in-process runs of the CLI's main() raise SystemExit (no os._exit)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

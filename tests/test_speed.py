@@ -232,3 +232,19 @@ def test_default_cpu_budget_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert memory.budget_bytes(None)[0] == memory.GB // 2
     p = memory.plan_tiles(16, 3, 1, (2160, 3840), 0, memory.DEFAULT_CAP, "default", min_tile=96)
     assert 0 < p.tile < 2160 and "tiling automatically" in p.note
+
+
+def test_fast_exit_flushes_everything(zoo_env: dict[str, str], tmp_path: Path) -> None:
+    """The real process ends with os._exit after flushing: complete JSON on a pipe, the file, exit 0; and an
+    error still gives its one line and exit code."""
+    import json
+
+    from conftest import run_lorun
+
+    env = {k: v for k, v in zoo_env.items() if k != "LORUN_NO_FAST_EXIT"}
+    shutil.copy(CS_SAMPLE, tmp_path / "house.png")
+    r = run_lorun(["--threads", "1", "restore", "--task", "cs", "house.png", "--json"], env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["psnr"] > 0 and (tmp_path / "house_cs.png").is_file()
+    r = run_lorun(["--threads", "1", "restore", "--task", "cs", "house.png"], env, tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().startswith("lorun: error:") and "--force" in r.stderr
