@@ -154,7 +154,13 @@ class Denoiser(nn.Module):
                 got = None if cond is None else tuple(cond.shape)
                 raise ValueError(f"this denoiser needs cond of shape (N, {self.cond}, H, W), got {got}")
             parts.append(cond.to(x).expand(x.shape[0], -1, -1, -1))
-        inp = torch.cat(parts, dim=1)
+        if x.shape[1] > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # channels_last inference: concatenate straight into NHWC (the first conv would convert anyway)
+            inp = torch.empty((x.shape[0], sum(p.shape[1] for p in parts), *x.shape[-2:]), dtype=x.dtype,
+                              device=x.device, memory_format=torch.channels_last)
+            torch.cat(parts, dim=1, out=inp)
+        else:
+            inp = torch.cat(parts, dim=1)
         inp, (h, w) = pad_to_multiple(inp, self.multiple)
         res = self.body(inp)
         return x + res[..., :h, :w]

@@ -246,6 +246,8 @@ class DUN(nn.Module):
             raise ValueError("no degradation operator: pass op= or build the model with one")
         s, sigma = self._data_scalar(), self.sigmas()
         info = op.side_info(y) if self.denoiser_kwargs.get("cond") else None
+        if info is not None and getattr(self, "_infer", (False,))[0]:  # NHWC once, not at every stage's concat
+            info = info.contiguous(memory_format=torch.channels_last)
         scope = getattr(op, "per_forward", None)  # operators that precompute per-measurement terms (SR)
         with scope(y) if scope is not None else contextlib.nullcontext():
             x = self.initial_estimate(op, y)
