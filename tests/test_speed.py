@@ -248,3 +248,17 @@ def test_fast_exit_flushes_everything(zoo_env: dict[str, str], tmp_path: Path) -
     assert json.loads(r.stdout)[0]["psnr"] > 0 and (tmp_path / "house_cs.png").is_file()
     r = run_lorun(["--threads", "1", "restore", "--task", "cs", "house.png"], env, tmp_path)
     assert r.returncode == 2 and r.stderr.strip().startswith("lorun: error:") and "--force" in r.stderr
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--precision bf16 on a CPU without native bf16 runs fp32 with a note; fp16 needs CUDA."""
+    from lorun_cli import restore as R
+    from lorun_cli.errors import UsageError
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    precision, note = R.resolve_precision("bf16", "cpu")
+    assert precision == "fp32" and "no native bf16" in note
+    assert R.resolve_precision("bf16", "cuda") == ("bf16", "")
+    assert R.resolve_precision("fp32", "cpu") == ("fp32", "")
+    with pytest.raises(UsageError):
+        R.resolve_precision("fp16", "cpu")
