@@ -205,6 +205,27 @@ def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV
         return x
 
 
+class GapTVModel(torch.nn.Module):
+    """GAP-TV behind the interface ``lorun restore`` uses for a CASSI network: ``model(y, op)`` → cube.
+
+    ``lorun restore --task cassi --model gap-tv`` — slower than the learned models, no training, and today the
+    stronger reconstruction on the CAVE hold-out (docs/CASSI.md).
+    """
+
+    task = "cassi"
+    denoiser_kwargs = {"widths": [8]}  # memory planning: a few cube-sized temporaries, no feature maps
+
+    def __init__(self, bands: int, lam: float = GAP_TV_LAM, iters: int = GAP_TV_ITERS) -> None:
+        super().__init__()
+        self.channels, self.lam, self.iters = bands, lam, iters
+
+    def prepare_inference(self, precision: str = "fp32") -> GapTVModel:
+        return self.eval()
+
+    def forward(self, y: Tensor, op: Operator) -> Tensor:
+        return gap_tv(op, y, lam=self.lam, iters=self.iters)
+
+
 # --- dispatch ------------------------------------------------------------------------------------------
 def run_baseline(name: str, op: Operator, y: Tensor, scale: int | None = None) -> Tensor:
     """Run the classical baseline ``name`` for ``op``'s task (see ``BASELINES``)."""
@@ -228,6 +249,7 @@ def run_baseline(name: str, op: Operator, y: Tensor, scale: int | None = None) -
 
 __all__ = [
     "BASELINES",
+    "GapTVModel",
     "cs_linear",
     "cs_tv",
     "gap_tv",

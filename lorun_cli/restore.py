@@ -66,6 +66,11 @@ def load_task_model(task: str, model: str | None, strategy: str = "lorun9", rati
     """Resolve ``--model`` (file or manifest name; default: the task's bundled model) and load it for
     inference (channels-last, the denoisers in ``precision``)."""
     name = model or default_model_name(task, strategy, ratio)
+    if task == "cassi" and name == "gap-tv":  # the classical reconstruction through the same pipeline
+        from .classical import GapTVModel
+        from .facts import CASSI_BANDS
+
+        return GapTVModel(CASSI_BANDS).to(device).prepare_inference(precision), name
     path = resolve_model(name)
     net = models.load_model(path, backbone)
     if net.task != task:

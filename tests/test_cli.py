@@ -562,3 +562,19 @@ def test_bench_defaults_to_the_headline_set_when_the_data_root_has_it(lorun, zoo
     r = lorun(*args, env={**zoo_env, "LORUN_DATA": str(tmp_path)})  # a root without cs/set11
     assert_ok(r)
     assert json.loads(r.stdout)["dataset"] == "bundled samples"
+
+
+def test_restore_cassi_with_gap_tv(lorun, tmp_path):
+    """--model gap-tv: the classical reconstruction through the same restore pipeline (same outputs, scored)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    spectra = np.linspace(0.2, 0.9, 28)[:, None, None]
+    cube = (0.5 + 0.4 * np.sin(2 * np.pi * (xx + 0.5 * yy)))[None] * spectra
+    np.save(tmp_path / "cube.npy", cube.astype(np.float32))
+    np.save(tmp_path / "mask.npy", (rng.random((64, 64)) > 0.5).astype(np.float32))
+    r = lorun("restore", "--task", "cassi", "--model", "gap-tv", "--mask", "mask.npy", "--simulate", "cube.npy",
+              "--json")
+    assert_ok(r)
+    rec = json.loads(r.stdout)[0]
+    assert rec["model"] == "gap-tv" and rec["shape"] == [28, 64, 64] and rec["psnr"] > 30
+    assert (tmp_path / "cube_cube.tif").is_file()

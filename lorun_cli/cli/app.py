@@ -104,7 +104,8 @@ def _click():
 def restore(
     inputs: Annotated[list[Path], typer.Argument(help="Images, cubes or measurements, or folders of them.")],
     task: Annotated[str, typer.Option(help=TASK_HELP)] = "sr",
-    model: Annotated[str | None, typer.Option(help="Manifest name or model file (default: task's lorun9).")] = None,
+    model: Annotated[str | None, typer.Option(help="Manifest name or model file (default: task's lorun9); "
+                                              "CASSI also takes gap-tv (classical GAP-TV, no model).")] = None,
     strategy: Annotated[str, typer.Option(help="Bundled model to use: lorun9, block9, block1, share9.")] = "lorun9",
     backbone: Annotated[Path | None, typer.Option(help="Backbone file for an adapter checkpoint.")] = None,
     scale: Annotated[int, typer.Option(help="SR scale factor (2, 3 or 4).")] = 4,
