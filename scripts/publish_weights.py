@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("runs", type=Path)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--names", nargs="*", help="model names (= file stems in RUNS); default: all models there")
+    ap.add_argument("--variant", help="mark these entries as a variant (served only when asked for by name)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = args.names or sorted(p.stem for p in args.runs.glob("*.safetensors"))
@@ -113,6 +114,8 @@ def main() -> None:
     names.sort(key=lambda n: 0 if "share" in n else 1)
     for n in names:
         old[n] = publish(args.runs / f"{n}.safetensors", n)
+        if args.variant:
+            old[n]["variant"] = args.variant
         print(f"published {n}: {old[n]['bytes']:,} B")
     import os
 

@@ -16,7 +16,9 @@ PROTOCOL = {"cs": "gray 8-bit", "sr": "Y, border = scale", "cassi": "float, 28-b
 
 def setting(m: dict) -> str:
     extra = ""
-    if m.get("variant") and "gamma" in m:  # adapter settings other than the paper's γ = 10 with a learned Φ
+    if m.get("variant") and m["variant"] != "compact":  # another training recipe, served by name
+        extra = f" ({m['variant']} variant)"
+    elif m.get("variant") and "gamma" in m:  # adapter settings other than the paper's γ = 10 with a learned Φ
         extra = f" (γ {m['gamma']:g}" + (f", Φ {m['phi']}" if m.get("phi", "learn") != "learn" else "") + ")"
     if m["task"] == "cs":
         return f"cs {m['ratio'] * 100:g} %, {m['strategy']}{extra}"
