@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw
 
 RUNS = {
     "cs": [("cs-share9-r25", "cs-lorun9-r25"), ("cs-block9-r25",), ("cs-share9-r25", "curve15-cs-lorun9-r25")],
-    "sr": [("sr-share9", "sr-lorun9"), ("sr-block9",)],
+    "sr": [("sr-share9-k12", "sr-share9", "sr-lorun9"), ("sr-share9-k12", "sr-share9", "sr-block9")],
+    "sr, 12 kernels only (variants)": [("sr-share9-k12", "sr-lorun9-k12"), ("sr-block9-k12",)],
     "cs 10 %": [("cs-share9-r25", "cs-lorun9-r10"), ("cs-block9-r10",), ("cs-block1-r10",),
                 ("cs-share9-r25", "cs-lorun9-r10-compact")],
     "cs ratio adapts": [("cs-share9-r25", "cs-lorun9-r1"), ("cs-share9-r25", "cs-lorun9-r50")],
