@@ -1,10 +1,10 @@
 """Memory guard for inference: estimate the peak memory of a restore, and pick a tile size that fits a budget.
 
-The estimate counts float32 feature maps per output pixel: ``12 × w₀`` for the denoiser (its first level,
-width w₀, dominates: encoder skips + decoder + the stage's working copies) plus ``16 ×`` the image channels
-(operator buffers, FFTs, stage outputs). On the bundled ``small`` models it lies above the measured
-peak-RSS growth per pixel (SR 760 B vs 960 B estimated, CS 485 vs 832, CASSI 1950 vs 2560), so a
-run the guard lets through stays within its budget.
+The estimate counts float32 feature maps per output pixel: ``14 × w₀`` for the denoiser (its first level,
+width w₀, dominates: encoder skips + decoder + the stage's working copies, channels-last copies) plus ``20 ×``
+the image channels (operator buffers, the SR data step's per-forward FFT terms, stage outputs). On the bundled
+``small`` models it lies above the measured peak-RSS growth per pixel (SR 830–1000 B vs 1136 B estimated;
+CASSI 3150 vs 4032; CS 485–610 vs 976), so a run the guard lets through stays within its budget.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def size_text(n: int) -> str:
 
 def bytes_per_pixel(width0: int, channels: int) -> int:
     """Estimated peak bytes per output pixel of one image (float32 maps, see the module docstring)."""
-    return 4 * (12 * width0 + 16 * channels)
+    return 4 * (14 * width0 + 20 * channels)
 
 
 @dataclass

@@ -401,7 +401,7 @@ CASES: list[Case] = [
     Case("d09-auto-tiles-over-budget", [*SR, "--max-memory", "0.1", "big.png"], OK, "tiling automatically",
          (), rgb("big.png", 160), exist("big_x2.png")),
     Case("d09-explicit-tile-over-budget", [*SR, "--max-memory", "0.1", "--tile", "320", "big.png"], USAGE,
-         "over the 102 MB budget (--max-memory 0.1); use --tile 128", ("big_x2.png",), rgb("big.png", 160)),
+         "over the 102 MB budget (--max-memory 0.1); use --tile 96", ("big_x2.png",), rgb("big.png", 160)),
     Case("d09-no-tile-fits-budget", [*SR, "--max-memory", "0.09", "big.png"], USAGE, "raise --max-memory",
          ("big_x2.png",), rgb("big.png", 160)),
     Case("d09-env-budget", [*SR, "big.png"], OK, "LORUN_MAX_MEMORY=0.1", (), rgb("big.png", 160),
