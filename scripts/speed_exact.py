@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from lorun_cli import restore as R
+from lorun_cli.physics.base import Operator
 from lorun_cli.physics.sr import SRBlur
 
 SETTINGS = {"cs": {}, "sr": {"scale": 3, "kernel": "K1", "simulate": True}, "cassi": {"simulate": True}}
@@ -28,7 +29,7 @@ def run(task: str, inp: Path, plain: bool) -> torch.Tensor:
     try:
         if plain:
             net.prepare_inference(channels_last=False)
-            SRBlur.per_forward = None  # the data step then recomputes its terms at every stage
+            SRBlur.per_forward = Operator.per_forward  # the base scope: terms recomputed at every stage
         fn = {"sr": R._restore_sr, "cs": R._restore_cs, "cassi": R._restore_cassi}[task]
         return fn(net, inp, opts, torch.Generator().manual_seed(0), R._Guard(opts, None))[0]
     finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +59,12 @@ class Operator(nn.Module, ABC):
     def gram(self, ref: Tensor | None = None) -> Tensor:
         """ΦΦᵀ in the operator's own closed form (a matrix for CS, a diagonal image for CASSI)."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form ΦΦᵀ")
+
+    @contextlib.contextmanager
+    def per_forward(self, y: Tensor) -> Iterator[None]:
+        """Scope of one forward pass on the measurement ``y``: an operator may precompute terms of y for every
+        stage's data step inside it (SR does); nothing by default."""
+        yield
 
     def side_info(self, y: Tensor) -> Tensor | None:
         """Maps describing Φ that a degradation-aware denoiser sees beside its input (none by default)."""

@@ -8,7 +8,6 @@ Strategies, spelled as the CLI spells them:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -145,6 +144,7 @@ class DUN(nn.Module):
         self.gamma: float | None = None
         self.ranks = dict(ranks or {})
         self.op = op
+        self._infer = (False, "fp32")  # (channels_last, precision) of inference, see prepare_inference
         k = self.strategy.stages
         n_den = k if self.strategy.kind == "block" else 1
         self.denoisers = nn.ModuleList(self._new_denoiser() for _ in range(n_den))
@@ -246,10 +246,9 @@ class DUN(nn.Module):
             raise ValueError("no degradation operator: pass op= or build the model with one")
         s, sigma = self._data_scalar(), self.sigmas()
         info = op.side_info(y) if self.denoiser_kwargs.get("cond") else None
-        if info is not None and getattr(self, "_infer", (False,))[0]:  # NHWC once, not at every stage's concat
+        if info is not None and self._infer[0]:  # NHWC once, not at every stage's concat
             info = info.contiguous(memory_format=torch.channels_last)
-        scope = getattr(op, "per_forward", None)  # operators that precompute per-measurement terms (SR)
-        with scope(y) if scope is not None else contextlib.nullcontext():
+        with op.per_forward(y):  # operators may precompute per-measurement terms (SR)
             x = self.initial_estimate(op, y)
             outs = []
             for k in range(self.strategy.stages):
@@ -282,7 +281,7 @@ class DUN(nn.Module):
 
     def _denoise(self, d: nn.Module, z: Tensor, sigma: Tensor, info: Tensor | None) -> Tensor:
         """One denoiser call in the layout and precision set by :meth:`prepare_inference` (float32 out)."""
-        channels_last, precision = getattr(self, "_infer", (False, "fp32"))
+        channels_last, precision = self._infer
         if not channels_last and precision == "fp32":
             return d(z, sigma, info)
         zin = z.contiguous(memory_format=torch.channels_last) if channels_last else z
