@@ -248,7 +248,7 @@ def _load_safetensors(p: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
             )
     else:
         meta = dict(raw)
-    return tensors, meta
+    return _dequantized(tensors, p), meta
 
 
 def _load_torch(p: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -300,7 +300,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
         raise LorunError(f"checkpoint {p} not found; check the path or train a model first")
     suffix = p.suffix.lower()
     if suffix == ".safetensors":
-        return _dequantized(*_load_safetensors(p), p)
+        return _load_safetensors(p)
     if suffix in (".pt", ".pth"):
         return _load_torch(p)
     try:
@@ -310,15 +310,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
         raise LorunError(f"cannot read checkpoint {p}: {e.strerror or e}; check its permissions") from e
     if head[:2] == b"PK":  # zip container written by torch.save
         return _load_torch(p)
-    return _dequantized(*_load_safetensors(p), p)
+    return _load_safetensors(p)
 
 
-def _dequantized(tensors: dict[str, Tensor], meta: dict[str, Any], p: Path) -> tuple[dict[str, Tensor], dict]:
+def _dequantized(tensors: dict[str, Tensor], p: Path) -> dict[str, Tensor]:
+    """A safetensors file's tensors with int8 weights (``quantize_int8``) turned back into float32."""
     scales = [k for k in tensors if k.endswith(SCALE_SUFFIX)]
-    if not scales:
-        return tensors, meta
     bad = [k for k in scales if tensors.get(k.removesuffix(SCALE_SUFFIX)) is None
            or tensors[k.removesuffix(SCALE_SUFFIX)].dtype != torch.int8]
     if bad:
         raise LorunError(f"checkpoint {p} has int8 scales without their int8 weights ({bad[0]}); re-download it")
-    return dequantize(tensors), meta
+    return dequantize(tensors) if scales else tensors
