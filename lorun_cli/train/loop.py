@@ -90,10 +90,17 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
 def init_adapters(model: DUN, path: str, backbone: str) -> None:
     """Start phase 2 from an earlier adapter set on the same backbone (continue with other settings)."""
     src = models.load_model(path, backbone)
-    if src.strategy != model.strategy or src.config() != model.config():
+    if not _load_whole(model, src):
         raise OptionError("init", path, f"an adapter set of another shape ({src.strategy}, "
                           f"{src.config().get('gamma')}); pass the --gamma and --stages it was trained with")
+
+
+def _load_whole(model: DUN, src: DUN) -> bool:
+    """Load ``src`` into ``model`` when it is the same network (task, strategy, config); False otherwise."""
+    if src.task != model.task or src.strategy != model.strategy or src.config() != model.config():
+        return False
     model.load_state_dict(src.state_dict())
+    return True
 
 
 def init_denoisers(model: DUN, path: str) -> None:
@@ -103,8 +110,7 @@ def init_denoisers(model: DUN, path: str) -> None:
     scalars included, so a run can continue with other settings (a larger patch) from where it stopped.
     """
     src = models.load_model(path)
-    if src.task == model.task and src.strategy == model.strategy and src.config() == model.config():
-        model.load_state_dict(src.state_dict())
+    if _load_whole(model, src):
         return
     if src.strategy.kind != "share" or src.task != model.task:
         raise OptionError("init", path, f"expected a {model.task} shareK file (e.g. from `pretrain --denoise`), "
