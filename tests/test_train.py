@@ -121,6 +121,21 @@ def test_adapt_freezes_backbone_and_binds_adapters(cs_root, tmp_path):
     assert models.load_model(out10).op.m == round(0.1 * 64)
 
 
+def test_adapt_init_continues_an_adapter_set(cs_root, tmp_path):
+    """adapt --init starts from an earlier adapter set (every tensor), and refuses one of another shape."""
+    bb, first = tmp_path / "bb.safetensors", tmp_path / "a1.safetensors"
+    train(_cfg(cs_root, bb, steps=3))
+    train(_cfg(cs_root, first, phase="adapt", backbone=str(bb), strategy="lorun3", gamma=10, steps=3))
+    again = tmp_path / "a2.safetensors"
+    train(_cfg(cs_root, again, phase="adapt", backbone=str(bb), strategy="lorun3", gamma=10, steps=0,
+               init=str(first)))
+    a, b = models.load_model(first).state_dict(), models.load_model(again).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(Exception, match="another shape"):
+        train(_cfg(cs_root, tmp_path / "a3.safetensors", phase="adapt", backbone=str(bb), strategy="lorun3",
+                   gamma=25, steps=1, init=str(first)))
+
+
 @pytest.mark.parametrize("mode", ["lora", "frozen"])
 def test_adapt_phi_derived_from_backbone(cs_root, tmp_path, mode):
     """--phi lora|frozen: Φ is rebuilt from the backbone's on load; the file holds only its update (or nothing)."""
