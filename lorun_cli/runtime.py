@@ -18,7 +18,8 @@ _IMPORTED = time.perf_counter()
 #: glibc ``mallopt`` parameters (malloc.h) and the values :func:`tune_process` sets.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 MALLOC_SETTINGS = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1, _M_TOP_PAD: 64 << 20}
-TUNED: dict[str, str] = {}  # what tune_process changed (for --verbose and bench)
+TUNED: dict[str, str] = {}  # what tune_process changed
+_TUNE_DONE: list[bool] = []  # non-empty once tune_process has run (it applies its settings once)
 
 
 def tune_process() -> dict[str, str]:
@@ -32,14 +33,14 @@ def tune_process() -> dict[str, str]:
 
     Returns (and records in :data:`TUNED`) what was changed.
     """
-    if TUNED:
+    if _TUNE_DONE:
         return TUNED
+    _TUNE_DONE.append(True)
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         TUNED["OMP_WAIT_POLICY"] = "PASSIVE"
     if os.environ.get("LORUN_MALLOC", "").strip().lower() != "system":
         TUNED.update(_keep_malloc_memory())
-    TUNED.setdefault("tuned", "yes")
     return TUNED
 
 
