@@ -232,6 +232,12 @@ def _kernel_order(name: str) -> tuple[int, str]:
     return (int(m.group()) if m else 0, name)
 
 
+def _kernel_bank(kernels: Mapping[str, Tensor]) -> Tensor:
+    """The kernels stacked (K, k, k) float32 on the CPU, in the order K1, K2, …, K12."""
+    return torch.stack([torch.as_tensor(kernels[k], dtype=torch.float32).cpu()
+                        for k in sorted(kernels, key=_kernel_order)])
+
+
 def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor],
                           generator: torch.Generator | None = None, scales: Sequence[int] = (2, 3, 4),
                           noise_max: float = DEFAULT_NOISE,
@@ -244,10 +250,9 @@ def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor],
     outputs follow ``batch``'s device and dtype.
     """
     n = batch.shape[0]
-    names = sorted(kernels, key=_kernel_order)
-    bank = torch.stack([torch.as_tensor(kernels[k], dtype=torch.float32).cpu() for k in names])
+    bank = _kernel_bank(kernels)
     scale = int(scales[int(torch.randint(len(scales), (1,), generator=generator))])
-    ks = bank[torch.randint(len(names), (n,), generator=generator)]
+    ks = bank[torch.randint(len(bank), (n,), generator=generator)]
     if extra_random_kernels:
         use = torch.rand(n, generator=generator) < 0.5
         rnd = random_gaussian_kernels(n, generator, size=bank.shape[-1])
@@ -285,8 +290,7 @@ def sample_sr_training_degradation(n: int, kernels: Mapping[str, Tensor], genera
     """
     from ..physics.sr_estimate import sample_kernel, scaled_kernel
 
-    names = sorted(kernels, key=_kernel_order)
-    bank = torch.stack([torch.as_tensor(kernels[k], dtype=torch.float32).cpu() for k in names])
+    bank = _kernel_bank(kernels)
     fams = list(mix)
     probs = torch.tensor([float(mix[f]) for f in fams], dtype=torch.float64)
     scale = int(scales[int(torch.randint(len(scales), (1,), generator=generator))])
