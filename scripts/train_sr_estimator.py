@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--arch", type=int, default=1, help="estimator trunk (1: ~63k parameters, 2: ~0.5M)")
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--atoms", type=int, default=48, help="learned dictionary atoms")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
                     "estimator (a new schedule)")
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibrated {args.out}: width_scale {meta['estimator']['width_scale']}", flush=True)
         return 0
     bank = torch.stack(list(load_kernels().values()))
-    net = E.KernelEstimator()
+    net = E.KernelEstimator(atoms=args.atoms, width=args.width, arch=args.arch)
     body = [p for n, p in net.named_parameters() if n != "atom_logits"]
     opt = torch.optim.Adam([{"params": body}, {"params": [net.atom_logits], "lr": args.lr * 0.5}], lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, args.steps)
@@ -228,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             save_ckpt()
     save_ckpt()
     v = validate()
-    meta = {"task": "sr-kernel-estimator", "estimator": {"atoms": net.atom_logits.shape[0], "width": 32,
-                                                         "patch": PATCH, "families": FAMILY_P},
+    meta = {"task": "sr-kernel-estimator", "estimator": {**net.config(), "patch": PATCH, "families": FAMILY_P},
             "training": {"steps": step, "minutes": round(spent / 60, 2), "threads": args.threads,
                          "it_s": round(step / max(spent, 1e-9), 3), "batch": args.batch, "lr": args.lr,
                          "stop": "steps" if step >= args.steps else "time", "val": v, "log": log,

@@ -32,6 +32,21 @@ def test_estimator_shapes_and_valid_kernels() -> None:
     assert E.noise_from_u(E.u_from_noise(torch.tensor([0.0, 0.02]))).allclose(torch.tensor([0.0, 0.02]), atol=1e-6)
 
 
+def test_arch2_estimator_keeps_pil_bicubic_exact_and_rebuilds_from_its_config() -> None:
+    net = E.KernelEstimator(atoms=96, arch=2)
+    atoms = net.atoms()
+    assert atoms.shape == (100, 25, 25)
+    assert torch.equal(atoms[-1], E.pil_bicubic_kernel(4)) and float(atoms[-1].min()) < 0  # negative lobes kept
+    logits, u = net(torch.rand(2, 1, 48, 48), 4)
+    assert logits.shape == (2, 100) and u.shape == (2,)
+    hot = torch.full((1, 100), -1e4)
+    hot[0, 97] = 0.0  # all weight on PIL bicubic ×2
+    assert torch.allclose(net.kernel(hot)[0], E.pil_bicubic_kernel(2), atol=1e-6)
+    again = E.build_estimator({"estimator": net.config()})
+    again.load_state_dict(net.state_dict())
+    assert torch.equal(again(torch.ones(1, 1, 30, 30), 2)[0], net(torch.ones(1, 1, 30, 30), 2)[0])
+
+
 def test_retrieval_is_a_convex_combination_of_atoms() -> None:
     atoms = torch.stack([E.delta_kernel(), load_kernels()["K4"]])
     k = E.retrieve_kernel(torch.tensor([[0.0, math.log(3.0)]]), atoms)[0]

@@ -192,8 +192,9 @@ def luma(x: Tensor) -> Tensor:
 
 
 # --- the estimator --------------------------------------------------------------------------------
-def dictionary_init(gen: torch.Generator | None = None) -> Tensor:
-    """Starting atoms (48, 25, 25): the 12 kernels, a delta, Gaussians, motion and PIL bicubic per scale."""
+def dictionary_init(n: int = 48, gen: torch.Generator | None = None) -> Tensor:
+    """Starting atoms (n, 25, 25): the 12 kernels, a delta, Gaussians, motion and PIL bicubic per scale; past 48,
+    more motion kernels and anisotropic Gaussians."""
     gen = gen or torch.Generator().manual_seed(0)
     atoms = list(load_kernels().values()) + [delta_kernel()]
     atoms += list(gaussian_kernel(torch.tensor([0.4, 0.6, 0.8, 1.0, 1.4, 1.8, 2.4, 3.0, 3.6]),
@@ -204,7 +205,11 @@ def dictionary_init(gen: torch.Generator | None = None) -> Tensor:
     atoms += [pil_bicubic_kernel(s) for s in SCALES]
     while len(atoms) < 48:
         atoms.append(gaussian_kernel(1.2, 1.2, 0.0)[0])
-    return torch.stack(atoms)
+    while len(atoms) < n:
+        u = torch.rand(3, generator=gen, dtype=torch.float64)
+        atoms.append(motion_kernel(gen) if len(atoms) % 2 else
+                     gaussian_kernel(0.5 + 3 * float(u[0]), 0.5 + 3 * float(u[1]), math.pi * float(u[2]))[0])
+    return torch.stack(atoms[:n])
 
 
 def attention_pool(f: Tensor, score: Tensor) -> Tensor:
@@ -218,34 +223,77 @@ def retrieve_kernel(logits: Tensor, atoms: Tensor) -> Tensor:
     return torch.einsum("bd,dhw->bhw", torch.softmax(logits, dim=-1), atoms)
 
 
-class KernelEstimator(nn.Module):
-    """LR Y image → (logits over the kernel dictionary, u = log(255·σ + ½)); ~63k parameters (30k of them the
-    dictionary). Features are pooled twice: a plain mean and an attention-weighted mean (see ``attention_pool``).
+def fixed_atoms() -> Tensor:
+    """Atoms kept exact (4, 25, 25): plain decimation and PIL's bicubic downscaling at ×2, ×3, ×4. PIL's kernel
+    has negative lobes, which the learned atoms (softmax over taps) cannot represent."""
+    return torch.stack([delta_kernel()] + [pil_bicubic_kernel(s) for s in SCALES])
 
-    The dictionary atoms are learned too, each kept a valid kernel (non-negative, sum 1) as a softmax
-    over its taps.
+
+class _ResBlock(nn.Module):
+    """x + conv(act(conv(x))), 3 × 3 convolutions with the given dilation."""
+
+    def __init__(self, ch: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.1),
+                                  nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def _trunk(arch: int, width: int) -> tuple[nn.Sequential, int]:
+    """(feature trunk, its output channels). arch 1: five plain convolutions, one stride-2 step (~33k
+    parameters at width 32); arch 2: two stride-2 steps with dilated residual blocks, so the features see
+    ~60 LR pixels, enough for long motion blur."""
+    act = nn.LeakyReLU(0.1)
+    if arch == 1:
+        c1, c2 = width // 2, width
+        return nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), act, nn.Conv2d(c1, c1, 3, padding=1), act,
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), act,
+            nn.Conv2d(c2, c2, 3, padding=1), act, nn.Conv2d(c2, c2, 3, padding=1), act,
+        ), c2
+    if arch == 2:
+        c1, c2, c3 = width, 2 * width, 3 * width
+        return nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), act, nn.Conv2d(c1, c1, 3, padding=1), act,
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), act, _ResBlock(c2, 1), _ResBlock(c2, 2),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1), act, _ResBlock(c3, 1), _ResBlock(c3, 2), act,
+        ), c3
+    raise ValueError(f"unknown estimator arch {arch}")
+
+
+class KernelEstimator(nn.Module):
+    """LR Y image → (logits over the kernel dictionary, u = log(255·σ + ½)).
+
+    Features are pooled twice: a plain mean and an attention-weighted mean (see ``attention_pool``). The
+    dictionary atoms are learned too, each kept a valid kernel (non-negative, sum 1) as a softmax over its taps;
+    arch 2 adds the exact atoms of :func:`fixed_atoms`. arch 1 (width 32): ~63k parameters; arch 2 (width 32):
+    ~0.5M.
     """
 
-    def __init__(self, atoms: int = 48, width: int = 32) -> None:
+    def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1) -> None:
         super().__init__()
-        c1, c2 = width // 2, width
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.LeakyReLU(0.1),
-            nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1),
-            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
-            nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.1),
-            nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.1),
-        )
-        self.score = nn.Conv2d(c2, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
-        self.head = nn.Sequential(nn.Linear(2 * c2 + len(SCALES), 64), nn.LeakyReLU(0.1), nn.Linear(64, atoms + 1))
+        self.arch, self.width = arch, width
+        self.features, ch = _trunk(arch, width)
+        self.score = nn.Conv2d(ch, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
+        hidden = 64 if arch == 1 else 256
+        n_fixed = 0 if arch == 1 else len(fixed_atoms())
+        self.head = nn.Sequential(nn.Linear(2 * ch + len(SCALES), hidden), nn.LeakyReLU(0.1),
+                                  nn.Linear(hidden, atoms + n_fixed + 1))
         #: Per-scale width calibration (from held-out training images, stored in the file's metadata).
         self.width_scale: dict[int, float] = {}
-        init = dictionary_init()[:atoms]
+        init = dictionary_init(atoms)
         self.atom_logits = nn.Parameter(torch.log(init.clamp_min(0) + 1e-6).reshape(atoms, -1))
+        if n_fixed:
+            self.register_buffer("fixed", fixed_atoms(), persistent=False)
+        else:
+            self.fixed = None
 
     def atoms(self) -> Tensor:
-        """The dictionary (D, 25, 25): each atom non-negative, summing to 1."""
-        return torch.softmax(self.atom_logits, dim=-1).reshape(-1, KSIZE, KSIZE)
+        """The dictionary (D, 25, 25): learned atoms (non-negative, sum 1), then any fixed ones."""
+        learned = torch.softmax(self.atom_logits, dim=-1).reshape(-1, KSIZE, KSIZE)
+        return learned if self.fixed is None else torch.cat([learned, self.fixed.to(learned.dtype)])
 
     def forward(self, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
         """``y`` (B, 1, h, w) LR luma in [0, 1] → (dictionary logits (B, D), u (B,))."""
@@ -260,6 +308,10 @@ class KernelEstimator(nn.Module):
     def kernel(self, logits: Tensor) -> Tensor:
         """The retrieved kernels (B, 25, 25)."""
         return retrieve_kernel(logits, self.atoms())
+
+    def config(self) -> dict[str, int]:
+        """The shape a file's metadata records (see :func:`build_estimator`)."""
+        return {"atoms": int(self.atom_logits.shape[0]), "width": self.width, "arch": self.arch}
 
 
 def noise_from_u(u: Tensor) -> Tensor:
@@ -276,7 +328,8 @@ def u_from_noise(sigma: Tensor) -> Tensor:
 def build_estimator(meta: dict[str, Any]) -> KernelEstimator:
     """An estimator shaped as the file's metadata says."""
     cfg = meta.get("estimator", {})
-    return KernelEstimator(atoms=int(cfg.get("atoms", 48)), width=int(cfg.get("width", 32)))
+    return KernelEstimator(atoms=int(cfg.get("atoms", 48)), width=int(cfg.get("width", 32)),
+                           arch=int(cfg.get("arch", 1)))
 
 
 def load_estimator(path: str | Path | None = None) -> KernelEstimator:
