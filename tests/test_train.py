@@ -209,3 +209,20 @@ def test_time_budget_stop_is_validated_and_logged(cs_root, tmp_path):
     last = json.loads((tmp_path / "t.safetensors.log.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "end" and last["step"] == 0 and last["val_psnr"] == pytest.approx(summary["val_psnr"],
                                                                                               abs=1e-3)
+
+
+def test_warm_start_option_sets_the_trained_models_x0(cs_root, tmp_path):
+    """--warm-start gap-tv:N:LAMBDA becomes the model's x⁰ (kept in its config); CS refuses a GAP-TV start."""
+    from lorun_cli.errors import OptionError
+    from lorun_cli.train.loop import set_warm_start
+    from lorun_cli.unfold.dun import WarmStart
+
+    assert WarmStart.parse("gap-tv:60:0.16") == WarmStart("gap-tv", 60, 0.16)
+    assert WarmStart.parse("gap-tv:30") == WarmStart("gap-tv", 30, 0.04)
+    net = models.build_model("cassi", "share3")
+    cfg = TrainConfig(task="cassi", warm_start="gap-tv:5:0.1")
+    assert set_warm_start(net, cfg).config()["x0"] == {"method": "gap-tv", "iters": 5, "lam": 0.1}
+    with pytest.raises(OptionError, match="warm"):
+        set_warm_start(net, TrainConfig(task="cassi", warm_start="tv:5"))
+    with pytest.raises(OptionError, match="CASSI"):
+        train(_cfg(cs_root, tmp_path / "w.safetensors", steps=1, warm_start="gap-tv:3"))

@@ -184,6 +184,9 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
     "ckpt_every": (int, "Checkpoint (OUT.ckpt) every N steps."),
     "noise": (float | None, "Measurement noise std in [0,1] units (SR: the maximum of σ = max·u³, u uniform; "
               "default 10/255 for SR, 0 otherwise)."),
+    "warm_start": (str | None, "CASSI: the initial estimate x⁰ the stages start from, 'op' (the operator's "
+                   "cheap start) or 'gap-tv:N[:LAMBDA]' (N GAP-TV iterations, TV weight LAMBDA); default: the "
+                   "model's own."),
     "resume": (bool, "Continue from OUT.ckpt exactly where it stopped."),
     "force": (bool, "Overwrite an existing OUT."),
     "config": (Path | None, "YAML file of options; command-line flags override it."),

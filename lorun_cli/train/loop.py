@@ -28,6 +28,7 @@ from ..io.checkpoint import atomic_path
 from ..metrics import psnr
 from ..runtime import deferred_interrupts, peak_rss_mb
 from ..unfold import DUN, param_report
+from ..unfold.dun import WarmStart
 from .config import TrainConfig
 
 
@@ -56,7 +57,7 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
         model = models.build_model(cfg.task, cfg.strategy, cfg.denoiser, cfg.size, cfg.algo, cfg.ratio, cfg.block)
         if cfg.init:
             init_denoisers(model, cfg.init)
-        return model
+        return set_warm_start(model, cfg)
     if not cfg.backbone:
         raise UsageError("adapt needs --backbone FILE (a shareK model from `lorun pretrain`)")
     base = models.load_model(cfg.backbone)
@@ -84,7 +85,21 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
         models.derive_phi(base, phi0, cfg.phi, cfg.gamma)
     if cfg.init:
         init_adapters(base, cfg.init, cfg.backbone)
-    return base
+    return set_warm_start(base, cfg)
+
+
+def set_warm_start(model: DUN, cfg: TrainConfig) -> DUN:
+    """Give the model the initial estimate ``--warm-start`` asks for (kept in the trained file)."""
+    if cfg.warm_start is None:
+        return model
+    try:
+        x0 = WarmStart.parse(cfg.warm_start)
+    except ValueError as e:
+        raise OptionError("warm_start", cfg.warm_start, "use 'op' or 'gap-tv:N[:LAMBDA]'") from e
+    if x0.method == "gap-tv" and model.task != "cassi":
+        raise OptionError("warm_start", cfg.warm_start, f"GAP-TV starts are for CASSI, not {model.task}")
+    model.x0 = x0
+    return model
 
 
 def init_adapters(model: DUN, path: str, backbone: str) -> None:

@@ -68,10 +68,10 @@ class WarmStart:
             return cls()
         if isinstance(value, dict):
             return cls(str(value.get("method", "op")), int(value.get("iters", 0)), float(value.get("lam", cls.lam)))
-        m = re.fullmatch(r"gap-tv:(\d+)", str(value))
+        m = re.fullmatch(r"gap-tv:(\d+)(?::([0-9.]+))?", str(value))
         if not m:
-            raise ValueError(f"unknown initial estimate {value!r}; use 'op' or 'gap-tv:N'")
-        return cls("gap-tv", int(m.group(1)))
+            raise ValueError(f"unknown initial estimate {value!r}; use 'op', 'gap-tv:N' or 'gap-tv:N:LAMBDA'")
+        return cls("gap-tv", int(m.group(1)), float(m.group(2)) if m.group(2) else cls.lam)
 
     def to_meta(self) -> dict:
         """The JSON form stored in a model file."""
