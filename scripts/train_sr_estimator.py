@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", type=int, default=1, help="estimator trunk (1: ~63k parameters, 2: ~0.5M)")
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--atoms", type=int, default=48, help="learned dictionary atoms")
+    ap.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
                     "estimator (a new schedule)")
@@ -216,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean()
         opt.zero_grad()
         loss.backward()
+        if args.clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
         opt.step()
         sched.step()
         step += 1

@@ -236,6 +236,9 @@ class _ResBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.1),
                                   nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation))
+        with torch.no_grad():  # start near the identity: a deep trunk without normalisation stays stable
+            self.body[-1].weight.mul_(0.1)
+            self.body[-1].bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
