@@ -219,7 +219,6 @@ class GapTVModel(torch.nn.Module):
     """
 
     task = "cassi"
-    denoiser_kwargs = {"widths": [8]}  # memory planning: a few cube-sized temporaries, no feature maps
 
     def __init__(self, bands: int, lam: float = GAP_TV_LAM, iters: int = GAP_TV_ITERS) -> None:
         super().__init__()
@@ -227,6 +226,10 @@ class GapTVModel(torch.nn.Module):
 
     def prepare_inference(self, precision: str = "fp32") -> GapTVModel:
         return self.eval()
+
+    def memory_width(self) -> int:
+        """The memory guard's w₀: a few cube-sized temporaries, no feature maps."""
+        return 8
 
     def forward(self, y: Tensor, op: Operator) -> Tensor:
         return gap_tv(op, y, lam=self.lam, iters=self.iters)

@@ -193,12 +193,6 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
     return k, 1.0, rec
 
 
-def _width0(net: DUN) -> int:
-    """Width of the denoiser's first level (what dominates inference memory)."""
-    kw = net.denoiser_kwargs
-    return int(kw.get("widths", [kw.get("dim", 32)])[0])
-
-
 class _Guard:
     """The memory guard for one run: budget, and a callback for its notes."""
 
@@ -208,8 +202,8 @@ class _Guard:
 
     def tile(self, net: DUN, inp: Path, opts: RestoreOptions, out_hw: tuple[int, int], batch: int, min_tile: int,
              align: int = 32, rows_only: bool = False) -> int:
-        p = memory.plan_tiles(_width0(net), net.channels, batch, out_hw, opts.tile, self.budget, self.how, min_tile,
-                              align=align, rows_only=rows_only)
+        p = memory.plan_tiles(net.memory_width(), net.channels, batch, out_hw, opts.tile, self.budget, self.how,
+                              min_tile, align=align, rows_only=rows_only)
         if p.note:
             self.on_note(f"{inp.name}: {p.note}")
         return p.tile

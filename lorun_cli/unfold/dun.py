@@ -304,6 +304,11 @@ class DUN(nn.Module):
             out.cassi_step = self.cassi_step
         return out
 
+    def memory_width(self) -> int:
+        """Width of the denoiser's first level: what dominates inference memory (the memory guard's w₀)."""
+        kw = self.denoiser_kwargs
+        return int(kw.get("widths", [kw.get("dim", 32)])[0])
+
     def config(self) -> dict:
         """Everything needed to rebuild this network (without weights)."""
         return {
