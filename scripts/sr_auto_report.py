@@ -57,6 +57,15 @@ NOTES = [
     "the 12 kernels comes from sharing the network's capacity with the broader kernel mix.",
     "- A continued estimator training (from the shipped estimator, more bundled and motion kernels) did not improve "
     "its held-out kernel error within the CPU time it got; the shipped estimator is unchanged.",
+    "- A larger estimator (`--arch 2`: dilated residual trunk seeing ~60 LR pixels, 96 learned + 4 exact atoms — "
+    "delta and PIL bicubic ×2/×3/×4 with its negative lobes —, 0.66M parameters; `python scripts/"
+    "train_sr_estimator.py --arch 2 --atoms 96 --lr 5e-4 --clip 1.0 --steps 16000`, 64 CPU-min) reached held-out "
+    "kernel errors bundled 0.665 / delta 0.354 / gauss-aniso 0.489 / gauss-iso 0.389 / motion 0.733 / pil-bicubic "
+    "0.453 (shipped: 0.638 / 0.326 / 0.538 / 0.395 / 0.831 / 0.544), but restored worse through `--kernel auto` on "
+    "the held-out Train400 images (`sr_auto_tune.py --estimator …`, keep 0.75, min width 0.5: mean +0.49 dB over "
+    "bicubic, worst family +0.16 (pil-bicubic), worst case −2.50; shipped: +0.52 / +0.30 / −1.87): not shipped. "
+    "Kernel L2 error is a weak proxy for restoration quality; the ambiguity between content blur and camera blur "
+    "(half the training crops are pre-softened) bounds what either estimator learns from the LR image alone.",
 ]
 
 
