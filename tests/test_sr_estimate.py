@@ -34,7 +34,7 @@ def test_estimator_shapes_and_valid_kernels() -> None:
 
 def test_arch2_estimator_keeps_pil_bicubic_exact_and_rebuilds_from_its_config() -> None:
     net = E.KernelEstimator(atoms=96, arch=2)
-    atoms = net.atoms()
+    atoms = net.atoms().detach()
     assert atoms.shape == (100, 25, 25)
     assert torch.equal(atoms[-1], E.pil_bicubic_kernel(4)) and float(atoms[-1].min()) < 0  # negative lobes kept
     logits, u = net(torch.rand(2, 1, 48, 48), 4)
