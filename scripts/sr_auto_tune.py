@@ -40,6 +40,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--model", help="SR model file or manifest name (default: the bundled sr-lorun9)")
     ap.add_argument("--estimator", type=Path, help="estimator file (default: the bundled one)")
+    ap.add_argument("--also", type=Path, help="a second estimator file: use the mean of both kernel estimates")
     ap.add_argument("--scales", default="2,3,4")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--seed", type=int, default=100)
@@ -47,6 +48,7 @@ def main() -> int:
     torch.set_num_threads(1)
     net, _ = load_task_model("sr", args.model)
     est_net = E.load_estimator(args.estimator)
+    est2 = E.load_estimator(args.also) if args.also else None
     files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
     grid = [(k, w) for k in KEEPS for w in MIN_WIDTHS]
     diffs: dict[tuple[float, float], dict[str, list[float]]] = {g: {} for g in grid}
@@ -61,6 +63,8 @@ def main() -> int:
                     if sigma:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
                     k_est = E.estimate(est_net, y, s)["kernel"]
+                    if est2 is not None:  # an ensemble of two estimators: the mean kernel
+                        k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
                     bic = _centred_bicubic(y, s) if fam == "pil-bicubic" else bicubic_aligned(y, s)
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     for keep, mw in grid:

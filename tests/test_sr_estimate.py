@@ -176,8 +176,10 @@ def test_explicit_kernel_that_disagrees_prints_one_warning(in_zoo, tmp_path) -> 
 def test_auto_without_estimator_weights_is_one_clear_error(in_zoo, tmp_path, monkeypatch) -> None:
     manifest = json.loads(Path(in_zoo["LORUN_MANIFEST"]).read_text())
     manifest["models"] = [e for e in manifest["models"] if e["name"] != E.ESTIMATOR_NAME]
-    (tmp_path / "m.json").write_text(json.dumps(manifest))
-    monkeypatch.setenv("LORUN_MANIFEST", str(tmp_path / "m.json"))
+    # beside the zoo's own manifest, so the zoo's files (not the package's of the same name) are found
+    edited = Path(in_zoo["LORUN_MANIFEST"]).with_name("manifest-no-estimator.json")
+    edited.write_text(json.dumps(manifest))
+    monkeypatch.setenv("LORUN_MANIFEST", str(edited))
     with pytest.raises(Exception, match="--kernel auto: needs the sr-kernel-estimator weights"):
         _restore(tmp_path, "auto")
     assert not (tmp_path / "out_auto.png").exists()
