@@ -65,7 +65,9 @@ NOTES = [
     "the held-out Train400 images (`sr_auto_tune.py --estimator …`, keep 0.75, min width 0.5: mean +0.49 dB over "
     "bicubic, worst family +0.16 (pil-bicubic), worst case −2.50; shipped: +0.52 / +0.30 / −1.87): not shipped. "
     "Kernel L2 error is a weak proxy for restoration quality; the ambiguity between content blur and camera blur "
-    "(half the training crops are pre-softened) bounds what either estimator learns from the LR image alone.",
+    "(half the training crops are pre-softened) bounds what either estimator learns from the LR image alone. "
+    "The mean of both estimates (`sr_auto_tune.py --also …`) gave +0.52 / +0.30 / −1.52: only the worst case "
+    "moved, too little for a second estimator in every restore.",
 ]
 
 
