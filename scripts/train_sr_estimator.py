@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--arch", type=int, default=1, help="estimator trunk (1: ~63k parameters, 2: ~0.5M)")
+    ap.add_argument("--arch", type=int, default=1, help="estimator trunk (1: ~63k parameters, 2: ~0.66M with 96 atoms)")
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--atoms", type=int, default=48, help="learned dictionary atoms")
     ap.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (0: none)")

@@ -271,8 +271,8 @@ class KernelEstimator(nn.Module):
 
     Features are pooled twice: a plain mean and an attention-weighted mean (see ``attention_pool``). The
     dictionary atoms are learned too, each kept a valid kernel (non-negative, sum 1) as a softmax over its taps;
-    arch 2 adds the exact atoms of :func:`fixed_atoms`. arch 1 (width 32): ~63k parameters; arch 2 (width 32):
-    ~0.5M.
+    arch 2 adds the exact atoms of :func:`fixed_atoms`. arch 1 (width 32): ~63k parameters; arch 2 (width 32,
+    96 atoms): ~0.66M.
     """
 
     def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1) -> None:
