@@ -609,8 +609,7 @@ def run_speed(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
             y = op.A(x)
     if not quiet:
         print("bench --speed: machine peaks …", file=sys.stderr)
-    kw = methods[0].net.denoiser_kwargs
-    widths = [int(w) for w in kw.get("widths", [kw.get("dim", 32)])]
+    widths = methods[0].net.denoiser_widths()
     peaks = {p: machine_peaks(opts.device, widths, torch.float32 if p == "fp32" else
                               (torch.bfloat16 if p == "bf16" else torch.float16)) for p in precisions}
     rows = []

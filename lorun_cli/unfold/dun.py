@@ -304,10 +304,14 @@ class DUN(nn.Module):
             out.cassi_step = self.cassi_step
         return out
 
+    def denoiser_widths(self) -> list[int]:
+        """Channel widths of the denoiser's levels (a transformer's single ``dim``)."""
+        kw = self.denoiser_kwargs
+        return [int(w) for w in kw.get("widths", [kw.get("dim", 32)])]
+
     def memory_width(self) -> int:
         """Width of the denoiser's first level: what dominates inference memory (the memory guard's w₀)."""
-        kw = self.denoiser_kwargs
-        return int(kw.get("widths", [kw.get("dim", 32)])[0])
+        return self.denoiser_widths()[0]
 
     def config(self) -> dict:
         """Everything needed to rebuild this network (without weights)."""
