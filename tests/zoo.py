@@ -59,8 +59,7 @@ def make_zoo(folder: Path) -> Path:
 
     est = KernelEstimator()  # untrained: a fixed, valid kernel and noise guess per input
     path = wdir / f"{ESTIMATOR_NAME}.safetensors"
-    save_checkpoint(path, dict(est.state_dict()), {"task": "sr-kernel-estimator", "estimator": {"atoms": 48,
-                                                                                                 "width": 32}})
+    save_checkpoint(path, dict(est.state_dict()), {"task": "sr-kernel-estimator", "estimator": est.config()})
     entries.append({"name": ESTIMATOR_NAME, "task": "sr", "strategy": "estimator", "variant": "estimator",
                     "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "urls": [],
                     "description": "tiny untrained SR kernel estimator (tests only)"})

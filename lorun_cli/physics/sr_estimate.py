@@ -281,17 +281,15 @@ class KernelEstimator(nn.Module):
         self.features, ch = _trunk(arch, width)
         self.score = nn.Conv2d(ch, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
         hidden = 64 if arch == 1 else 256
-        n_fixed = 0 if arch == 1 else len(fixed_atoms())
+        fixed = None if arch == 1 else fixed_atoms()
+        n_fixed = 0 if fixed is None else len(fixed)
         self.head = nn.Sequential(nn.Linear(2 * ch + len(SCALES), hidden), nn.LeakyReLU(0.1),
                                   nn.Linear(hidden, atoms + n_fixed + 1))
         #: Per-scale width calibration (from held-out training images, stored in the file's metadata).
         self.width_scale: dict[int, float] = {}
         init = dictionary_init(atoms)
         self.atom_logits = nn.Parameter(torch.log(init.clamp_min(0) + 1e-6).reshape(atoms, -1))
-        if n_fixed:
-            self.register_buffer("fixed", fixed_atoms(), persistent=False)
-        else:
-            self.fixed = None
+        self.register_buffer("fixed", fixed, persistent=False)  # None registers an empty slot (arch 1)
 
     def atoms(self) -> Tensor:
         """The dictionary (D, 25, 25): learned atoms (non-negative, sum 1), then any fixed ones."""
