@@ -185,7 +185,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
     if net is None:
         return given, 1.0, None
     est = E.estimate(net, y, scale)
-    k, mismatch = E.kernel_policy(given, est["kernel"])
+    k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"])
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
            "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given), "kernel": est["kernel"]}
     if given is not None:

@@ -41,7 +41,8 @@ def headline(path: Path, data_root: Path, models: list[dict]) -> dict:
     for _name, x in DS.load_testset("sr", "set5", data_root):
         x = x[..., : x.shape[-2] // s * s, : x.shape[-1] // s * s].unsqueeze(0)
         y = SRBlur(load_kernels()["K5"], s).A(x)
-        k, _ = E.kernel_policy(None, E.estimate(est_net, y, s)["kernel"])
+        est = E.estimate(est_net, y, s)
+        k, _ = E.kernel_policy(None, est["kernel"], est["snapped"])
         with torch.no_grad():
             out = lorun9(y, SRBlur(k, s))
         sc = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)

@@ -97,7 +97,7 @@ def _measure_estimator(entry: dict[str, Any], plan: dict[str, Any]) -> dict[str,
     ref = images.read_image(SAMPLES / plan["input"], "rgb")[:, :h, :w]
     y = SRBlur(load_kernels()[plan["setting"]["kernel"]], s).A(ref.unsqueeze(0))
     est = E.estimate(E.load_estimator(WEIGHTS / entry["file"]), y, s)
-    k, _ = E.kernel_policy(None, est["kernel"])
+    k, _ = E.kernel_policy(None, est["kernel"], est["snapped"])
     with torch.no_grad():
         out = load_shipped(lorun9)(y, SRBlur(k, s))[0]
     score = metrics.score(out.clamp(0, 1), ref, PROTOCOL["sr"], border=s)

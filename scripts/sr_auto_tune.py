@@ -6,8 +6,9 @@
 Images: the last Train400 images, which the estimator never trains on (``train_sr_estimator.VAL_HOLDOUT``),
 as gray images fed to the RGB network in all three channels. Each image gets one degradation per bench family
 (:func:`lorun_cli.bench.draw_degradation`, seed 100: other draws than the bench's seed 0); the SR network
-then restores it with ``auto_kernel(k̂, keep, min_width)`` for every (keep, min_width) on the grid. Prints, per
-setting, the mean PSNR − bicubic over all cases, the per-family means and the worst case (Y = the gray
+then restores it with ``auto_kernel(k̂, keep, min_width)`` for every (keep, min_width) on the grid, or, for an
+estimator with exact atoms, with the likeliest exact atom when its retrieval weight is ≥ the snap threshold.
+Prints, per setting, the mean PSNR − bicubic over all cases, the per-family means and the worst case (Y = the gray
 image, 8-bit, border = scale). The setting with the best worst-family mean is the one to ship.
 """
 
@@ -42,6 +43,9 @@ def main() -> int:
     ap.add_argument("--estimator", type=Path, help="estimator file (default: the bundled one)")
     ap.add_argument("--also", type=Path, help="a second estimator file: use the mean of both kernel estimates")
     ap.add_argument("--scales", default="2,3,4")
+    ap.add_argument("--keeps", default=",".join(map(str, KEEPS)), help="auto_kernel keep values to try")
+    ap.add_argument("--min-widths", default=",".join(map(str, MIN_WIDTHS)), help="minimum widths to try")
+    ap.add_argument("--snaps", default="2", help="snap thresholds to try (estimators with exact atoms; > 1: never)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--seed", type=int, default=100)
     args = ap.parse_args()
@@ -50,8 +54,9 @@ def main() -> int:
     est_net = E.load_estimator(args.estimator)
     est2 = E.load_estimator(args.also) if args.also else None
     files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
-    grid = [(k, w) for k in KEEPS for w in MIN_WIDTHS]
-    diffs: dict[tuple[float, float], dict[str, list[float]]] = {g: {} for g in grid}
+    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
+    grid = [(k, w, p) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)]
+    diffs: dict[tuple[float, float, float], dict[str, list[float]]] = {g: {} for g in grid}
     for s in (int(v) for v in args.scales.split(",")):
         for i, f in enumerate(files):
             g = DS.read_gray(f).reshape(1, 1, *DS.read_gray(f).shape[-2:])
@@ -62,22 +67,26 @@ def main() -> int:
                     y = SRBlur(k_true, s).A(x)
                     if sigma:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
-                    k_est = E.estimate(est_net, y, s)["kernel"]
+                    k_est = E.estimate(est_net, y, s, snap_p=2.0)["kernel"]
+                    best = E.estimate(est_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
                     if est2 is not None:  # an ensemble of two estimators: the mean kernel
                         k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
                     bic = _centred_bicubic(y, s) if fam == "pil-bicubic" else bicubic_aligned(y, s)
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
-                    for keep, mw in grid:
-                        k = E.auto_kernel(k_est, keep, mw)
+                    for keep, mw, snap in grid:
+                        if best["snapped"] and best["exact_p"] >= snap:
+                            k = E.widened_kernel(best["kernel"], mw)
+                        else:
+                            k = E.auto_kernel(k_est, keep, mw)
                         out = net(y, SRBlur(k, s))
                         p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
-                        diffs[(keep, mw)].setdefault(fam, []).append(p - p_bic)
+                        diffs[(keep, mw, snap)].setdefault(fam, []).append(p - p_bic)
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
     rows = []
-    for (keep, mw), fams in diffs.items():
+    for (keep, mw, snap), fams in diffs.items():
         allv = [v for vs in fams.values() for v in vs]
         fam_mean = {f: round(statistics.fmean(v), 3) for f, v in fams.items()}
-        rows.append({"keep": keep, "min_width": mw, "mean": round(statistics.fmean(allv), 3),
+        rows.append({"keep": keep, "min_width": mw, "snap": snap, "mean": round(statistics.fmean(allv), 3),
                      "worst_family": min(fam_mean.values()), "worst_case": round(min(allv), 3), **fam_mean})
     for r in sorted(rows, key=lambda r: -r["worst_family"]):
         print(json.dumps(r))

@@ -10,7 +10,9 @@ one kernel per crop from the families of :data:`lorun_cli.physics.sr_estimate.FA
 (none for about a third of the crops, else uniform up to 10/255) and 8-bit rounding for half of them; half
 of the HR crops are first softened by a Gaussian that is not part of the target (soft content).
 Loss: relative L2 of the retrieved kernel, a spectral term that weighs over-estimated blur 4× (see
-``over_blur_loss``) and an L1 term on the log noise level. Minutes are CPU minutes of this process.
+``over_blur_loss``), an L1 term on the log noise level and, with exact atoms (``--exact``), a cross-entropy that
+asks the retrieval weights to pick the exact atom equal to the true kernel when there is one. Minutes are CPU
+minutes of this process.
 At the end the estimator's median width bias is measured on the held-out images and stored as a per-scale
 correction (``calibrate``; ``--calibrate-only`` redoes just that on an existing OUT).
 A checkpoint (OUT.ckpt) is written every --ckpt-every steps and at the end; --resume continues from it.
@@ -98,12 +100,23 @@ def over_blur_loss(kh: torch.Tensor, k: torch.Tensor, weight: float = 4.0) -> to
     return (torch.where(d < 0, weight, 1.0) * d.square()).mean((-2, -1))
 
 
+def exact_targets(net: E.KernelEstimator, k: torch.Tensor) -> torch.Tensor:
+    """Per sample, the logit index of the exact atom equal to its kernel, or −1 when none is."""
+    if net.fixed is None:
+        return torch.full((k.shape[0],), -1, dtype=torch.long)
+    same = (k[:, None] - net.fixed[None]).abs().amax((-2, -1)) < 1e-6
+    idx = same.float().argmax(1) + int(net.atom_logits.shape[0])
+    return torch.where(same.any(1), idx, torch.full_like(idx, -1))
+
+
 def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor):
-    """(relative kernel L2 per sample, spectral over-blur loss per sample, |Δu| per sample)."""
+    """(relative kernel L2 per sample, spectral over-blur loss per sample, |Δu| per sample, cross-entropy of the
+    retrieval weights against the exact atom equal to the true kernel (0 where none is))."""
     logits, u = net(y, s)
     kh = net.kernel(logits)
     rel = (kh - k).square().sum((-2, -1)) / k.square().sum((-2, -1))
-    return rel, over_blur_loss(kh, k), (u - E.u_from_noise(sigma)).abs()
+    ce = F.cross_entropy(logits, exact_targets(net, k), ignore_index=-1, reduction="none")
+    return rel, over_blur_loss(kh, k), (u - E.u_from_noise(sigma)).abs(), ce
 
 
 def calibrate(net: E.KernelEstimator, images: list[torch.Tensor], seed: int = 7) -> dict[int, float]:
@@ -143,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", type=int, default=1, help="estimator trunk (1: ~63k parameters, 2: ~0.66M with 96 atoms)")
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--atoms", type=int, default=48, help="learned dictionary atoms")
+    ap.add_argument("--exact", choices=E.EXACT_KINDS, help="exact dictionary atoms (default: none for arch 1, "
+                    "pil for arch 2; bundled: the 12 bundled kernels too)")
+    ap.add_argument("--ce", type=float, default=0.1, help="weight of the exact-atom cross-entropy term")
     ap.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibrated {args.out}: width_scale {meta['estimator']['width_scale']}", flush=True)
         return 0
     bank = torch.stack(list(load_kernels().values()))
-    net = E.KernelEstimator(atoms=args.atoms, width=args.width, arch=args.arch)
+    net = E.KernelEstimator(atoms=args.atoms, width=args.width, arch=args.arch, exact=args.exact)
     body = [p for n, p in net.named_parameters() if n != "atom_logits"]
     opt = torch.optim.Adam([{"params": body}, {"params": [net.atom_logits], "lr": args.lr * 0.5}], lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, args.steps)
@@ -201,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         noise = []
         with torch.no_grad():
             for s, y, k, sig, fams in vbatches:
-                rel, _, du = losses(net, s, y, k, sig)
+                rel, _, du, _ = losses(net, s, y, k, sig)
                 noise += du.tolist()
                 for f, r in zip(fams, rel.sqrt().tolist()):
                     by_fam.setdefault(f, []).append(r)
@@ -213,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start, run = time.process_time() - spent, 0.0  # CPU time: the machine is shared, wall time is not ours
     while step < args.steps and (time.process_time() - t_start) / 60 < args.max_minutes:
         s, y, k, sig, _ = make_batch(train, args.batch, gen, bank)
-        rel, spec, du = losses(net, s, y, k, sig)
-        loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean()
+        rel, spec, du, ce = losses(net, s, y, k, sig)
+        loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean() + args.ce * ce.mean()
         opt.zero_grad()
         loss.backward()
         if args.clip > 0:

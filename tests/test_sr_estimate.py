@@ -47,6 +47,34 @@ def test_arch2_estimator_keeps_pil_bicubic_exact_and_rebuilds_from_its_config() 
     assert torch.equal(again(torch.ones(1, 1, 30, 30), 2)[0], net(torch.ones(1, 1, 30, 30), 2)[0])
 
 
+def test_bundled_exact_atoms_snap_when_confident() -> None:
+    """exact='bundled': the 12 kernels, delta and PIL ×2/3/4 follow the learned atoms; a confident retrieval of
+    one of them *is* that kernel (estimate, kernel_policy), a hesitant one stays the blend."""
+    net = E.KernelEstimator(atoms=8, exact="bundled")
+    assert net.exact_names[:12] == list(load_kernels()) and net.exact_names[12:] == ["delta", "pil-x2", "pil-x3",
+                                                                                       "pil-x4"]
+    assert torch.equal(net.atoms()[net.exact_index("K9")].detach(), load_kernels()["K9"].float())
+    assert E.build_estimator({"estimator": net.config()}).exact == "bundled"
+    assert E.build_estimator({"estimator": {"atoms": 8}}).exact == "none"  # files before exact atoms
+    assert E.build_estimator({"estimator": {"atoms": 8, "arch": 2}}).exact == "pil"
+    last = net.head[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[net.exact_index("K9")] = 30.0  # all retrieval weight on K9
+    y = torch.rand(1, 3, 40, 40)
+    est = E.estimate(net, y, 3)
+    assert est["snapped"] and est["exact"] == "K9" and est["exact_p"] > 0.99
+    assert torch.equal(est["kernel"], load_kernels()["K9"].float()) and est["nearest"] == "K9"
+    k, _ = E.kernel_policy(None, est["kernel"], est["snapped"])
+    assert torch.equal(k, est["kernel"])  # K9 is wider than the minimum width: used as it is
+    blend = E.estimate(net, y, 3, snap_p=2.0)
+    assert not blend["snapped"] and not torch.equal(E.kernel_policy(None, blend["kernel"])[0], est["kernel"])
+    with torch.no_grad():
+        last.bias.zero_()  # uniform weights: no exact atom is likely enough
+    assert not E.estimate(net, y, 3)["snapped"]
+
+
 def test_retrieval_is_a_convex_combination_of_atoms() -> None:
     atoms = torch.stack([E.delta_kernel(), load_kernels()["K4"]])
     k = E.retrieve_kernel(torch.tensor([[0.0, math.log(3.0)]]), atoms)[0]
@@ -120,6 +148,7 @@ class _Fixed(torch.nn.Module):
         self.inner = E.KernelEstimator()
         self.atom = atom
         self.width_scale: dict[int, float] = {}
+        self.exact_names: list[str] = []  # no exact atoms
 
     def forward(self, y: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.full((y.shape[0], 48), -50.0)

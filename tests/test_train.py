@@ -226,3 +226,18 @@ def test_warm_start_option_sets_the_trained_models_x0(cs_root, tmp_path):
         set_warm_start(net, TrainConfig(task="cassi", warm_start="tv:5"))
     with pytest.raises(OptionError, match="CASSI"):
         train(_cfg(cs_root, tmp_path / "w.safetensors", steps=1, warm_start="gap-tv:3"))
+
+
+def test_stage_loss_weights_the_intermediate_stages(cs_root, tmp_path):
+    """--stage-loss 0 is Eq. 13 on the final output; W > 0 adds W × the mean over stages 1..K-1."""
+    from lorun_cli.train.loop import l2_loss, stage_loss
+
+    ref = torch.zeros(1, 1, 4, 4)
+    outs = [torch.full_like(ref, v) for v in (3.0, 2.0, 1.0)]
+    assert stage_loss(outs, ref, 0.0).item() == pytest.approx(1.0)
+    assert stage_loss(outs, ref, 0.5).item() == pytest.approx(1.0 + 0.5 * (9 + 4) / 2)
+    assert stage_loss(outs[-1:], ref, 0.5).item() == pytest.approx(l2_loss(outs[-1], ref).item())
+    a = train(_cfg(cs_root, tmp_path / "s0.safetensors", steps=3, val_every=3))
+    b = train(_cfg(cs_root, tmp_path / "s1.safetensors", steps=3, val_every=3, stage_loss=0.5))
+    assert a["weights_sha256"] != b["weights_sha256"]  # the option reaches the loop
+    assert models.load_model(tmp_path / "s1.safetensors") is not None

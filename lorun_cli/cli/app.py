@@ -184,6 +184,8 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
     "ckpt_every": (int, "Checkpoint (OUT.ckpt) every N steps."),
     "noise": (float | None, "Measurement noise std in [0,1] units (SR: the maximum of σ = max·u³, u uniform; "
               "default 10/255 for SR, 0 otherwise)."),
+    "stage_loss": (float, "Weight of the intermediate stages' mean L2 loss added to the final output's "
+                   "(0: the paper's Eq. 13, final output only)."),
     "warm_start": (str | None, "CASSI: the initial estimate x⁰ the stages start from, 'op' (the operator's "
                    "cheap start) or 'gap-tv:N[:LAMBDA]' (N GAP-TV iterations, TV weight LAMBDA); default: the "
                    "model's own."),

@@ -223,10 +223,27 @@ def retrieve_kernel(logits: Tensor, atoms: Tensor) -> Tensor:
     return torch.einsum("bd,dhw->bhw", torch.softmax(logits, dim=-1), atoms)
 
 
+#: Exact (not learned) dictionary atoms an estimator may carry: ``pil`` plain decimation and PIL's bicubic
+#: downscaling at ×2, ×3, ×4 (negative lobes, which learned atoms — softmax over taps — cannot represent);
+#: ``bundled`` the 12 bundled kernels too, so that a bundled kernel can be retrieved exactly.
+EXACT_KINDS = ("none", "pil", "bundled")
+
+
+def exact_atoms(kind: str = "pil") -> tuple[list[str], Tensor | None]:
+    """(names, atoms (n, 25, 25)) of the exact atoms of ``kind`` (see :data:`EXACT_KINDS`)."""
+    if kind not in EXACT_KINDS:
+        raise ValueError(f"unknown exact-atom kind {kind!r}; expected one of {EXACT_KINDS}")
+    if kind == "none":
+        return [], None
+    named = dict(load_kernels()) if kind == "bundled" else {}
+    named["delta"] = delta_kernel()
+    named.update({f"pil-x{s}": pil_bicubic_kernel(s) for s in SCALES})
+    return list(named), torch.stack([k.float() for k in named.values()])
+
+
 def fixed_atoms() -> Tensor:
-    """Atoms kept exact (4, 25, 25): plain decimation and PIL's bicubic downscaling at ×2, ×3, ×4. PIL's kernel
-    has negative lobes, which the learned atoms (softmax over taps) cannot represent."""
-    return torch.stack([delta_kernel()] + [pil_bicubic_kernel(s) for s in SCALES])
+    """The ``pil`` exact atoms (4, 25, 25): plain decimation and PIL's bicubic downscaling at ×2, ×3, ×4."""
+    return exact_atoms("pil")[1]
 
 
 class _ResBlock(nn.Module):
@@ -271,18 +288,21 @@ class KernelEstimator(nn.Module):
 
     Features are pooled twice: a plain mean and an attention-weighted mean (see ``attention_pool``). The
     dictionary atoms are learned too, each kept a valid kernel (non-negative, sum 1) as a softmax over its taps;
-    arch 2 adds the exact atoms of :func:`fixed_atoms`. arch 1 (width 32): ~63k parameters; arch 2 (width 32,
+    ``exact`` adds exact atoms after the learned ones (:func:`exact_atoms`; default none for arch 1, ``pil`` for
+    arch 2). arch 1 (width 32): ~63k parameters; arch 2 (width 32,
     96 atoms): ~0.66M.
     """
 
-    def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1) -> None:
+    def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1, exact: str | None = None) -> None:
         super().__init__()
         self.arch, self.width = arch, width
+        self.exact = exact or ("none" if arch == 1 else "pil")
         self.features, ch = _trunk(arch, width)
         self.score = nn.Conv2d(ch, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
         hidden = 64 if arch == 1 else 256
-        fixed = None if arch == 1 else fixed_atoms()
-        n_fixed = 0 if fixed is None else len(fixed)
+        #: Names of the exact atoms, which follow the learned ones in :meth:`atoms`.
+        self.exact_names, fixed = exact_atoms(self.exact)
+        n_fixed = len(self.exact_names)
         self.head = nn.Sequential(nn.Linear(2 * ch + len(SCALES), hidden), nn.LeakyReLU(0.1),
                                   nn.Linear(hidden, atoms + n_fixed + 1))
         #: Per-scale width calibration (from held-out training images, stored in the file's metadata).
@@ -310,9 +330,13 @@ class KernelEstimator(nn.Module):
         """The retrieved kernels (B, 25, 25)."""
         return retrieve_kernel(logits, self.atoms())
 
-    def config(self) -> dict[str, int]:
+    def exact_index(self, name: str) -> int:
+        """Index in :meth:`atoms` (and the logits) of the exact atom ``name``."""
+        return int(self.atom_logits.shape[0]) + self.exact_names.index(name)
+
+    def config(self) -> dict[str, Any]:
         """The shape a file's metadata records (see :func:`build_estimator`)."""
-        return {"atoms": int(self.atom_logits.shape[0]), "width": self.width, "arch": self.arch}
+        return {"atoms": int(self.atom_logits.shape[0]), "width": self.width, "arch": self.arch, "exact": self.exact}
 
 
 def noise_from_u(u: Tensor) -> Tensor:
@@ -330,7 +354,7 @@ def build_estimator(meta: dict[str, Any]) -> KernelEstimator:
     """An estimator shaped as the file's metadata says."""
     cfg = meta.get("estimator", {})
     return KernelEstimator(atoms=int(cfg.get("atoms", 48)), width=int(cfg.get("width", 32)),
-                           arch=int(cfg.get("arch", 1)))
+                           arch=int(cfg.get("arch", 1)), exact=cfg.get("exact"))
 
 
 def load_estimator(path: str | Path | None = None) -> KernelEstimator:
@@ -354,11 +378,19 @@ def _centre_crop(y: Tensor, side: int = MAX_SIDE) -> Tensor:
     return y[..., top : top + side, left : left + side]
 
 
-def estimate(net: KernelEstimator, y: Tensor, scale: int) -> dict[str, Any]:
+#: Retrieval weight above which ``--kernel auto`` takes an exact atom (a bundled kernel, plain decimation or PIL's
+#: bicubic) as it is instead of the blended estimate (see :func:`kernel_policy`); chosen on held-out training
+#: images with ``scripts/sr_auto_tune.py``.
+SNAP_P = 0.5
+
+
+def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P) -> dict[str, Any]:
     """Kernel and noise of one LR image ``y`` (C, h, w) or (1, C, h, w) in [0, 1].
 
     Returns ``kernel`` (25, 25), ``noise`` (σ on the 0–1 scale), ``width`` (σ_eff in HR pixels),
-    ``nearest`` (closest bundled kernel name) and ``nearest_error``.
+    ``nearest`` (closest bundled kernel name), ``nearest_error`` and ``snapped``. For an estimator with exact
+    atoms, ``exact`` names the exact atom with the largest retrieval weight and ``exact_p`` gives that weight;
+    when it is ≥ ``snap_p`` the kernel *is* that atom (``snapped``), else the retrieved blend.
     """
     if y.dim() == 3:
         y = y.unsqueeze(0)
@@ -367,9 +399,17 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int) -> dict[str, Any]:
     with torch.no_grad():
         logits, u = net(z, scale)
         k = scaled_kernel(net.kernel(logits)[0].cpu(), net.width_scale.get(scale, 1.0))
+        w = torch.softmax(logits[0].float().cpu(), dim=-1)
+    extra: dict[str, Any] = {"snapped": False}
+    if net.exact_names:
+        n_learned = int(net.atom_logits.shape[0])
+        i = int(w[n_learned:].argmax())
+        extra.update(exact=net.exact_names[i], exact_p=float(w[n_learned + i]))
+        if extra["exact_p"] >= snap_p:
+            k, extra["snapped"] = net.fixed[i].cpu().clone(), True
     name, err = nearest_bundled(k)
     return {"kernel": k, "noise": float(noise_from_u(u)[0]), "width": kernel_width(k), "nearest": name,
-            "nearest_error": err}
+            "nearest_error": err, **extra}
 
 
 __all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_kernel", "degrade_valid", "delta_kernel",
@@ -449,15 +489,17 @@ def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_W
     return softened_kernel(widened_kernel(k_est, min_width), widened_kernel(point_kernel(dy, dx), min_width), keep)
 
 
-def kernel_policy(k_given: Tensor | None, k_est: Tensor) -> tuple[Tensor, bool]:
+def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False) -> tuple[Tensor, bool]:
     """(kernel to use, strong disagreement?) for an explicit kernel (or None for auto) and the estimate.
 
-    Auto uses :func:`auto_kernel` of the estimate. An explicit kernel is used as given unless it is much
-    wider than the estimate (the case that rings); then it is softened toward the (widened) estimate.
+    Auto uses :func:`auto_kernel` of the estimate, or, when the estimate is a ``snapped`` exact atom (see
+    :func:`estimate`), that kernel itself (only widened to the minimum width). An explicit kernel is used as
+    given unless it is much wider than the estimate (the case that rings); then it is softened toward the
+    (widened) estimate.
     """
     k_safe = widened_kernel(k_est)
     if k_given is None:
-        return auto_kernel(k_est), False
+        return (widened_kernel(k_est) if snapped else auto_kernel(k_est)), False
     if disagreement(k_given, k_est) <= MISMATCH_LOG_RATIO:
         return k_given, False
     too_wide = kernel_width(k_given) > kernel_width(k_est)

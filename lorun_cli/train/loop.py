@@ -45,6 +45,15 @@ def l2_loss(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return torch.mean((x - ref) ** 2)
 
 
+def stage_loss(outs: list[torch.Tensor], ref: torch.Tensor, weight: float) -> torch.Tensor:
+    """Eq. 13 on the last stage's output plus ``weight`` × the mean of Eq. 13 over the earlier stages
+    (deep supervision: asks every stage to stay an image; ``weight`` 0 is the paper's loss)."""
+    loss = l2_loss(outs[-1], ref)
+    if weight and len(outs) > 1:
+        loss = loss + weight * torch.stack([l2_loss(o, ref) for o in outs[:-1]]).mean()
+    return loss
+
+
 def build_for_phase(cfg: TrainConfig) -> DUN:
     """Phase 0/1 build a fresh network (phase 1 optionally from ``--init``); phase 2 loads the backbone,
     freezes it and injects adapters."""
@@ -335,8 +344,8 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
                 loss = denoise_step(model, task_data, gen, device, cfg.sigma_max)
             else:
                 x, y, op = task_data.batch(gen, device)
-                out = net(y, op) if op is not None else net(y)
-                loss = l2_loss(out, x)
+                outs = net(y, op, return_stages=True) if op is not None else net(y, return_stages=True)
+                loss = stage_loss(outs, x, cfg.stage_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip:
