@@ -45,6 +45,8 @@ def main() -> int:
     ap.add_argument("--scales", default="2,3,4")
     ap.add_argument("--keeps", default=",".join(map(str, KEEPS)), help="auto_kernel keep values to try")
     ap.add_argument("--min-widths", default=",".join(map(str, MIN_WIDTHS)), help="minimum widths to try")
+    ap.add_argument("--snap-estimator", type=Path, help="an estimator with exact atoms that decides the snapping "
+                    "(default: --estimator)")
     ap.add_argument("--snaps", default="2", help="snap thresholds to try (estimators with exact atoms; > 1: never)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--seed", type=int, default=100)
@@ -53,6 +55,7 @@ def main() -> int:
     net, _ = load_task_model("sr", args.model)
     est_net = E.load_estimator(args.estimator)
     est2 = E.load_estimator(args.also) if args.also else None
+    snap_net = E.load_estimator(args.snap_estimator) if args.snap_estimator else est_net
     files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     grid = [(k, w, p) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)]
@@ -68,7 +71,7 @@ def main() -> int:
                     if sigma:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
                     k_est = E.estimate(est_net, y, s, snap_p=2.0)["kernel"]
-                    best = E.estimate(est_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
+                    best = E.estimate(snap_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
                     if est2 is not None:  # an ensemble of two estimators: the mean kernel
                         k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
                     bic = _centred_bicubic(y, s) if fam == "pil-bicubic" else bicubic_aligned(y, s)
