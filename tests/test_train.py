@@ -241,3 +241,16 @@ def test_stage_loss_weights_the_intermediate_stages(cs_root, tmp_path):
     b = train(_cfg(cs_root, tmp_path / "s1.safetensors", steps=3, val_every=3, stage_loss=0.5))
     assert a["weights_sha256"] != b["weights_sha256"]  # the option reaches the loop
     assert models.load_model(tmp_path / "s1.safetensors") is not None
+
+
+def test_adapt_reads_a_cassi_backbone_whose_op_has_no_ratio(tmp_path):
+    """A CASSI backbone's metadata records bands and step, no ratio: adapt takes its task and stages from it."""
+    from lorun_cli.train.cli_glue import _adapt_defaults
+
+    bb = tmp_path / "cassi-share3.safetensors"
+    models.save_model(bb, models.build_model("cassi", "share3"))
+    assert "ratio" not in models.read_meta(bb)["op"]
+    cfg = TrainConfig.defaults("adapt")
+    cfg.backbone, cfg.strategy = str(bb), ""
+    _adapt_defaults(cfg, set())
+    assert cfg.task == "cassi" and cfg.strategy == "lorun3" and cfg.ratio == TrainConfig().ratio

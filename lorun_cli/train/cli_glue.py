@@ -70,7 +70,7 @@ def _adapt_defaults(cfg: TrainConfig, given: set[str]) -> None:
     V.check_input_file(cfg.backbone, "--backbone", V.MODEL_EXTS, "model")
     meta = models.read_meta(cfg.backbone)
     cfg.task = meta.get("task", cfg.task)
-    if "ratio" not in given and "op" in meta:
+    if "ratio" not in given and "ratio" in meta.get("op", {}):  # CS only; other tasks' op metadata has none
         cfg.ratio = meta["op"]["ratio"]
     if not cfg.strategy:
         cfg.strategy = f"lorun{models.parse_strategy(meta['config']['strategy']).stages}"
