@@ -19,7 +19,7 @@ _IMPORTED = time.perf_counter()
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 MALLOC_SETTINGS = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1, _M_TOP_PAD: 64 << 20}
 TUNED: dict[str, str] = {}  # what tune_process changed
-_TUNE_DONE: list[bool] = []  # non-empty once tune_process has run (it applies its settings once)
+_tune_done = False  # tune_process applies its settings once
 
 
 def tune_process() -> dict[str, str]:
@@ -33,9 +33,10 @@ def tune_process() -> dict[str, str]:
 
     Returns (and records in :data:`TUNED`) what was changed.
     """
-    if _TUNE_DONE:
+    global _tune_done
+    if _tune_done:
         return TUNED
-    _TUNE_DONE.append(True)
+    _tune_done = True
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         TUNED["OMP_WAIT_POLICY"] = "PASSIVE"

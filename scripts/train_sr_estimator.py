@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
-                    "estimator (a new schedule)")
+                    "estimator (a new schedule; the network takes that file's shape, not "
+                    "--arch/--width/--atoms/--exact)")
     ap.add_argument("--calibrate-only", action="store_true", help="only (re)compute OUT's width calibration")
     args = ap.parse_args(argv)
     if args.data is None:
@@ -179,7 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibrated {args.out}: width_scale {meta['estimator']['width_scale']}", flush=True)
         return 0
     bank = torch.stack(list(load_kernels().values()))
-    net = E.KernelEstimator(atoms=args.atoms, width=args.width, arch=args.arch, exact=args.exact)
+    init = None
+    if args.init is not None:  # the network takes the shape of the file it starts from
+        if args.init.suffix == ".safetensors":  # a published estimator (e.g. the bundled one)
+            tensors, meta = load_checkpoint(args.init)
+            init = ({k: v.float() for k, v in tensors.items()}, meta.get("estimator", {}))
+        else:
+            st = torch.load(args.init, weights_only=True)
+            init = (st["net"], st.get("config", {}))
+    shape = {"atoms": args.atoms, "width": args.width, "arch": args.arch, "exact": args.exact,
+             **{k: v for k, v in (init[1] if init else {}).items() if k in ("atoms", "width", "arch", "exact")}}
+    net = E.KernelEstimator(**shape)
     body = [p for n, p in net.named_parameters() if n != "atom_logits"]
     opt = torch.optim.Adam([{"params": body}, {"params": [net.atom_logits], "lr": args.lr * 0.5}], lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, args.steps)
@@ -196,19 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         gen.set_state(st["gen"])
         step, spent, log = st["step"], st["minutes"] * 60, st["log"]
         print(f"resumed at step {step} ({st['minutes']:.1f} min)", flush=True)
-    if args.init is not None and step == 0:
-        if args.init.suffix == ".safetensors":  # a published estimator (e.g. the bundled one)
-            net.load_state_dict({k: v.float() for k, v in load_checkpoint(args.init)[0].items()})
-        else:
-            net.load_state_dict(torch.load(args.init, weights_only=True)["net"])
-        print(f"weights from {args.init}", flush=True)
+    if init is not None and step == 0:
+        net.load_state_dict(init[0])
+        print(f"weights from {args.init} ({net.config()})", flush=True)
     vgen = torch.Generator().manual_seed(1234)
     vbatches = [make_batch(val, 64, vgen, bank, scale=s) for s in E.SCALES]
 
     def save_ckpt() -> None:
         tmp = ckpt.with_name(ckpt.name + ".tmp")
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "gen": gen.get_state(), "step": step, "minutes": spent / 60, "log": log}, tmp)
+                    "gen": gen.get_state(), "step": step, "minutes": spent / 60, "log": log, "config": net.config()},
+                   tmp)
         tmp.replace(ckpt)
 
     def validate() -> dict[str, float]:
