@@ -379,9 +379,10 @@ def _centre_crop(y: Tensor, side: int = MAX_SIDE) -> Tensor:
 
 
 #: Retrieval weight above which ``--kernel auto`` takes an exact atom (a bundled kernel, plain decimation or PIL's
-#: bicubic) as it is instead of the blended estimate (see :func:`kernel_policy`); chosen on held-out training
-#: images with ``scripts/sr_auto_tune.py``.
-SNAP_P = 0.5
+#: bicubic) as it is instead of the blended estimate (see :func:`kernel_policy`). Only estimators with exact
+#: atoms snap; the shipped one has none. For the exact-atom estimator of docs/SR_AUTO.md, 0.7 gave the best mean
+#: on held-out training images (``scripts/sr_auto_tune.py --snaps``; 0.5 and 0.6 lowered the worst family).
+SNAP_P = 0.7
 
 
 def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P) -> dict[str, Any]:
