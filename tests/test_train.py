@@ -254,3 +254,21 @@ def test_adapt_reads_a_cassi_backbone_whose_op_has_no_ratio(tmp_path):
     cfg.backbone, cfg.strategy = str(bb), ""
     _adapt_defaults(cfg, set())
     assert cfg.task == "cassi" and cfg.strategy == "lorun3" and cfg.ratio == TrainConfig().ratio
+
+
+def test_init_continues_a_file_with_another_start(tmp_path):
+    """--init from a same-strategy file trained from a GAP-TV start loads it whole and keeps its start;
+    --warm-start still overrides it."""
+    from lorun_cli.train.loop import build_for_phase
+    from lorun_cli.unfold.dun import WarmStart
+
+    src = models.build_model("cassi", "block3")
+    src.x0 = WarmStart("gap-tv", 5, 0.1)
+    with torch.no_grad():
+        src.rho_raw.add_(0.5)
+    f = tmp_path / "cassi-block3.safetensors"
+    models.save_model(f, src)
+    m = build_for_phase(TrainConfig(task="cassi", strategy="block3", init=str(f)))
+    assert m.x0 == WarmStart("gap-tv", 5, 0.1) and torch.equal(m.rho_raw, src.rho_raw)  # whole, scalars too
+    m = build_for_phase(TrainConfig(task="cassi", strategy="block3", init=str(f), warm_start="op"))
+    assert m.x0.method == "op"

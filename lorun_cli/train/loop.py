@@ -120,10 +120,15 @@ def init_adapters(model: DUN, path: str, backbone: str) -> None:
 
 
 def _load_whole(model: DUN, src: DUN) -> bool:
-    """Load ``src`` into ``model`` when it is the same network (task, strategy, config); False otherwise."""
-    if src.task != model.task or src.strategy != model.strategy or src.config() != model.config():
+    """Load ``src`` into ``model`` when it is the same network (task, strategy, config but its start x⁰);
+    False otherwise. The model takes ``src``'s x⁰ too: a continued run keeps its file's start unless
+    ``--warm-start`` sets another."""
+    same = {k: v for k, v in src.config().items() if k != "x0"} == {
+        k: v for k, v in model.config().items() if k != "x0"}
+    if src.task != model.task or src.strategy != model.strategy or not same:
         return False
     model.load_state_dict(src.state_dict())
+    model.x0 = src.x0
     return True
 
 
