@@ -71,7 +71,7 @@ def main() -> None:
         "denoiser": f"cnn/{params // 1000}k", "file": dst.name, "sha256": sha256_file(dst), "bytes": dst.stat().st_size,
         "urls": [], "params": params,
         "description": f"sr kernel and noise estimator for --kernel auto: a {params:,}-parameter CNN, soft retrieval "
-                       f"over a learned {net.atom_logits.shape[0]}-kernel dictionary; CPU-trained on T91 + Train400",
+                       f"over a learned {net.n_learned}-kernel dictionary; CPU-trained on T91 + Train400",
         "command": tr.get("command", ""),
         "training": {k: tr[k] for k in ("steps", "minutes", "it_s", "threads", "stop", "val") if k in tr},
     }

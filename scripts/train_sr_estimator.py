@@ -105,7 +105,7 @@ def exact_targets(net: E.KernelEstimator, k: torch.Tensor) -> torch.Tensor:
     if net.fixed is None:
         return torch.full((k.shape[0],), -1, dtype=torch.long)
     same = (k[:, None] - net.fixed[None]).abs().amax((-2, -1)) < 1e-6
-    idx = same.float().argmax(1) + int(net.atom_logits.shape[0])
+    idx = same.float().argmax(1) + net.n_learned
     return torch.where(same.any(1), idx, torch.full_like(idx, -1))
 
 

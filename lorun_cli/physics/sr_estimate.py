@@ -241,11 +241,6 @@ def exact_atoms(kind: str = "pil") -> tuple[list[str], Tensor | None]:
     return list(named), torch.stack([k.float() for k in named.values()])
 
 
-def fixed_atoms() -> Tensor:
-    """The ``pil`` exact atoms (4, 25, 25): plain decimation and PIL's bicubic downscaling at ×2, ×3, ×4."""
-    return exact_atoms("pil")[1]
-
-
 class _ResBlock(nn.Module):
     """x + conv(act(conv(x))), 3 × 3 convolutions with the given dilation."""
 
@@ -309,7 +304,7 @@ class KernelEstimator(nn.Module):
         self.width_scale: dict[int, float] = {}
         init = dictionary_init(atoms)
         self.atom_logits = nn.Parameter(torch.log(init.clamp_min(0) + 1e-6).reshape(atoms, -1))
-        self.register_buffer("fixed", fixed, persistent=False)  # None registers an empty slot (arch 1)
+        self.register_buffer("fixed", fixed, persistent=False)  # None (exact "none") registers an empty slot
 
     def atoms(self) -> Tensor:
         """The dictionary (D, 25, 25): learned atoms (non-negative, sum 1), then any fixed ones."""
@@ -330,13 +325,18 @@ class KernelEstimator(nn.Module):
         """The retrieved kernels (B, 25, 25)."""
         return retrieve_kernel(logits, self.atoms())
 
+    @property
+    def n_learned(self) -> int:
+        """Number of learned atoms (the exact ones follow them in :meth:`atoms` and the logits)."""
+        return int(self.atom_logits.shape[0])
+
     def exact_index(self, name: str) -> int:
         """Index in :meth:`atoms` (and the logits) of the exact atom ``name``."""
-        return int(self.atom_logits.shape[0]) + self.exact_names.index(name)
+        return self.n_learned + self.exact_names.index(name)
 
     def config(self) -> dict[str, Any]:
         """The shape a file's metadata records (see :func:`build_estimator`)."""
-        return {"atoms": int(self.atom_logits.shape[0]), "width": self.width, "arch": self.arch, "exact": self.exact}
+        return {"atoms": self.n_learned, "width": self.width, "arch": self.arch, "exact": self.exact}
 
 
 def noise_from_u(u: Tensor) -> Tensor:
@@ -403,9 +403,8 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
         w = torch.softmax(logits[0].float().cpu(), dim=-1)
     extra: dict[str, Any] = {"snapped": False}
     if net.exact_names:
-        n_learned = int(net.atom_logits.shape[0])
-        i = int(w[n_learned:].argmax())
-        extra.update(exact=net.exact_names[i], exact_p=float(w[n_learned + i]))
+        i = int(w[net.n_learned:].argmax())
+        extra.update(exact=net.exact_names[i], exact_p=float(w[net.n_learned + i]))
         if extra["exact_p"] >= snap_p:
             k, extra["snapped"] = net.fixed[i].cpu().clone(), True
     name, err = nearest_bundled(k)
@@ -498,10 +497,9 @@ def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False) 
     given unless it is much wider than the estimate (the case that rings); then it is softened toward the
     (widened) estimate.
     """
-    k_safe = widened_kernel(k_est)
     if k_given is None:
         return (widened_kernel(k_est) if snapped else auto_kernel(k_est)), False
     if disagreement(k_given, k_est) <= MISMATCH_LOG_RATIO:
         return k_given, False
     too_wide = kernel_width(k_given) > kernel_width(k_est)
-    return (softened_kernel(k_given, k_safe) if too_wide else k_given), True
+    return (softened_kernel(k_given, widened_kernel(k_est)) if too_wide else k_given), True
