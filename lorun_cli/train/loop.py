@@ -349,7 +349,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
                 loss = denoise_step(model, task_data, gen, device, cfg.sigma_max)
             else:
                 x, y, op = task_data.batch(gen, device)
-                outs = net(y, op, return_stages=True) if op is not None else net(y, return_stages=True)
+                outs = net(y, op, return_stages=True)  # op None: the model's own operator (CS)
                 loss = stage_loss(outs, x, cfg.stage_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
