@@ -54,7 +54,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .facts import BASELINES
@@ -71,18 +70,24 @@ GAP_TV_INNER = 5
 
 
 # --- total variation -----------------------------------------------------------------------------------
-def _grad(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Forward differences along H and W, zero on the last row / column (Neumann boundary)."""
-    gy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-    gx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
-    return gy, gx
+# The fast gradient projection below runs on preallocated buffers with in-place ops (a dozen passes over
+# memory per dual step, no allocation). On a 28-band 256² cube, one thread, 60 GAP-TV iterations take
+# 1.3–1.5 s against 2.6–2.7 s for the same arithmetic on fresh tensors (outputs within 6e-7).
+# Gradient: forward differences along H and W, zero on the last row / column (Neumann boundary). Divergence:
+# its negative adjoint; the duals keep a zero last row / column.
 
 
-def _div(py: Tensor, px: Tensor) -> Tensor:
-    """Discrete divergence, the negative adjoint of ``_grad`` (duals have a zero last row / column)."""
-    dy = py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
-    dx = px - F.pad(px[..., :, :-1], (1, 0, 0, 0))
-    return dy + dx
+def _fgp_primal(b: Tensor, weight: Tensor | float, p: Tensor, d: Tensor, out: Tensor,
+                bounds: tuple[float, float] | None) -> Tensor:
+    """out = P_box(b + w·div p) for the stacked dual ``p = (p_y, p_x)``, ``d`` a scratch buffer."""
+    torch.add(p[0], p[1], out=d)
+    d[..., 1:, :].sub_(p[0, ..., :-1, :])
+    d[..., :, 1:].sub_(p[1, ..., :, :-1])
+    if isinstance(weight, float):
+        torch.add(b, d, alpha=weight, out=out)
+    else:
+        torch.addcmul(b, weight, d, out=out)
+    return out if bounds is None else out.clamp_(*bounds)
 
 
 def _tv_fgp(
@@ -90,34 +95,47 @@ def _tv_fgp(
     weight: Tensor | float,
     iters: int,
     bounds: tuple[float, float] | None = None,
-    dual: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    dual: Tensor | None = None,
+    work: dict | None = None,
+) -> tuple[Tensor, Tensor]:
     """Fast gradient projection on the dual of min_x ½‖x − b‖² + w·TV(x) (+ box ``bounds``).
 
-    The dual variable p = (p_y, p_x) lives in the unit ball per pixel; x = P_box(b + w·div p). Step size
-    1/(8w) since ‖div‖² ≤ 8. Returns x and the final dual (to warm-start a later call).
+    The dual p = (p_y, p_x), stacked as (2, *b.shape), lives in the unit ball per pixel;
+    x = P_box(b + w·div p). Step size 1/(8w) since ‖div‖² ≤ 8 (Beck & Teboulle 2009). Returns x and the
+    final dual (to warm-start a later call). ``work``, a dict kept by the caller, lends scratch buffers
+    to later calls of the same shape (the returned x and dual are then overwritten by the next call).
     """
-
-    def primal(p: tuple[Tensor, Tensor]) -> Tensor:
-        x = b + weight * _div(*p)
-        return x if bounds is None else x.clamp(*bounds)
-
+    key = (tuple(b.shape), b.dtype, b.device)
+    bufs = None if work is None else work.get(key)
+    if bufs is None:
+        shape = (2, *b.shape)
+        bufs = [b.new_empty(shape), b.new_empty(shape), b.new_empty(shape), b.new_zeros(shape),
+                b.new_empty(b.shape), b.new_empty(b.shape), b.new_empty(b.shape)]
+        if work is not None:
+            work[key] = bufs
+    p_prev, r, p, g, x, d, norm = bufs  # g keeps its zero last row / column between calls
     if dual is None:
-        dual = (torch.zeros_like(b), torch.zeros_like(b))
+        p_prev.zero_()
+    else:
+        p_prev.copy_(dual)
+    r.copy_(p_prev)
     step = 1.0 / (8.0 * weight)
-    p_prev = dual
-    r = dual
     t = 1.0
     for _ in range(iters):
-        gy, gx = _grad(primal(r))
-        qy, qx = r[0] + step * gy, r[1] + step * gx
-        norm = torch.sqrt(qy.square() + qx.square()).clamp_min(1.0)
-        p = (qy / norm, qx / norm)
+        _fgp_primal(b, weight, r, d, x, bounds)
+        torch.sub(x[..., 1:, :], x[..., :-1, :], out=g[0, ..., :-1, :])
+        torch.sub(x[..., :, 1:], x[..., :, :-1], out=g[1, ..., :, :-1])
+        if isinstance(step, float):
+            torch.add(r, g, alpha=step, out=p)
+        else:
+            torch.addcmul(r, step, g, out=p)
+        torch.mul(p[0], p[0], out=norm)
+        norm.addcmul_(p[1], p[1]).clamp_min_(1.0).rsqrt_()
+        p.mul_(norm)  # p / max(1, |p|): the projection onto the unit ball
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        beta = (t - 1.0) / t_next
-        r = (p[0] + beta * (p[0] - p_prev[0]), p[1] + beta * (p[1] - p_prev[1]))
-        p_prev, t = p, t_next
-    return primal(p_prev), p_prev
+        torch.lerp(p_prev, p, 1.0 + (t - 1.0) / t_next, out=r)  # r = p + β(p − p_prev)
+        p, p_prev, t = p_prev, p, t_next
+    return _fgp_primal(b, weight, p_prev, d, x, bounds), p_prev
 
 
 def tv_prox(
@@ -183,10 +201,15 @@ def sr_bicubic(y: Tensor, scale: int) -> Tensor:
 
 
 # --- CASSI ---------------------------------------------------------------------------------------------
-def _tv_by_band(x: Tensor, lam: float, inner: int) -> Tensor:
-    """The per-band TV prox one band at a time: identical output, each band's maps stay in cache
-    (0.41× the time of all 28 bands at once on a 256×310 cube, one thread)."""
-    return torch.cat([_tv_fgp(x[:, c : c + 1], lam, inner)[0] for c in range(x.shape[1])], dim=1)
+TV_BAND_GROUP = 4  # bands per TV prox call; 1, 2 and 4 run about as fast, 7 and 14 take 1.3–1.5× longer
+
+
+def _tv_by_band(x: Tensor, lam: float, inner: int, work: dict | None = None) -> Tensor:
+    """The per-band TV prox a few bands at a time (identical output; each group's buffers stay in cache)."""
+    out, work = torch.empty_like(x), {} if work is None else work
+    for c in range(0, x.shape[1], TV_BAND_GROUP):
+        out[:, c : c + TV_BAND_GROUP] = _tv_fgp(x[:, c : c + TV_BAND_GROUP], lam, inner, work=work)[0]
+    return out
 
 
 def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV_ITERS, inner: int = GAP_TV_INNER,
@@ -200,13 +223,13 @@ def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV
     with torch.no_grad():
         d = op.gram(y).clamp_min(eps)
         x = op.A_adjoint(y / d)
-        y_acc = y.clone()
+        y_acc, work = y.clone(), {}
         for _ in range(iters):
             r = op.A(x)
             y_acc = y_acc + (y - r)
             x = x + op.A_adjoint((y_acc - r) / d)
             if lam > 0:
-                x = _tv_by_band(x, lam, inner)
+                x = _tv_by_band(x, lam, inner, work)
             x = x.clamp_min(0.0)
         return x
 
