@@ -27,7 +27,7 @@ RUNS = {
     "cs ratio adapts": [("cs-share9-r25", "cs-lorun9-r1"), ("cs-share9-r25", "cs-lorun9-r50")],
     "cassi": [("cassi-denoise", "cassi-share9-leg1", "cassi-share9", "cassi-lorun9"),
               ("cassi-denoise", "cassi-block9-leg1", "cassi-block9-leg2", "cassi-block9-leg3", "cassi-block9"),
-              ("cassi-denoise", "cassi-share9-leg1", "cassi-share9", "cassi-lorun9-plainloss"),
+              ("cassi-denoise", "cassi-share9-leg1", "cassi-share9", "cassi-lorun9-g10"),
               ("cassi-denoise", "cassi-share9-leg1", "cassi-lorun9-leg1", "cassi-lorun9-leg2", "cassi-lorun9-leg3")],
 }
 COLORS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189)]

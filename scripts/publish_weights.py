@@ -81,8 +81,8 @@ def publish(src: Path, name: str) -> dict:
         entry["gamma"] = gamma
         if "ratio" in meta.get("op", {}):
             entry["phi"] = phi
-        if gamma != 10.0 or phi != "learn":  # not the paper's setting: served only when asked for by name
-            entry["variant"] = "compact"
+            if gamma != 10.0 or phi != "learn":  # a CS ratio's second model: served only when asked by name
+                entry["variant"] = "compact"
     if meta.get("backbone"):
         entry["backbone"] = meta["backbone"]
     return entry
