@@ -72,7 +72,7 @@ GAP_TV_INNER = 5
 # --- total variation -----------------------------------------------------------------------------------
 # The fast gradient projection below runs on preallocated buffers with in-place ops (a dozen passes over
 # memory per dual step, no allocation). On a 28-band 256² cube, one thread, 60 GAP-TV iterations take
-# 1.3–1.5 s against 2.6–2.7 s for the same arithmetic on fresh tensors (outputs within 6e-7).
+# 1.26–1.51 s against 2.51–2.71 s for the same arithmetic on fresh tensors (outputs within 6e-7).
 # Gradient: forward differences along H and W, zero on the last row / column (Neumann boundary). Divergence:
 # its negative adjoint; the duals keep a zero last row / column.
 
