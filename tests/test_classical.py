@@ -29,10 +29,16 @@ def _squares(n: int = 2, size: int = 48) -> torch.Tensor:
     return x
 
 
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Isotropic TV Σ‖∇x‖₂ of every (N, C) plane (forward differences, zero past the last row/column)."""
+def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences along H and W, zero past the last row/column."""
     gy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
     gx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
+    return gy, gx
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Isotropic TV Σ‖∇x‖₂ of every (N, C) plane."""
+    gy, gx = _grad(x)
     return torch.sqrt(gy.square() + gx.square()).sum(dim=(-2, -1))
 
 
@@ -209,9 +215,7 @@ def _fgp_textbook(b: torch.Tensor, w, iters: int, bounds=None, dual=None):
     py, px = (torch.zeros_like(b), torch.zeros_like(b)) if dual is None else (dual[0], dual[1])
     ry, rx, t = py, px, 1.0
     for _ in range(iters):
-        x = primal(ry, rx)
-        gy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-        gx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
+        gy, gx = _grad(primal(ry, rx))
         qy, qx = ry + gy / (8 * w), rx + gx / (8 * w)
         n = torch.sqrt(qy.square() + qx.square()).clamp_min(1.0)
         qy, qx = qy / n, qx / n

@@ -46,11 +46,9 @@ def test_bundled_file_matches_manifest_and_its_sample_psnr(entry: dict) -> None:
     assert got["psnr"] > 20  # a restoration, not noise: every shipped model beats 20 dB on its sample
 
 
-def test_every_task_has_a_default_lorun9() -> None:
-    """A variant is served only by name, so each task needs a lorun9 that is not one (CS: at its default ratio)."""
-    from lorun_cli.facts import DEFAULT_RATIO
+def test_every_task_serves_its_lorun9_by_default() -> None:
+    """A variant is served only by name, so each task's lorun9 must not be one (CS: at the default ratio)."""
+    from lorun_cli.restore import default_model_name
 
-    for task in ("cs", "sr", "cassi"):
-        plain = [e["name"] for e in ENTRIES if e["task"] == task and e["strategy"] == "lorun9" and not e.get("variant")
-                 and (task != "cs" or abs(float(e["ratio"]) - DEFAULT_RATIO) < 1e-6)]
-        assert plain, f"no default {task} lorun9 in the manifest"
+    for task, name in (("cs", "cs-lorun9-r25"), ("sr", "sr-lorun9"), ("cassi", "cassi-lorun9")):
+        assert default_model_name(task, "lorun9") == name
