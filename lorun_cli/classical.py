@@ -230,7 +230,7 @@ def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV
             x = x + op.A_adjoint((y_acc - r) / d)
             if lam > 0:
                 x = _tv_by_band(x, lam, inner, work)
-            x = x.clamp_min(0.0)
+            x.clamp_min_(0.0)  # x is this iteration's own tensor
         return x
 
 
