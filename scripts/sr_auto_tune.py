@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_sr_estimator import VAL_HOLDOUT  # noqa: E402
 
 from lorun_cli import metrics  # noqa: E402
-from lorun_cli.bench import AUTO_FAMILIES, _centred_bicubic, draw_degradation  # noqa: E402
+from lorun_cli.bench import AUTO_FAMILIES, draw_degradation  # noqa: E402
 from lorun_cli.io import datasets as DS  # noqa: E402
 from lorun_cli.physics import sr_estimate as E  # noqa: E402
-from lorun_cli.physics.sr import SRBlur, bicubic_aligned  # noqa: E402
+from lorun_cli.physics.sr import SRBlur, bicubic_on_grid  # noqa: E402
 from lorun_cli.restore import PROTOCOL, load_task_model  # noqa: E402
 
 KEEPS = (0.5, 0.75, 1.0)
@@ -74,7 +74,7 @@ def main() -> int:
                     best = E.estimate(snap_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
                     if est2 is not None:  # an ensemble of two estimators: the mean kernel
                         k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
-                    bic = _centred_bicubic(y, s) if fam == "pil-bicubic" else bicubic_aligned(y, s)
+                    bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     for keep, mw, snap in grid:
                         if best["snapped"] and best["exact_p"] >= snap:

@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 
 from lorun_cli import metrics
-from lorun_cli.bench import _centred_bicubic
 from lorun_cli.io import datasets as D
 from lorun_cli.physics import sr_estimate as E
-from lorun_cli.physics.sr import SRBlur, bicubic_aligned, load_kernels
+from lorun_cli.physics.sr import SRBlur, bicubic_on_grid, load_kernels
 from lorun_cli.restore import load_task_model, sr_kernel_for
 
 
@@ -56,7 +55,7 @@ def main() -> int:
             with torch.no_grad():
                 outs = {"as_given": net(y, SRBlur(given, s)), "guarded": net(y, SRBlur(k_guard, s)),
                         "auto": net(y, SRBlur(k_auto, s)),
-                        "bicubic": _centred_bicubic(y, s) if tname == "pil-bicubic" else bicubic_aligned(y, s)}
+                        "bicubic": bicubic_on_grid(y, s, E.grid_shift(k_true))}
             for m, o in outs.items():
                 acc[m].append(metrics.score(o.clamp(0, 1), x, "y", border=s)["psnr"])
         rows[tname] = {m: round(statistics.fmean(v), 3) for m, v in acc.items()}

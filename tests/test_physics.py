@@ -13,6 +13,7 @@ from lorun_cli.physics import (
     BlockCS,
     SRBlur,
     bicubic_aligned,
+    bicubic_on_grid,
     load_kernel_file,
     load_kernels,
     load_mask,
@@ -263,6 +264,24 @@ def test_bicubic_aligned() -> None:
     op = SRBlur(load_kernels()["K1"], 2)
     torch.testing.assert_close(op.init(y), bicubic_aligned(y, 2))
 
+
+
+def test_bicubic_on_grid() -> None:
+    y = torch.rand(2, 3, 6, 7, dtype=D)
+    for s in (2, 3, 4):
+        torch.testing.assert_close(bicubic_on_grid(y, s), bicubic_aligned(y, s))  # the top-left grid
+        c = (s - 1) / 2  # the centred grid: PyTorch's bicubic (half-pixel centres) of the edge-padded image
+        ref = F.interpolate(F.pad(y, (2, 2, 2, 2), mode="replicate"), scale_factor=s, mode="bicubic")
+        torch.testing.assert_close(bicubic_on_grid(y, s, (c, c)), ref[..., 2 * s : -2 * s, 2 * s : -2 * s])
+    # LR pixels sit where the kernel's centre of mass puts them: y = (x ⊛ δ(· − d))↓s samples x at s·i − d
+    x = torch.rand(1, 1, 24, 24, dtype=D)
+    k = torch.zeros(5, 5, dtype=D)
+    k[2, 1] = 1.0  # centre of mass at column offset −1: LR column i holds HR column 3i + 1
+    yl = SRBlur(k, 3).A(x)
+    torch.testing.assert_close(yl, x[..., ::3, 1::3])
+    up = bicubic_on_grid(yl, 3, (0.0, 1.0))
+    torch.testing.assert_close(up[..., ::3, 1::3], yl)  # interpolation passes through the samples where they sit
+    assert not torch.allclose(bicubic_aligned(yl, 3)[..., ::3, 1::3], yl)
 
 def test_bundled_kernels() -> None:
     ks = load_kernels()

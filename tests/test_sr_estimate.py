@@ -113,6 +113,17 @@ def test_kernel_families_and_statistics() -> None:
         E.sample_kernel("box", 3, gen)
 
 
+
+def test_recentred_moves_only_the_centre_of_mass() -> None:
+    k9 = load_kernels()["K9"]
+    moved = E.recentred(k9, (0.0, 0.0))  # K9's mass sits ~(−1.8, +1.0) px off its centre tap
+    assert E.centroid(moved) == pytest.approx((0.0, 0.0), abs=1e-4) and float(moved.sum()) == pytest.approx(1.0)
+    assert E.kernel_width(moved) == pytest.approx(E.kernel_width(k9), abs=0.05)
+    point = E.recentred(E.delta_kernel(), (1.0, -2.0))  # whole-pixel moves are exact
+    assert point[13, 10] == 1.0 and E.grid_shift(point) == pytest.approx((-1.0, 2.0))
+    assert E.grid_shift(E.pil_bicubic_kernel(3)) == pytest.approx((1.0, 1.0))  # PIL: the centred grid
+
+
 def test_kernel_policy_widens_auto_and_softens_a_much_wider_given_kernel() -> None:
     k5, delta = load_kernels()["K5"], E.delta_kernel()
     auto, mismatch = E.kernel_policy(None, delta)

@@ -6,7 +6,7 @@ from ..facts import TASKS, WAVELENGTHS_28
 from .base import Operator, per_sample
 from .cassi import CASSI, load_mask
 from .cs import BlockCS
-from .sr import SRBlur, bicubic_aligned, load_kernel_file, load_kernels, psf2otf
+from .sr import SRBlur, bicubic_aligned, bicubic_on_grid, load_kernel_file, load_kernels, psf2otf
 
 __all__ = [
     "Operator",
@@ -16,6 +16,7 @@ __all__ = [
     "TASKS",
     "WAVELENGTHS_28",
     "bicubic_aligned",
+    "bicubic_on_grid",
     "load_kernel_file",
     "load_kernels",
     "load_mask",

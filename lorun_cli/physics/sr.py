@@ -212,6 +212,32 @@ def bicubic_aligned(y: Tensor, scale: int) -> Tensor:
     return z.reshape(*lead, h * s, w * s)
 
 
+def _bicubic_matrix(n: int, scale: int, shift: float, ref: Tensor) -> Tensor:
+    """(n·s, n) 1-D Keys cubic interpolation: HR sample p from n LR samples sitting at HR positions s·j + shift
+    (edges replicated)."""
+    u = (torch.arange(n * scale, dtype=torch.float64) - shift) / scale  # each HR sample in LR coordinates
+    i0 = torch.floor(u)
+    rows = torch.arange(n * scale)
+    m = torch.zeros(n * scale, n, dtype=torch.float64)
+    for t in (-1, 0, 1, 2):
+        j = i0 + t
+        m.index_put_((rows, j.clamp(0, n - 1).long()), _cubic(u - j), accumulate=True)
+    return m.to(device=ref.device, dtype=ref.dtype)
+
+
+def bicubic_on_grid(y: Tensor, scale: int, shift: tuple[float, float] = (0.0, 0.0)) -> Tensor:
+    """Bicubic upsampling (Keys, a = −0.75, edges replicated) of an LR image whose pixel (i, j) sits at HR
+    position (s·i + shift[0], s·j + shift[1]).
+
+    For y = (x ⊛ k)↓s that position is s·i minus the centre of mass of k: shift (0, 0) is the top-left grid
+    (equal to :func:`bicubic_aligned`), shift ((s − 1)/2, (s − 1)/2) the centred grid of PIL-style resizing.
+    """
+    s = _check_scale(scale)
+    lead, (h, w) = y.shape[:-2], y.shape[-2:]
+    mr, mc = _bicubic_matrix(h, s, float(shift[0]), y), _bicubic_matrix(w, s, float(shift[1]), y)
+    return (mr @ y.reshape(-1, h, w) @ mc.T).reshape(*lead, h * s, w * s)
+
+
 # --- operator -------------------------------------------------------------------------------------
 class SRBlur(Operator):
     """y = (x ⊛ k)[..., ::s, ::s] with circular convolution (FFT); channels are blurred independently.
@@ -338,4 +364,5 @@ def _block_mean(z: Tensor, s: int) -> Tensor:
     return z.reshape(*lead, s, h // s, s, w // s).mean(dim=(-4, -2))
 
 
-__all__ = ["SRBlur", "psf2otf", "bicubic_aligned", "load_kernels", "load_kernel_file", "KERNELS_FILE"]
+__all__ = ["SRBlur", "psf2otf", "bicubic_aligned", "bicubic_on_grid", "load_kernels", "load_kernel_file",
+           "KERNELS_FILE"]

@@ -413,9 +413,9 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
 
 
 __all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_kernel", "degrade_valid", "delta_kernel",
-           "disagreement", "estimate", "gaussian_kernel", "kernel_error", "kernel_policy", "kernel_width",
-           "load_estimator", "motion_kernel", "nearest_bundled", "pil_bicubic_kernel", "retrieve_kernel",
-           "sample_kernel", "scaled_kernel", "softened_kernel", "widened_kernel"]
+           "disagreement", "estimate", "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy",
+           "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled", "pil_bicubic_kernel", "recentred",
+           "retrieve_kernel", "sample_kernel", "scaled_kernel", "softened_kernel", "widened_kernel"]
 
 
 # --- using the estimate ---------------------------------------------------------------------------
@@ -478,6 +478,28 @@ def point_kernel(dy: float, dx: float, size: int = KSIZE) -> Tensor:
         for ox, wx in ((0, 1 - fx), (1, fx)):
             k[c + y0 + oy, c + x0 + ox] += wy * wx
     return k
+
+
+def recentred(k: Tensor, centre: tuple[float, float]) -> Tensor:
+    """``k`` moved (bilinear sub-pixel shift) so that its centre of mass sits at ``centre`` (row, col offsets
+    from the centre tap), on the 25 × 25 grid.
+
+    From the LR image alone a kernel is known only up to such a shift: moving k moves the reconstruction with
+    it (a registration, not a change of content), so no LR-only estimate can tell where the true kernel's
+    centre lies. The bench uses this to score an estimate's shape apart from that registration."""
+    dy, dx = (c - e for c, e in zip(centre, centroid(k), strict=True))
+    r = int(math.ceil(max(abs(dy), abs(dx)))) + 1
+    p = point_kernel(dy, dx, 2 * r + 1)
+    out = F.conv2d(_centred(k.float(), KSIZE + 2 * r)[None, None], p.flip(-2, -1)[None, None], padding=r)[0, 0]
+    out = _centred(out, KSIZE)
+    return out / out.sum()
+
+
+def grid_shift(k: Tensor) -> tuple[float, float]:
+    """Where LR pixel (0, 0) of y = (x ⊛ k)↓s sits on the HR grid: minus k's centre of mass (see
+    :func:`~lorun_cli.physics.sr.bicubic_on_grid`)."""
+    cy, cx = centroid(k)
+    return -cy, -cx
 
 
 def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_WIDTH) -> Tensor:
