@@ -136,17 +136,21 @@ def auto_table(result: Any) -> Table:
               caption=f"PSNR: {result.protocol}. Bicubic: {st['bicubic']}. Kernel error: {st['kernel_error']}. "
               f"Estimator: {st['estimator_params']:,} parameters, {100 * st['estimator_time_share']:.1f} % of the SR "
               "network's time.")
-    for col in ("family", "cases", "oracle", "auto", "bicubic", "auto − oracle", "auto − bicubic", "worst auto − bic",
-                "kernel err", "width err px", "noise err /255"):
+    for col in ("family", "cases", "oracle", "auto", "auto, reg.", "bicubic", "auto − oracle", "auto − bicubic",
+                "reg. − bicubic", "worst auto − bic", "kernel err", "width err px", "noise err /255"):
         t.add_column(col, justify="left" if col == "family" else "right")
     fams = dict(st["families"])
     fams["all"] = {"cases": sum(f["cases"] for f in fams.values()),
                    **{r["strategy"]: r["psnr"] for r in result.rows}}
     for name, f in fams.items():
-        t.add_row(name, _fmt(f["cases"]), _fmt(f.get("oracle")), _fmt(f.get("auto")), _fmt(f.get("bicubic")),
+        reg = f.get("auto_registered")
+        t.add_row(name, _fmt(f["cases"]), _fmt(f.get("oracle")), _fmt(f.get("auto")), _fmt(reg), _fmt(f.get("bicubic")),
                   _fmt(f["auto"] - f["oracle"]), _fmt(f["auto"] - f["bicubic"]),
+                  _fmt(None if reg is None else reg - f["bicubic"]),
                   _fmt(f.get("worst_auto_minus_bicubic")), _fmt(f.get("kernel_err"), 3), _fmt(f.get("width_err")),
                   _fmt(f.get("noise_err")))
+    if "registered" in st:
+        t.caption += f" {st['registered']}."
     return t
 
 

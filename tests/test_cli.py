@@ -252,6 +252,20 @@ def test_bench_sr_with_bicubic(lorun):
     assert data["setting"] == {"scale": 4, "kernels": "K1"}
 
 
+
+def test_bench_sr_auto_scores_the_estimate_raw_and_registered(lorun):
+    r = lorun("bench", "--task", "sr", "--scale", "2", "--kernels", "auto:K9,pil-bicubic", "--json", "--limit", "1")
+    assert_ok(r)
+    data = json.loads(r.stdout)
+    fams = data["setting"]["families"]
+    assert list(fams) == ["K9", "pil-bicubic"]
+    for f in fams.values():
+        assert {"oracle", "auto", "auto_registered", "bicubic", "worst_auto_registered_minus_bicubic"} <= set(f)
+        assert f["auto_registered_minus_bicubic"] == pytest.approx(f["auto_registered"] - f["bicubic"], abs=2e-3)
+    assert [row["strategy"] for row in data["rows"]] == ["oracle", "auto", "auto_registered", "bicubic"]
+    assert "auto, reg." in r.stderr and "centre of mass" in data["setting"]["registered"]
+
+
 # --------------------------------------------------------------------------- restore, every task
 
 
