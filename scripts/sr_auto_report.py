@@ -92,7 +92,7 @@ NOTES = [
     "one).",
     "- Registration. A kernel's centre of mass is a registration: moving it moves the whole reconstruction with it, "
     "and the LR image alone cannot tell where it lies (shifting a scene by a pixel gives another plausible scene). "
-    "K9–K11 sit 1.2–2.4 px off their centre tap, PIL's bicubic downscaling (s − 1)/2 px. The estimator, trained "
+    "K9–K12 sit 1.1–2.4 px off their centre tap, PIL's bicubic downscaling (s − 1)/2 px. The estimator, trained "
     "with a kernel L2 loss, hedges between the grids: on 6 held-out Train400 images its PIL estimates sit 0.10 / "
     "0.25 / 0.56 px short of PIL's centre at ×2 / ×3 / ×4, and its estimates of centred Gaussians 0.1–0.4 px "
     "toward it (`sr_estimate.centroid`). The \"auto, reg.\" columns score the estimate moved to the true centre of "
