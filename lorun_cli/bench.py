@@ -519,8 +519,8 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                "estimator_params": est_params, "estimator_time_share": round(t_est / max(t_net, 1e-9), 4),
                "bicubic": "Keys bicubic (a = −0.75, edges replicated) on the grid the true kernel puts the LR "
                "pixels on (minus its centre of mass: top-left for centred kernels, centred for PIL's downscaling)",
-               "registered": "auto, reg.: the estimate moved to the true kernel's centre of mass (its shape, apart from "
-               "the registration that an LR image cannot tell)",
+               "registered": "auto, reg.: the estimate moved to the true kernel's centre of mass (its shape, apart "
+               "from the registration that an LR image cannot tell)",
                "kernel_error": "relative L2 ‖k̂ − k‖/‖k‖ on a 25×25 grid"}
     text = metrics.PROTOCOL_TEXT[proto] + f", border {s}"
     return BenchResult("sr", dataset, text, opts.device, torch.get_num_threads(), rows, setting)

@@ -109,14 +109,38 @@ def exact_targets(net: E.KernelEstimator, k: torch.Tensor) -> torch.Tensor:
     return torch.where(same.any(1), idx, torch.full_like(idx, -1))
 
 
+def centroids(k: torch.Tensor) -> torch.Tensor:
+    """(B, 2) centres of mass (row, col offsets from the centre tap) of kernels (B, n, n) that sum to 1."""
+    r = torch.arange(k.shape[-1], dtype=k.dtype, device=k.device) - k.shape[-1] // 2
+    return torch.stack([(k.sum(-1) * r).sum(-1), (k.sum(-2) * r).sum(-1)], dim=1)
+
+
+def shifted(k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Kernels (B, n, n) moved by d (B, 2) px (bilinear, zeros outside), renormalised to sum 1."""
+    n = k.shape[-1]
+    r = (torch.arange(n, dtype=k.dtype, device=k.device) - n // 2) / (n // 2)
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    grid = torch.stack([xx[None] - d[:, 1, None, None] / (n // 2), yy[None] - d[:, 0, None, None] / (n // 2)], -1)
+    out = F.grid_sample(k[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
+    return out / out.sum((-2, -1), keepdim=True).clamp_min(1e-8)
+
+
 def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor):
     """(relative kernel L2 per sample, spectral over-blur loss per sample, |Δu| per sample, cross-entropy of the
-    retrieval weights against the exact atom equal to the true kernel (0 where none is))."""
-    logits, u = net(y, s)
+    retrieval weights against the exact atom equal to the true kernel (0 where none is), centre error² per sample).
+
+    With a centre head the L2 term compares shapes only (the true kernel moved onto the retrieved one's centre of
+    mass) and the centre head answers for the centre (squared error in px²; 0 without a head)."""
+    logits, u, centre = net.predict(y, s)
     kh = net.kernel(logits)
-    rel = (kh - k).square().sum((-2, -1)) / k.square().sum((-2, -1))
+    target, cerr = k, torch.zeros(k.shape[0], dtype=k.dtype, device=k.device)
+    if centre is not None:
+        c_true = centroids(k)
+        target = shifted(k, centroids(kh).detach() - c_true)
+        cerr = (centre - c_true).square().sum(1)
+    rel = (kh - target).square().sum((-2, -1)) / target.square().sum((-2, -1))
     ce = F.cross_entropy(logits, exact_targets(net, k), ignore_index=-1, reduction="none")
-    return rel, over_blur_loss(kh, k), (u - E.u_from_noise(sigma)).abs(), ce
+    return rel, over_blur_loss(kh, k), (u - E.u_from_noise(sigma)).abs(), ce, cerr
 
 
 def calibrate(net: E.KernelEstimator, images: list[torch.Tensor], seed: int = 7) -> dict[int, float]:
@@ -160,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                     "pil for arch 2; bundled: the 12 bundled kernels too)")
     ap.add_argument("--ce", type=float, default=0.1, help="weight of the exact-atom cross-entropy term")
     ap.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
+    ap.add_argument("--centre-head", action="store_true", help="predict the kernel's centre of mass apart from its "
+                    "shape (the L2 term then compares shapes only)")
+    ap.add_argument("--centre-weight", type=float, default=0.25, help="weight of the centre head's squared error")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
                     "estimator (a new schedule; the network takes that file's shape, not "
@@ -189,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             st = torch.load(args.init, weights_only=True)
             init = (st["net"], st.get("config", {}))
     shape = {"atoms": args.atoms, "width": args.width, "arch": args.arch, "exact": args.exact,
+             "centre_head": args.centre_head,
              **{k: v for k, v in (init[1] if init else {}).items() if k in ("atoms", "width", "arch", "exact")}}
     net = E.KernelEstimator(**shape)
     body = [p for n, p in net.named_parameters() if n != "atom_logits"]
@@ -208,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         step, spent, log = st["step"], st["minutes"] * 60, st["log"]
         print(f"resumed at step {step} ({st['minutes']:.1f} min)", flush=True)
     if init is not None and step == 0:
-        net.load_state_dict(init[0])
+        state = dict(init[0])
+        for name in ("head.2.weight", "head.2.bias"):  # a centre head added to a file without one: new rows last
+            own = net.state_dict()[name]
+            if name in state and state[name].shape != own.shape and state[name].shape[1:] == own.shape[1:]:
+                grown = torch.zeros_like(own)
+                grown[: state[name].shape[0]] = state[name]
+                state[name] = grown
+        net.load_state_dict(state)
         print(f"weights from {args.init} ({net.config()})", flush=True)
     vgen = torch.Generator().manual_seed(1234)
     vbatches = [make_batch(val, 64, vgen, bank, scale=s) for s in E.SCALES]
@@ -223,23 +258,26 @@ def main(argv: list[str] | None = None) -> int:
     def validate() -> dict[str, float]:
         net.eval()
         by_fam: dict[str, list[float]] = {}
-        noise = []
+        noise, centre = [], []
         with torch.no_grad():
             for s, y, k, sig, fams in vbatches:
-                rel, _, du, _ = losses(net, s, y, k, sig)
+                rel, _, du, _, cerr = losses(net, s, y, k, sig)
                 noise += du.tolist()
+                centre += cerr.sqrt().tolist()
                 for f, r in zip(fams, rel.sqrt().tolist()):
                     by_fam.setdefault(f, []).append(r)
         net.train()
         out = {f: sum(v) / len(v) for f, v in sorted(by_fam.items())}
         out["noise_du"] = sum(noise) / len(noise)
+        if net.centre_head:
+            out["centre_px"] = sum(centre) / len(centre)
         return out
 
     t_start, run = time.process_time() - spent, 0.0  # CPU time: the machine is shared, wall time is not ours
     while step < args.steps and (time.process_time() - t_start) / 60 < args.max_minutes:
         s, y, k, sig, _ = make_batch(train, args.batch, gen, bank)
-        rel, spec, du, ce = losses(net, s, y, k, sig)
-        loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean() + args.ce * ce.mean()
+        rel, spec, du, ce, cerr = losses(net, s, y, k, sig)
+        loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean() + args.ce * ce.mean() + args.centre_weight * cerr.mean()
         opt.zero_grad()
         loss.backward()
         if args.clip > 0:

@@ -75,6 +75,22 @@ def test_bundled_exact_atoms_snap_when_confident() -> None:
     assert not E.estimate(net, y, 3)["snapped"]
 
 
+
+def test_centre_head_places_the_retrieved_shape_and_rebuilds_from_its_config() -> None:
+    net = E.KernelEstimator(centre_head=True).eval()
+    assert net.config()["centre_head"] and E.build_estimator({"estimator": net.config()}).centre_head
+    assert "centre_head" not in E.KernelEstimator().config()  # files without a head keep their metadata
+    with torch.no_grad():
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.zero_()
+        net.head[-1].bias[-2:] = torch.tensor([-1.0, -1.0])  # centre of mass (−1, −1): PIL's ×3 grid
+        logits, u, centre = net.predict(torch.rand(1, 1, 40, 40), 3)
+    assert logits.shape == (1, 48) and u.shape == (1,) and centre.shape == (1, 2)
+    est = E.estimate(net, torch.rand(1, 1, 40, 40), 3)
+    assert E.centroid(est["kernel"]) == pytest.approx((-1.0, -1.0), abs=2e-3)  # a wide blend loses mass at the edge
+    assert E.grid_shift(est["kernel"]) == pytest.approx(E.grid_shift(E.pil_bicubic_kernel(3)), abs=2e-3)
+
+
 def test_retrieval_is_a_convex_combination_of_atoms() -> None:
     atoms = torch.stack([E.delta_kernel(), load_kernels()["K4"]])
     k = E.retrieve_kernel(torch.tensor([[0.0, math.log(3.0)]]), atoms)[0]
@@ -161,10 +177,10 @@ class _Fixed(torch.nn.Module):
         self.width_scale: dict[int, float] = {}
         self.exact_names: list[str] = []  # no exact atoms
 
-    def forward(self, y: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, y: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor, None]:
         logits = torch.full((y.shape[0], 48), -50.0)
         logits[:, self.atom] = 50.0
-        return logits, E.u_from_noise(torch.zeros(y.shape[0]))
+        return logits, E.u_from_noise(torch.zeros(y.shape[0])), None
 
     def kernel(self, logits: torch.Tensor) -> torch.Tensor:
         return self.inner.kernel(logits)

@@ -288,9 +288,10 @@ class KernelEstimator(nn.Module):
     96 atoms): ~0.66M.
     """
 
-    def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1, exact: str | None = None) -> None:
+    def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1, exact: str | None = None,
+                 centre_head: bool = False) -> None:
         super().__init__()
-        self.arch, self.width = arch, width
+        self.arch, self.width, self.centre_head = arch, width, bool(centre_head)
         self.exact = exact or ("none" if arch == 1 else "pil")
         self.features, ch = _trunk(arch, width)
         self.score = nn.Conv2d(ch, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
@@ -299,7 +300,7 @@ class KernelEstimator(nn.Module):
         self.exact_names, fixed = exact_atoms(self.exact)
         n_fixed = len(self.exact_names)
         self.head = nn.Sequential(nn.Linear(2 * ch + len(SCALES), hidden), nn.LeakyReLU(0.1),
-                                  nn.Linear(hidden, atoms + n_fixed + 1))
+                                  nn.Linear(hidden, atoms + n_fixed + 1 + 2 * self.centre_head))
         #: Per-scale width calibration (from held-out training images, stored in the file's metadata).
         self.width_scale: dict[int, float] = {}
         init = dictionary_init(atoms)
@@ -311,15 +312,27 @@ class KernelEstimator(nn.Module):
         learned = torch.softmax(self.atom_logits, dim=-1).reshape(-1, KSIZE, KSIZE)
         return learned if self.fixed is None else torch.cat([learned, self.fixed.to(learned.dtype)])
 
-    def forward(self, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
-        """``y`` (B, 1, h, w) LR luma in [0, 1] → (dictionary logits (B, D), u (B,))."""
+    def predict(self, y: Tensor, scale: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``y`` (B, 1, h, w) LR luma in [0, 1] → (dictionary logits (B, D), u (B,), centre (B, 2) or None).
+
+        With ``centre_head`` the dictionary gives the kernel's shape and a separate output its centre of mass
+        (row, col offsets from the centre tap, HR px): the centre is a registration the LR image only hints at
+        (:func:`recentred`), and an L2 loss on the whole kernel would smear the shape over the grids it hedges
+        between."""
         z = (y - y.mean(dim=(-2, -1), keepdim=True)) * 4.0
         f = self.features(z)
         pooled = torch.cat([f.mean(dim=(-2, -1)), attention_pool(f, self.score(f))], dim=1)
         onehot = torch.zeros(y.shape[0], len(SCALES), dtype=y.dtype, device=y.device)
         onehot[:, SCALES.index(scale) if scale in SCALES else -1] = 1.0
         out = self.head(torch.cat([pooled, onehot], dim=1))
-        return out[:, :-1], out[:, -1]
+        if self.centre_head:
+            return out[:, :-3], out[:, -3], out[:, -2:]
+        return out[:, :-1], out[:, -1], None
+
+    def forward(self, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
+        """``y`` (B, 1, h, w) LR luma in [0, 1] → (dictionary logits (B, D), u (B,)); see :meth:`predict`."""
+        logits, u, _ = self.predict(y, scale)
+        return logits, u
 
     def kernel(self, logits: Tensor) -> Tensor:
         """The retrieved kernels (B, 25, 25)."""
@@ -336,7 +349,8 @@ class KernelEstimator(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """The shape a file's metadata records (see :func:`build_estimator`)."""
-        return {"atoms": self.n_learned, "width": self.width, "arch": self.arch, "exact": self.exact}
+        cfg = {"atoms": self.n_learned, "width": self.width, "arch": self.arch, "exact": self.exact}
+        return {**cfg, "centre_head": True} if self.centre_head else cfg
 
 
 def noise_from_u(u: Tensor) -> Tensor:
@@ -354,7 +368,8 @@ def build_estimator(meta: dict[str, Any]) -> KernelEstimator:
     """An estimator shaped as the file's metadata says."""
     cfg = meta.get("estimator", {})
     return KernelEstimator(atoms=int(cfg.get("atoms", 48)), width=int(cfg.get("width", 32)),
-                           arch=int(cfg.get("arch", 1)), exact=cfg.get("exact"))
+                           arch=int(cfg.get("arch", 1)), exact=cfg.get("exact"),
+                           centre_head=bool(cfg.get("centre_head", False)))
 
 
 def load_estimator(path: str | Path | None = None) -> KernelEstimator:
@@ -398,8 +413,10 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
     p = next(net.parameters())
     z = _centre_crop(luma(y.to(p.dtype).to(p.device)))
     with torch.no_grad():
-        logits, u = net(z, scale)
+        logits, u, centre = net.predict(z, scale)
         k = scaled_kernel(net.kernel(logits)[0].cpu(), net.width_scale.get(scale, 1.0))
+        if centre is not None:
+            k = recentred(k, tuple(float(c) for c in centre[0].cpu()))
         w = torch.softmax(logits[0].float().cpu(), dim=-1)
     extra: dict[str, Any] = {"snapped": False}
     if net.exact_names:
