@@ -62,7 +62,9 @@ def main() -> int:
     files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     grid = [(k, w, p) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)]
-    diffs: dict[tuple[float, float, float], dict[str, list[float]]] = {g: {} for g in grid}
+    tags = ("", "reg ")  # raw, and registered to the true kernel's centre of mass
+    diffs: dict[tuple[float, float, float], dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags}
+                                                                                  for g in grid}
     for s in (int(v) for v in args.scales.split(",")):
         for i, f in enumerate(files):
             g = DS.read_gray(f).reshape(1, 1, *DS.read_gray(f).shape[-2:])
@@ -81,22 +83,21 @@ def main() -> int:
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     centre = E.centroid(k_true)
                     for keep, mw, snap in grid:
-                        for tag in ("", "reg "):
-                            snapped = best["snapped"] and best["exact_p"] >= snap
+                        snapped = best["snapped"] and best["exact_p"] >= snap
+                        for tag in tags:
                             k = best["kernel"] if snapped else k_est
                             k = E.recentred(k, centre) if tag else k
                             k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw)
                             out = net(y, SRBlur(k, s))
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
-                            diffs[(keep, mw, snap)].setdefault(tag + fam, []).append(p - p_bic)
+                            diffs[(keep, mw, snap)][tag].setdefault(fam, []).append(p - p_bic)
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
     rows = []
-    for (keep, mw, snap), fams in diffs.items():
+    for (keep, mw, snap), by_tag in diffs.items():
         row = {"keep": keep, "min_width": mw, "snap": snap}
-        for tag in ("", "reg "):
-            mine = {f[len(tag):]: v for f, v in fams.items() if f.startswith(tag) and (tag or not f.startswith("reg "))}
-            allv = [v for vs in mine.values() for v in vs]
-            fam_mean = {tag + f: round(statistics.fmean(v), 3) for f, v in mine.items()}
+        for tag, fams in by_tag.items():
+            allv = [v for vs in fams.values() for v in vs]
+            fam_mean = {tag + f: round(statistics.fmean(v), 3) for f, v in fams.items()}
             row.update({tag + "mean": round(statistics.fmean(allv), 3), tag + "worst_family": min(fam_mean.values()),
                         tag + "worst_case": round(min(allv), 3), **fam_mean})
         rows.append(row)

@@ -109,22 +109,6 @@ def exact_targets(net: E.KernelEstimator, k: torch.Tensor) -> torch.Tensor:
     return torch.where(same.any(1), idx, torch.full_like(idx, -1))
 
 
-def centroids(k: torch.Tensor) -> torch.Tensor:
-    """(B, 2) centres of mass (row, col offsets from the centre tap) of kernels (B, n, n) that sum to 1."""
-    r = torch.arange(k.shape[-1], dtype=k.dtype, device=k.device) - k.shape[-1] // 2
-    return torch.stack([(k.sum(-1) * r).sum(-1), (k.sum(-2) * r).sum(-1)], dim=1)
-
-
-def shifted(k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Kernels (B, n, n) moved by d (B, 2) px (bilinear, zeros outside), renormalised to sum 1."""
-    n = k.shape[-1]
-    r = (torch.arange(n, dtype=k.dtype, device=k.device) - n // 2) / (n // 2)
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    grid = torch.stack([xx[None] - d[:, 1, None, None] / (n // 2), yy[None] - d[:, 0, None, None] / (n // 2)], -1)
-    out = F.grid_sample(k[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
-    return out / out.sum((-2, -1), keepdim=True).clamp_min(1e-8)
-
-
 def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor):
     """(relative kernel L2 per sample, spectral over-blur loss per sample, |Δu| per sample, cross-entropy of the
     retrieval weights against the exact atom equal to the true kernel (0 where none is), centre error² per sample).
@@ -135,8 +119,8 @@ def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sig
     kh = net.kernel(logits)
     target, cerr = k, torch.zeros(k.shape[0], dtype=k.dtype, device=k.device)
     if centre is not None:
-        c_true = centroids(k)
-        target = shifted(k, centroids(kh).detach() - c_true)
+        c_true = E.centroids(k)
+        target = E.shift_kernels(k, E.centroids(kh).detach() - c_true)
         cerr = (centre - c_true).square().sum(1)
     rel = (kh - target).square().sum((-2, -1)) / target.square().sum((-2, -1))
     ce = F.cross_entropy(logits, exact_targets(net, k), ignore_index=-1, reduction="none")

@@ -430,9 +430,9 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
 
 
 __all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_kernel", "degrade_valid", "delta_kernel",
-           "disagreement", "estimate", "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy",
+           "centroids", "disagreement", "estimate", "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy",
            "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled", "pil_bicubic_kernel", "recentred",
-           "retrieve_kernel", "sample_kernel", "scaled_kernel", "softened_kernel", "widened_kernel"]
+           "retrieve_kernel", "sample_kernel", "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
 
 
 # --- using the estimate ---------------------------------------------------------------------------
@@ -478,11 +478,29 @@ def widened_kernel(k: Tensor, min_width: float = MIN_WIDTH) -> Tensor:
 AUTO_KEEP = 0.75
 
 
+def centroids(k: Tensor) -> Tensor:
+    """(B, 2) centres of mass (row, col offsets from the centre tap) of kernels (B, n, n); differentiable."""
+    r = torch.arange(k.shape[-1], dtype=k.dtype, device=k.device) - k.shape[-1] // 2
+    total = k.sum((-2, -1))
+    return torch.stack([(k.sum(-1) * r).sum(-1), (k.sum(-2) * r).sum(-1)], dim=1) / total[:, None]
+
+
 def centroid(k: Tensor) -> tuple[float, float]:
     """(row, col) centre of mass of ``k`` relative to its centre tap."""
-    k = k.double() / k.double().sum()
-    yy, xx = _grid(k.shape[-1])
-    return float((k * yy).sum()), float((k * xx).sum())
+    cy, cx = centroids(k.double()[None])[0].tolist()
+    return cy, cx
+
+
+def shift_kernels(k: Tensor, d: Tensor) -> Tensor:
+    """Kernels (B, n, n) moved by d (B, 2) px (row, col; bilinear, zeros outside), renormalised to sum 1;
+    differentiable in ``k``."""
+    n = k.shape[-1]
+    r = (torch.arange(n, dtype=k.dtype, device=k.device) - n // 2) / (n // 2)
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    d = d.to(k.dtype) / (n // 2)
+    grid = torch.stack([xx[None] - d[:, 1, None, None], yy[None] - d[:, 0, None, None]], -1)
+    out = F.grid_sample(k[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
+    return out / out.sum((-2, -1), keepdim=True).clamp_min(1e-8)
 
 
 def point_kernel(dy: float, dx: float, size: int = KSIZE) -> Tensor:
@@ -504,12 +522,8 @@ def recentred(k: Tensor, centre: tuple[float, float]) -> Tensor:
     From the LR image alone a kernel is known only up to such a shift: moving k moves the reconstruction with
     it (a registration, not a change of content), so no LR-only estimate can tell where the true kernel's
     centre lies. The bench uses this to score an estimate's shape apart from that registration."""
-    dy, dx = (c - e for c, e in zip(centre, centroid(k), strict=True))
-    r = int(math.ceil(max(abs(dy), abs(dx)))) + 1
-    p = point_kernel(dy, dx, 2 * r + 1)
-    out = F.conv2d(_centred(k.float(), KSIZE + 2 * r)[None, None], p.flip(-2, -1)[None, None], padding=r)[0, 0]
-    out = _centred(out, KSIZE)
-    return out / out.sum()
+    k = _centred(k.double())[None]
+    return shift_kernels(k, torch.tensor([centre], dtype=k.dtype) - centroids(k))[0].float()
 
 
 def grid_shift(k: Tensor) -> tuple[float, float]:
