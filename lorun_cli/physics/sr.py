@@ -344,13 +344,14 @@ class SRBlur(Operator):
         self._check_hw(h, wd)
         mu_t = per_sample(regularised_mu(mu, self.data_weight), x)
         fb = self.otf(x)
-        fbc = fb.conj()
         fty, inv_w = self._fixed_terms(x, y, fb)
-        fr = fty + mu_t * torch.fft.fft2(x)
-        fbr = _block_mean(fb * fr, s)
-        inv_wbr = fbr / (inv_w + mu_t)
-        fx = (fr - fbc * inv_wbr.repeat(1, 1, s, s)) / mu_t
-        return torch.fft.ifft2(fx).real
+        fr = torch.fft.fft2(x).mul_(mu_t).add_(fty)
+        inv_wbr = _block_mean(fb * fr, s).div_(inv_w + mu_t)
+        # z is real, so its spectrum is Hermitian: form only the columns 0 … W/2 and invert with irfft2
+        half = wd // 2 + 1
+        tiled = inv_wbr.repeat(1, 1, s, -(-half // (wd // s)))[..., :half]
+        fx = fr[..., :half].sub_(fb[..., :half].conj() * tiled).div_(mu_t)
+        return torch.fft.irfft2(fx, s=(h, wd))
 
 
 def regularised_mu(mu: Scalar, gamma: float) -> Scalar:
