@@ -120,9 +120,14 @@ def _auto_text() -> str:
     from lorun_cli.physics import sr_estimate as E
 
     widen = f"widened to at least σ = {E.MIN_WIDTH:g} px"
-    if E.AUTO_KEEP >= 1:
+    if E.AUTO_KEEP >= 1 and E.AUTO_WIDE is None:
         return f"the estimate, {widen}"
-    return f"{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
+    text = f"{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
+    if E.AUTO_WIDE is not None:
+        lo, hi, keep = E.AUTO_WIDE
+        text += (f"; estimates wider than {lo:g} px keep less of their shape, {keep:g} × from {hi:g} px on "
+                 "(`sr_estimate.auto_keep`)")
+    return text
 
 
 def _training_text() -> list[str]:
@@ -244,19 +249,21 @@ def main() -> None:
     tune = args.runs / "tune.txt"
     if tune.is_file():
         rows = [json.loads(t) for t in tune.read_text().splitlines() if t.startswith("{")]
-        fams = [k for k in rows[0] if k not in ("keep", "min_width", "snap", "mean", "worst_family", "worst_case")
-                and not k.startswith("reg ")]
+        fams = [k for k in rows[0] if k not in ("keep", "min_width", "snap", "wide", "mean", "worst_family",
+                                                 "worst_case") and not k.startswith("reg ")]
         reg = [k for k in ("reg mean", "reg worst_family", "reg worst_case") if k in rows[0]]
         lines += ["## How auto uses the estimate (held-out Train400 images, not a test set)", "",
                   "`python scripts/sr_auto_tune.py`: the last Train400 images (never seen by the estimator), one "
                   "degradation per family (seed 100), ×2/×3/×4; auto − bicubic in dB, Y, border = scale. keep: "
-                  "the estimate's weight in `auto_kernel`; min width: how far narrow kernels are widened; reg.: "
-                  "the same with the estimate registered to the true kernel's centre of mass.", "",
-                  "| keep | min width | mean | worst family | worst case | " + " | ".join(fams)
+                  "the estimate's weight in `auto_kernel`; min width: how far narrow kernels are widened; wide: the "
+                  "wide-estimate rule (from px, to px, keep; `sr_estimate.auto_keep`); reg.: the same with the "
+                  "estimate registered to the true kernel's centre of mass.", "",
+                  "| keep | min width | wide | mean | worst family | worst case | " + " | ".join(fams)
                   + "".join(f" | {k.replace('reg ', 'reg. ').replace('_', ' ')}" for k in reg) + " |",
-                  "|---:|---:|---:|---:|---:|" + "---:|" * (len(fams) + len(reg))]
+                  "|---:|---:|---|---:|---:|---:|" + "---:|" * (len(fams) + len(reg))]
         for r in rows:
-            lines.append(f"| {r['keep']:g} | {r['min_width']:g} | {r['mean']:+.2f} | {r['worst_family']:+.2f} | "
+            lines.append(f"| {r['keep']:g} | {r['min_width']:g} | {r.get('wide', 'none')} | {r['mean']:+.2f} | "
+                         f"{r['worst_family']:+.2f} | "
                          f"{r['worst_case']:+.2f} | " + " | ".join(f"{r[f]:+.2f}" for f in fams)
                          + "".join(f" | {r[k]:+.2f}" for k in reg) + " |")
         lines.append("")
@@ -270,7 +277,8 @@ def main() -> None:
               "--no-memory --json",
               "lorun --threads 1 bench --task sr --compare block9 --dataset cbsd68 --limit 10 --scale 4 --kernels all "
               "--repeats 2 --no-memory --json",
-              "python scripts/sr_auto_tune.py --data $LORUN_DATA --limit 6 --scales 2,3,4",
+              "python scripts/sr_auto_tune.py --data $LORUN_DATA --limit 40 --keeps 0.75 --min-widths 0.5 "
+              "--wides 'default;none'",
               "```", ""]
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text("\n".join(lines))

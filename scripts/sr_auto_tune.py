@@ -6,8 +6,9 @@
 Images: the last Train400 images, which the estimator never trains on (``train_sr_estimator.VAL_HOLDOUT``),
 as gray images fed to the RGB network in all three channels. Each image gets one degradation per bench family
 (:func:`lorun_cli.bench.draw_degradation`, seed 100: other draws than the bench's seed 0); the SR network
-then restores it with ``auto_kernel(k̂, keep, min_width)`` for every (keep, min_width) on the grid, or, for an
-estimator with exact atoms, with the likeliest exact atom when its retrieval weight is ≥ the snap threshold.
+then restores it with ``auto_kernel(k̂, keep, min_width, wide)`` for every (keep, min_width, wide rule) on the
+grid, or, for an estimator with exact atoms, with the likeliest exact atom when its retrieval weight is ≥ the snap
+threshold.
 Prints, per setting, the mean PSNR − bicubic over all cases, the per-family means and the worst case (Y = the gray
 image, 8-bit, border = scale), and the same with the estimate first moved to the true kernel's centre of mass (keys
 ``reg …``: the estimate's shape apart from the registration no LR-only estimate can know, see docs/SR_AUTO.md).
@@ -39,6 +40,16 @@ KEEPS = (0.5, 0.75, 1.0)
 MIN_WIDTHS = (0.3, 0.5)
 
 
+def parse_wide(text: str) -> tuple[float, float, float] | None:
+    """'FROM,TO,KEEP' → a wide-estimate rule for ``auto_kernel``; 'default' → AUTO_WIDE; 'none' → None."""
+    if text == "none":
+        return None
+    if text == "default":
+        return E.AUTO_WIDE
+    lo, hi, keep = (float(v) for v in text.split(","))
+    return lo, hi, keep
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -48,6 +59,8 @@ def main() -> int:
     ap.add_argument("--scales", default="2,3,4")
     ap.add_argument("--keeps", default=",".join(map(str, KEEPS)), help="auto_kernel keep values to try")
     ap.add_argument("--min-widths", default=",".join(map(str, MIN_WIDTHS)), help="minimum widths to try")
+    ap.add_argument("--wides", default="default;none", help="wide-estimate rules to try, ';'-separated: 'FROM,TO,KEEP' "
+                    "(px, px, weight; see sr_estimate.AUTO_WIDE), 'default' (AUTO_WIDE) or 'none'")
     ap.add_argument("--snap-estimator", type=Path, help="an estimator with exact atoms that decides the snapping "
                     "(default: --estimator)")
     ap.add_argument("--snaps", default="2", help="snap thresholds to try (estimators with exact atoms; > 1: never)")
@@ -61,10 +74,11 @@ def main() -> int:
     snap_net = E.load_estimator(args.snap_estimator) if args.snap_estimator else est_net
     files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
-    grid = [(k, w, p) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)]
+    wides = [parse_wide(w) for w in args.wides.split(";")]
+    grid = [(k, w, p, wd) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)
+            for wd in wides]
     tags = ("", "reg ")  # raw, and registered to the true kernel's centre of mass
-    diffs: dict[tuple[float, float, float], dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags}
-                                                                                  for g in grid}
+    diffs: dict[tuple, dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags} for g in grid}
     for s in (int(v) for v in args.scales.split(",")):
         for i, f in enumerate(files):
             g = DS.read_gray(f).reshape(1, 1, *DS.read_gray(f).shape[-2:])
@@ -82,19 +96,20 @@ def main() -> int:
                     bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     centre = E.centroid(k_true)
-                    for keep, mw, snap in grid:
+                    for keep, mw, snap, wide in grid:
                         snapped = best["snapped"] and best["exact_p"] >= snap
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
                             k = E.recentred(k, centre) if tag else k
-                            k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw)
+                            k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
                             out = net(y, SRBlur(k, s))
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
-                            diffs[(keep, mw, snap)][tag].setdefault(fam, []).append(p - p_bic)
+                            diffs[(keep, mw, snap, wide)][tag].setdefault(fam, []).append(p - p_bic)
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
     rows = []
-    for (keep, mw, snap), by_tag in diffs.items():
-        row = {"keep": keep, "min_width": mw, "snap": snap}
+    for (keep, mw, snap, wide), by_tag in diffs.items():
+        row = {"keep": keep, "min_width": mw, "snap": snap,
+               "wide": "none" if wide is None else ",".join(f"{v:g}" for v in wide)}
         for tag, fams in by_tag.items():
             allv = [v for vs in fams.values() for v in vs]
             fam_mean = {tag + f: round(statistics.fmean(v), 3) for f, v in fams.items()}

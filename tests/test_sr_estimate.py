@@ -287,3 +287,21 @@ def test_scaled_and_auto_kernels() -> None:
     pil = E.pil_bicubic_kernel(3)  # off-centre by (−1, −1): the mix keeps the shift
     assert E.centroid(E.auto_kernel(pil)) == pytest.approx(E.centroid(pil), abs=1e-4)
     assert E.centroid(E.point_kernel(-0.25, 0.5)) == pytest.approx((-0.25, 0.5), abs=1e-6)
+
+
+def test_auto_keep_falls_for_wide_estimates() -> None:
+    lo, hi, k_wide = E.AUTO_WIDE
+    keep = E.AUTO_KEEP
+    assert E.auto_keep(lo - 1.0) == keep and E.auto_keep(lo) == keep
+    assert E.auto_keep(hi) == pytest.approx(k_wide) and E.auto_keep(hi + 5.0) == pytest.approx(k_wide)
+    assert E.auto_keep((lo + hi) / 2) == pytest.approx((keep + k_wide) / 2)
+    assert E.auto_keep(hi + 5.0, wide=None) == keep
+    assert E.auto_keep(hi, keep=0.1) == pytest.approx(0.1)  # the rule never keeps more than ``keep``
+    k9 = load_kernels()["K9"]  # a long motion blur, wider than ``hi``
+    assert E.kernel_width(k9) > hi
+    dy, dx = E.centroid(k9)
+    narrow = E.widened_kernel(E.point_kernel(dy, dx))
+    expect = E.softened_kernel(E.widened_kernel(k9), narrow, k_wide)
+    assert torch.allclose(E.auto_kernel(k9), expect, atol=1e-6)
+    assert not torch.allclose(E.auto_kernel(k9, wide=None), expect, atol=1e-3)
+    assert E.kernel_width(E.auto_kernel(k9)) < E.kernel_width(E.auto_kernel(k9, wide=None))

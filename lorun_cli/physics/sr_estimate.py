@@ -429,7 +429,7 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
             "nearest_error": err, **extra}
 
 
-__all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_kernel", "degrade_valid", "delta_kernel",
+__all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel", "degrade_valid", "delta_kernel",
            "centroids", "disagreement", "estimate", "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy",
            "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled", "pil_bicubic_kernel", "recentred",
            "retrieve_kernel", "sample_kernel", "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
@@ -476,6 +476,13 @@ def widened_kernel(k: Tensor, min_width: float = MIN_WIDTH) -> Tensor:
 #: broadly trained sr-lorun9, keep 0.5 / 0.75 / 1.0 (min width 0.5): worst family +0.22 / +0.30 / +0.28 dB
 #: over bicubic, mean +0.34 / +0.52 / +0.52 dB.
 AUTO_KEEP = 0.75
+
+#: Wide estimates keep less: (from, to, keep) — the weight falls linearly from AUTO_KEEP at ``from`` px
+#: (σ_eff of the estimate, HR pixels) to ``keep`` at ``to`` px and beyond. Wide estimates are the least
+#: reliable in shape (a long motion blur's direction and extent are hard to read from the LR image) and the
+#: costliest when wrong: restored with a wrong wide shape, an image falls 2–3 dB under bicubic. Chosen on the
+#: held-out Train400 images, never a test set (docs/SR_AUTO.md, "How auto uses the estimate").
+AUTO_WIDE = (3.0, 3.5, 0.25)
 
 
 def centroids(k: Tensor) -> Tensor:
@@ -533,13 +540,27 @@ def grid_shift(k: Tensor) -> tuple[float, float]:
     return -cy, -cx
 
 
-def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_WIDTH) -> Tensor:
-    """The kernel ``--kernel auto`` restores with: keep·widened(k̂) + (1 − keep)·widened(δ at k̂'s centroid).
+def auto_keep(width: float, keep: float = AUTO_KEEP,
+              wide: tuple[float, float, float] | None = AUTO_WIDE) -> float:
+    """The estimate's weight in :func:`auto_kernel` for an estimate ``width`` px wide: ``keep``, falling
+    linearly to ``wide[2]`` between ``wide[0]`` and ``wide[1]`` px (``wide`` None: ``keep`` at every width)."""
+    if wide is None or width <= wide[0]:
+        return keep
+    lo, hi, k_wide = wide
+    t = 1.0 if width >= hi else (width - lo) / (hi - lo)
+    return keep + t * (min(k_wide, keep) - keep)
+
+
+def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_WIDTH,
+                wide: tuple[float, float, float] | None = AUTO_WIDE) -> Tensor:
+    """The kernel ``--kernel auto`` restores with: a·widened(k̂) + (1 − a)·widened(δ at k̂'s centroid),
+    a = :func:`auto_keep` of k̂'s width.
 
     The narrow part sits where the estimate's mass is, so the mix keeps the estimate's shift (PIL's
     bicubic downscaling, for one, is (s − 1)/2 pixels off the top-left grid)."""
     dy, dx = centroid(k_est)
-    return softened_kernel(widened_kernel(k_est, min_width), widened_kernel(point_kernel(dy, dx), min_width), keep)
+    a = auto_keep(kernel_width(k_est), keep, wide)
+    return softened_kernel(widened_kernel(k_est, min_width), widened_kernel(point_kernel(dy, dx), min_width), a)
 
 
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False) -> tuple[Tensor, bool]:
