@@ -112,6 +112,16 @@ NOTES = [
     "1e-3 +0.61 / +0.34 / −2.20, reg. +0.92 (shipped as sr-kernel-estimator); from scratch +0.57 / +0.21 / −2.84, "
     "reg. +0.91; the previous estimator +0.47 / +0.30 / −2.04, reg. +0.89. Chosen on these held-out images before "
     "any test bench: better mean and worst family, the worst single case 0.16 dB lower.",
+    "- Wide estimates (`sr_estimate.AUTO_WIDE`, `auto_keep`). On 6 held-out Train400 images (×2/×3/×4, one "
+    "degradation per family plus K9–K11 each) the restorations that fell 2–3 dB under bicubic had estimated widths "
+    "σ_eff ≥ 3 px: long motion blurs (K9–K11, also under noise) whose shape the estimator gets wrong, deconvolved "
+    "hard; estimates that wide were rare in the other families. Then on all 40 held-out images (one degradation "
+    "per family, ×2/×3/×4: 720 cases), per case, the same restoration with keep 0.75 / 0.5 / 0.25 / 0 and with "
+    "isotropic Gaussians of 0.5× / 0.75× the estimated width: for estimates ≥ 3 px, keep 0.25 moved those cases "
+    "from about −2 dB to about −0.5 dB under bicubic, and isotropic Gaussians helped less. A linear fall of keep "
+    "from 0.75 at 3 px to 0.25 at 3.5 px sits on a plateau (rules from 2.75–3.25 px to 3.5–4 px gave means within "
+    "0.01 dB). Chosen there, before any test bench; the tuning table below compares it with no rule on the same "
+    "40 images. Keep 0.75 and min width 0.5 were chosen earlier the same way (`sr_estimate.AUTO_KEEP`).",
 ]
 
 
