@@ -230,6 +230,24 @@ def _timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
     return once
 
 
+def _start_timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
+    """One timed x⁰ (the model's start, e.g. CASSI's GAP-TV iterations) of model ``m`` on (y, op), in ms."""
+    net = m.net
+    op = op if op is not None else net.op
+
+    def once() -> float:
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.no_grad():
+            net.initial_estimate(op, y)
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) * 1000
+
+    return once
+
+
 def _latencies(jobs: list[tuple[Callable[[], float], int]]) -> list[dict[str, float]]:
     """Median/min/max latency of each (timer, runs) job, one warm-up each.
 
@@ -579,7 +597,8 @@ def run_speed(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
     """``bench --speed``: this machine's matmul and conv peaks, and the latency and forward GFLOP/s of the
     task's lorun9 (merged, channels-last; once per precision), block9 and a classical baseline on one
     fixed case, timed interleaved. GFLOP counts the denoisers' convolutions (FlopCounterMode); the time is
-    the whole forward pass (data steps and FFTs included)."""
+    the whole forward pass (data steps and FFTs included). The start x⁰ is also timed alone (interleaved
+    with the rest): "stages" GFLOP/s divide by the forward time without it."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from .restore import resolve_precision
@@ -628,15 +647,20 @@ def run_speed(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
         print(f"bench --speed: timing {', '.join(m.name for m in methods)} …", file=sys.stderr)
     runs = max(1, opts.repeats)
     base_runs = min(runs, opts.baseline_repeats or runs)
-    lats = _latencies([(_timer(m, y, op), runs if m.net is not None else base_runs) for m in methods])
+    jobs = [(_timer(m, y, op), runs if m.net is not None else base_runs) for m in methods]
+    lats = _latencies([*jobs, (_start_timer(methods[0], y, op), runs)])
+    start_ms = lats.pop()["latency_ms"]  # x⁰ alone (every model here shares the task's start)
     for row, lat in zip(rows, lats, strict=True):
         row.update({k: round(v, 3) for k, v in lat.items()})
         secs = row["latency_ms"] / 1000
         pk = peaks[row["precision"]]
         if row["gflop"]:
-            row["gflops"] = round(row["gflop"] / secs, 2)
+            stage_secs = max(row["latency_ms"] - start_ms, 1e-3) / 1000
+            row.update(start_ms=round(start_ms, 3), gflops=round(row["gflop"] / secs, 2),
+                       stages_gflops=round(row["gflop"] / stage_secs, 2))
             row["of_conv_peak"] = round(row["gflops"] / pk["conv_gflops"], 3)
             row["of_matmul_peak"] = round(row["gflops"] / pk["matmul_gflops"], 3)
+            row["stages_of_conv_peak"] = round(row["stages_gflops"] / pk["conv_gflops"], 3)
     lead = rows[0]["latency_ms"]
     for row in rows:
         row["ratio_to_model"] = round(row["latency_ms"] / lead, 3)

@@ -243,12 +243,15 @@ def print_speed(result: dict[str, Any], json_out: bool = False, quiet: bool = Fa
     t = Table(title=f"lorun bench --speed — {result['case']}",
               caption=f"Machine peaks ({result['device']}, {result['threads']} thread(s)) — {peaks}; conv: "
               f"{result['conv_peak_shape']}. GFLOP: the denoisers' convolutions; GFLOP/s over the whole forward "
-              "pass (data steps included). Latency: median (min–max), runs interleaved. ×: to the first row.")
-    for col in ("method", "precision", "latency ms", "×lat", "GFLOP", "GFLOP/s", "of conv peak", "of matmul peak"):
+              "pass (data steps included); start: x⁰ alone; stages: the forward without it. Latency: median "
+              "(min–max), runs interleaved. ×: to the first row.")
+    for col in ("method", "precision", "latency ms", "×lat", "start ms", "GFLOP", "GFLOP/s", "of conv peak",
+                "stages of conv peak", "of matmul peak"):
         t.add_column(col, justify="left" if col in ("method", "precision") else "right")
     for r in result["rows"]:
-        conv, mm = (f"{100 * r[k]:.0f} %" if k in r else "–" for k in ("of_conv_peak", "of_matmul_peak"))
+        conv, stages, mm = (f"{100 * r[k]:.0f} %" if k in r else "–"
+                            for k in ("of_conv_peak", "stages_of_conv_peak", "of_matmul_peak"))
         t.add_row(r["method"], r["precision"], f"{r['latency_ms']:.1f} ({r['latency_min_ms']:.1f}–"
-                  f"{r['latency_max_ms']:.1f})", f"{r['ratio_to_model']:.2f}", _fmt(r["gflop"] or None, 1),
-                  _fmt(r.get("gflops"), 1), conv, mm)
+                  f"{r['latency_max_ms']:.1f})", f"{r['ratio_to_model']:.2f}", _fmt(r.get("start_ms"), 1),
+                  _fmt(r["gflop"] or None, 1), _fmt(r.get("gflops"), 1), conv, stages, mm)
     con.print(t)

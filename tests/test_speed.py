@@ -218,6 +218,12 @@ def test_bench_speed_reports_peaks_and_forward_rate(lorun, tmp_path: Path) -> No
     first = res["rows"][0]
     assert first["gflop"] > 0 and first["gflops"] > 0 and 0 < first["of_conv_peak"]
     assert all(row["latency_ms"] > 0 for row in res["rows"])
+    # the start x⁰ is timed alone; the stages' rate divides by the forward time without it
+    assert 0 < first["start_ms"] < first["latency_ms"]
+    assert first["stages_gflops"] == pytest.approx(first["gflop"] * 1000 / (first["latency_ms"] - first["start_ms"]),
+                                                   rel=1e-2)
+    assert first["stages_of_conv_peak"] >= first["of_conv_peak"]
+    assert "start_ms" not in res["rows"][-1]  # the classical baseline has no start of its own
 
 
 def test_default_cpu_budget_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
