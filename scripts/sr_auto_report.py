@@ -122,6 +122,14 @@ NOTES = [
     "from 0.75 at 3 px to 0.25 at 3.5 px sits on a plateau (rules from 2.75–3.25 px to 3.5–4 px gave means within "
     "0.01 dB). Chosen there, before any test bench; the tuning table below compares it with no rule on the same "
     "40 images. Keep 0.75 and min width 0.5 were chosen earlier the same way (`sr_estimate.AUTO_KEEP`).",
+    "- Snapping the centre to a grid convention (measured, not shipped). Top-left decimation and resizers' centred "
+    "grid are the two LR grids met in practice, so the estimate's centre of mass could be moved to the nearer of "
+    "0 and −(s − 1)/2 px. On the same 720 held-out cases (wide rule on): auto − bicubic mean +0.48 → +0.52 dB, "
+    "worst family +0.18 → +0.29, cases under bicubic 152 → 122, but the worst case −3.31 → −5.60 dB; the centre "
+    "head's PIL estimates fall short of PIL's grid (×2/×3/×4 means −0.40 / −0.71 / −0.94 px against −0.5 / −1 / "
+    "−1.5), so 29 of 720 cases snapped to the wrong grid. Snapping only estimates within 0.2–0.4 × (s − 1)/2 px "
+    "of a grid gave +0.49 to +0.52 with worst cases −3.3 to −5.0. The true centre (the registered column) would "
+    "give +0.71.",
 ]
 
 
