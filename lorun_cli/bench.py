@@ -494,11 +494,12 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                 est = E.estimate(est_net, y, s)
                 t1 = time.perf_counter()
                 k_auto, _ = E.kernel_policy(None, est["kernel"], est["snapped"])
-                out_auto = model(y, SRBlur(k_auto.to(opts.device), s))
+                weight = E.noise_data_weight(est["noise"])
+                out_auto = model(y, SRBlur(k_auto.to(opts.device), s, data_weight=weight))
                 t2 = time.perf_counter()
                 out_oracle = model(y, SRBlur(k_true.to(opts.device), s))
                 k_reg, _ = E.kernel_policy(None, E.recentred(est["kernel"], E.centroid(k_true)), est["snapped"])
-                out_reg = model(y, SRBlur(k_reg.to(opts.device), s))
+                out_reg = model(y, SRBlur(k_reg.to(opts.device), s, data_weight=weight))
                 bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
             t_est += t1 - t0
             t_net += t2 - t1

@@ -175,7 +175,9 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
 
     The record holds the estimated kernel itself under ``kernel`` (what ``--save-kernel`` writes).
 
-    ``given`` None (``--kernel auto``): the estimated kernel. An explicit kernel is checked against the
+    ``given`` None (``--kernel auto``): the estimated kernel, and a data-step weight that grows with the
+    estimated noise (:func:`lorun_cli.physics.sr_estimate.noise_data_weight`). An explicit kernel is checked
+    against the
     estimate when the estimator is available; a much wider one is softened toward it (see
     :func:`lorun_cli.physics.sr_estimate.kernel_policy`) and the record says ``mismatch``.
     """
@@ -186,11 +188,13 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
         return given, 1.0, None
     est = E.estimate(net, y, scale)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"])
+    weight = E.noise_data_weight(est["noise"]) if given is None else 1.0
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
-           "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given), "kernel": est["kernel"]}
+           "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),
+           "kernel": est["kernel"]}
     if given is not None:
         rec["given_width"] = round(E.kernel_width(given), 3)
-    return k, 1.0, rec
+    return k, weight, rec
 
 
 class _Guard:

@@ -145,6 +145,10 @@ def _auto_text() -> str:
         lo, hi, keep = E.AUTO_WIDE
         text += (f"; estimates wider than {lo:g} px keep less of their shape, {keep:g} × from {hi:g} px on "
                  "(`sr_estimate.auto_keep`)")
+    if E.AUTO_NOISE_WEIGHT is not None:
+        lo, hi, top = E.AUTO_NOISE_WEIGHT
+        text += (f"; the data step weighted by γ = 1 up to an estimated noise of {lo:g}/255, rising to {top:g} at "
+                 f"{hi:g}/255 (`sr_estimate.noise_data_weight`)")
     return text
 
 
@@ -267,20 +271,22 @@ def main() -> None:
     tune = args.runs / "tune.txt"
     if tune.is_file():
         rows = [json.loads(t) for t in tune.read_text().splitlines() if t.startswith("{")]
-        fams = [k for k in rows[0] if k not in ("keep", "min_width", "snap", "wide", "mean", "worst_family",
-                                                 "worst_case") and not k.startswith("reg ")]
+        fams = [k for k in rows[0] if k not in ("keep", "min_width", "snap", "wide", "noise_weight", "mean",
+                                                 "worst_family", "worst_case") and not k.startswith("reg ")]
         reg = [k for k in ("reg mean", "reg worst_family", "reg worst_case") if k in rows[0]]
         lines += ["## How auto uses the estimate (held-out Train400 images, not a test set)", "",
                   "`python scripts/sr_auto_tune.py`: the last Train400 images (never seen by the estimator), one "
                   "degradation per family (seed 100), ×2/×3/×4; auto − bicubic in dB, Y, border = scale. keep: "
                   "the estimate's weight in `auto_kernel`; min width: how far narrow kernels are widened; wide: the "
-                  "wide-estimate rule (from px, to px, keep; `sr_estimate.auto_keep`); reg.: the same with the "
+                  "wide-estimate rule (from px, to px, keep; `sr_estimate.auto_keep`); noise: the data-step weight rule "
+                  "(from σ̂, to σ̂ in /255, γ; `sr_estimate.noise_data_weight`); reg.: the same with the "
                   "estimate registered to the true kernel's centre of mass.", "",
-                  "| keep | min width | wide | mean | worst family | worst case | " + " | ".join(fams)
+                  "| keep | min width | wide | noise | mean | worst family | worst case | " + " | ".join(fams)
                   + "".join(f" | {k.replace('reg ', 'reg. ').replace('_', ' ')}" for k in reg) + " |",
-                  "|---:|---:|---|---:|---:|---:|" + "---:|" * (len(fams) + len(reg))]
+                  "|---:|---:|---|---|---:|---:|---:|" + "---:|" * (len(fams) + len(reg))]
         for r in rows:
-            lines.append(f"| {r['keep']:g} | {r['min_width']:g} | {r.get('wide', 'none')} | {r['mean']:+.2f} | "
+            lines.append(f"| {r['keep']:g} | {r['min_width']:g} | {r.get('wide', 'none')} | "
+                         f"{r.get('noise_weight', 'none')} | {r['mean']:+.2f} | "
                          f"{r['worst_family']:+.2f} | "
                          f"{r['worst_case']:+.2f} | " + " | ".join(f"{r[f]:+.2f}" for f in fams)
                          + "".join(f" | {r[k]:+.2f}" for k in reg) + " |")
@@ -296,7 +302,9 @@ def main() -> None:
               "lorun --threads 1 bench --task sr --compare block9 --dataset cbsd68 --limit 10 --scale 4 --kernels all "
               "--repeats 2 --no-memory --json",
               "python scripts/sr_auto_tune.py --data $LORUN_DATA --limit 40 --keeps 0.75 --min-widths 0.5 "
-              "--wides 'default;none'",
+              "--wides 'default;none' --noise-weights none",
+              "python scripts/sr_auto_tune.py --data $LORUN_DATA --limit 40 --keeps 0.75 --min-widths 0.5 "
+              "--wides default --noise-weights 'default;none'",
               "```", ""]
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text("\n".join(lines))

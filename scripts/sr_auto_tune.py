@@ -6,9 +6,9 @@
 Images: the last Train400 images, which the estimator never trains on (``train_sr_estimator.VAL_HOLDOUT``),
 as gray images fed to the RGB network in all three channels. Each image gets one degradation per bench family
 (:func:`lorun_cli.bench.draw_degradation`, seed 100: other draws than the bench's seed 0); the SR network
-then restores it with ``auto_kernel(k̂, keep, min_width, wide)`` for every (keep, min_width, wide rule) on the
-grid, or, for an estimator with exact atoms, with the likeliest exact atom when its retrieval weight is ≥ the snap
-threshold.
+then restores it with ``auto_kernel(k̂, keep, min_width, wide)`` and the data-step weight of the estimated noise
+(``noise_data_weight``) for every (keep, min_width, wide rule, noise rule) on the grid, or, for an estimator with
+exact atoms, with the likeliest exact atom when its retrieval weight is ≥ the snap threshold.
 Prints, per setting, the mean PSNR − bicubic over all cases, the per-family means and the worst case (Y = the gray
 image, 8-bit, border = scale), and the same with the estimate first moved to the true kernel's centre of mass (keys
 ``reg …``: the estimate's shape apart from the registration no LR-only estimate can know, see docs/SR_AUTO.md).
@@ -40,14 +40,19 @@ KEEPS = (0.5, 0.75, 1.0)
 MIN_WIDTHS = (0.3, 0.5)
 
 
-def parse_wide(text: str) -> tuple[float, float, float] | None:
-    """'FROM,TO,KEEP' → a wide-estimate rule for ``auto_kernel``; 'default' → AUTO_WIDE; 'none' → None."""
+def parse_rule(text: str, default: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+    """'FROM,TO,VALUE' → a (from, to, value) rule (``auto_kernel``'s wide rule or ``noise_data_weight``'s);
+    'default' → ``default``; 'none' → None."""
     if text == "none":
         return None
     if text == "default":
-        return E.AUTO_WIDE
-    lo, hi, keep = (float(v) for v in text.split(","))
-    return lo, hi, keep
+        return default
+    lo, hi, value = (float(v) for v in text.split(","))
+    return lo, hi, value
+
+
+def _rule_text(rule: tuple[float, float, float] | None) -> str:
+    return "none" if rule is None else ",".join(f"{v:g}" for v in rule)
 
 
 def main() -> int:
@@ -61,6 +66,8 @@ def main() -> int:
     ap.add_argument("--min-widths", default=",".join(map(str, MIN_WIDTHS)), help="minimum widths to try")
     ap.add_argument("--wides", default="default;none", help="wide-estimate rules to try, ';'-separated: 'FROM,TO,KEEP' "
                     "(px, px, weight; see sr_estimate.AUTO_WIDE), 'default' (AUTO_WIDE) or 'none'")
+    ap.add_argument("--noise-weights", default="default", help="data-step noise rules to try, ';'-separated: "
+                    "'FROM,TO,GAMMA' (σ̂ /255, σ̂ /255, weight; see sr_estimate.AUTO_NOISE_WEIGHT), 'default' or 'none'")
     ap.add_argument("--snap-estimator", type=Path, help="an estimator with exact atoms that decides the snapping "
                     "(default: --estimator)")
     ap.add_argument("--snaps", default="2", help="snap thresholds to try (estimators with exact atoms; > 1: never)")
@@ -74,9 +81,10 @@ def main() -> int:
     snap_net = E.load_estimator(args.snap_estimator) if args.snap_estimator else est_net
     files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
-    wides = [parse_wide(w) for w in args.wides.split(";")]
-    grid = [(k, w, p, wd) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)
-            for wd in wides]
+    wides = [parse_rule(w, E.AUTO_WIDE) for w in args.wides.split(";")]
+    noise_rules = [parse_rule(w, E.AUTO_NOISE_WEIGHT) for w in args.noise_weights.split(";")]
+    grid = [(k, w, p, wd, nr) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)
+            for wd in wides for nr in noise_rules]
     tags = ("", "reg ")  # raw, and registered to the true kernel's centre of mass
     diffs: dict[tuple, dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags} for g in grid}
     for s in (int(v) for v in args.scales.split(",")):
@@ -89,27 +97,28 @@ def main() -> int:
                     y = SRBlur(k_true, s).A(x)
                     if sigma:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
-                    k_est = E.estimate(est_net, y, s, snap_p=2.0)["kernel"]
+                    first = E.estimate(est_net, y, s, snap_p=2.0)
+                    k_est = first["kernel"]
                     best = E.estimate(snap_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
                     if est2 is not None:  # an ensemble of two estimators: the mean kernel
                         k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
                     bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     centre = E.centroid(k_true)
-                    for keep, mw, snap, wide in grid:
+                    for keep, mw, snap, wide, nrule in grid:
                         snapped = best["snapped"] and best["exact_p"] >= snap
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
                             k = E.recentred(k, centre) if tag else k
                             k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
-                            out = net(y, SRBlur(k, s))
+                            weight = E.noise_data_weight(first["noise"], nrule)
+                            out = net(y, SRBlur(k, s, data_weight=weight))
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
-                            diffs[(keep, mw, snap, wide)][tag].setdefault(fam, []).append(p - p_bic)
+                            diffs[(keep, mw, snap, wide, nrule)][tag].setdefault(fam, []).append(p - p_bic)
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
     rows = []
-    for (keep, mw, snap, wide), by_tag in diffs.items():
-        row = {"keep": keep, "min_width": mw, "snap": snap,
-               "wide": "none" if wide is None else ",".join(f"{v:g}" for v in wide)}
+    for (keep, mw, snap, wide, nrule), by_tag in diffs.items():
+        row = {"keep": keep, "min_width": mw, "snap": snap, "wide": _rule_text(wide), "noise_weight": _rule_text(nrule)}
         for tag, fams in by_tag.items():
             allv = [v for vs in fams.values() for v in vs]
             fam_mean = {tag + f: round(statistics.fmean(v), 3) for f, v in fams.items()}

@@ -305,3 +305,29 @@ def test_auto_keep_falls_for_wide_estimates() -> None:
     assert torch.allclose(E.auto_kernel(k9), expect, atol=1e-6)
     assert not torch.allclose(E.auto_kernel(k9, wide=None), expect, atol=1e-3)
     assert E.kernel_width(E.auto_kernel(k9)) < E.kernel_width(E.auto_kernel(k9, wide=None))
+
+
+def test_noise_data_weight_rises_with_the_estimated_noise() -> None:
+    lo, hi, top = E.AUTO_NOISE_WEIGHT
+    assert E.noise_data_weight(0.0) == 1.0 and E.noise_data_weight(lo / 255) == 1.0
+    assert E.noise_data_weight(hi / 255) == pytest.approx(top)
+    assert E.noise_data_weight(3 * hi / 255) == pytest.approx(top)
+    assert E.noise_data_weight((lo + hi) / 2 / 255) == pytest.approx((1 + top) / 2)
+    assert E.noise_data_weight(1.0, None) == 1.0
+    assert E.noise_data_weight(8 / 255, (2.0, 6.0, 3.0)) == pytest.approx(3.0)
+
+
+def test_auto_restore_weights_the_data_step_by_the_estimated_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--kernel auto: a noisy estimate gives data_weight > 1 (recorded); an explicit kernel keeps 1."""
+    from lorun_cli import restore
+
+    fake = {"kernel": E.delta_kernel(), "noise": 6 / 255, "width": 0.0, "nearest": "K1", "nearest_error": 0.0,
+            "snapped": False}
+    monkeypatch.setattr(restore, "sr_estimator", lambda required: object())
+    monkeypatch.setattr(E, "estimate", lambda net, y, s, **kw: dict(fake))
+    y = torch.rand(1, 3, 16, 16)
+    _, weight, rec = restore.sr_kernel_for(y, 2, None)
+    assert weight == pytest.approx(E.noise_data_weight(6 / 255)) and weight > 1
+    assert rec["data_weight"] == round(weight, 3)
+    _, weight, rec = restore.sr_kernel_for(y, 2, load_kernels()["K1"])
+    assert weight == 1.0 and rec["data_weight"] == 1.0

@@ -429,10 +429,11 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
             "nearest_error": err, **extra}
 
 
-__all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel", "degrade_valid", "delta_kernel",
-           "centroids", "disagreement", "estimate", "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy",
-           "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled", "pil_bicubic_kernel", "recentred",
-           "retrieve_kernel", "sample_kernel", "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
+__all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel", "degrade_valid",
+           "delta_kernel", "centroids", "disagreement", "estimate", "gaussian_kernel", "grid_shift", "kernel_error",
+           "kernel_policy", "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled",
+           "noise_data_weight", "pil_bicubic_kernel", "recentred", "retrieve_kernel", "sample_kernel",
+           "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
 
 
 # --- using the estimate ---------------------------------------------------------------------------
@@ -483,6 +484,12 @@ AUTO_KEEP = 0.75
 #: costliest when wrong: restored with a wrong wide shape, an image falls 2–3 dB under bicubic. Chosen on the
 #: held-out Train400 images, never a test set (docs/SR_AUTO.md, "How auto uses the estimate").
 AUTO_WIDE = (3.0, 3.5, 0.25)
+
+#: The data step's weight γ under ``--kernel auto`` (SRBlur ``data_weight``: μ → γμ, the step leans on the
+#: denoiser's estimate) for an estimated noise σ̂ (/255): (from, to, γ) — 1 up to ``from``, rising linearly
+#: to γ at ``to`` and beyond. The SR networks' learned stage weights do not see the noise level; a noisy
+#: image restored at γ = 1 keeps too much of its noise. Chosen on held-out Train400 images (docs/SR_AUTO.md).
+AUTO_NOISE_WEIGHT = (1.0, 4.0, 4.0)
 
 
 def centroids(k: Tensor) -> Tensor:
@@ -561,6 +568,17 @@ def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_W
     dy, dx = centroid(k_est)
     a = auto_keep(kernel_width(k_est), keep, wide)
     return softened_kernel(widened_kernel(k_est, min_width), widened_kernel(point_kernel(dy, dx), min_width), a)
+
+
+def noise_data_weight(noise: float, rule: tuple[float, float, float] | None = AUTO_NOISE_WEIGHT) -> float:
+    """γ ≥ 1 for the data step (SRBlur ``data_weight``) given an estimated noise σ (0–1 scale); ``rule`` None: 1."""
+    if rule is None:
+        return 1.0
+    lo, hi, top = rule
+    n = 255.0 * noise
+    if n <= lo:
+        return 1.0
+    return top if n >= hi else 1.0 + (top - 1.0) * (n - lo) / (hi - lo)
 
 
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False) -> tuple[Tensor, bool]:
