@@ -177,8 +177,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
 
     ``given`` None (``--kernel auto``): the estimated kernel, and a data-step weight that grows with the
     estimated noise (:func:`lorun_cli.physics.sr_estimate.noise_data_weight`). An explicit kernel is checked
-    against the
-    estimate when the estimator is available; a much wider one is softened toward it (see
+    against the estimate when the estimator is available; a much wider one is softened toward it (see
     :func:`lorun_cli.physics.sr_estimate.kernel_policy`) and the record says ``mismatch``.
     """
     from .physics import sr_estimate as E
