@@ -457,6 +457,8 @@ def draw_degradation(family: str, scale: int, index: int, seed: int) -> tuple[st
 
 def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     """``--kernels auto``: lorun9 with the true (oracle) kernel, lorun9 with the estimated kernel, and bicubic.
+    Each restores as ``restore`` would (data-step weight from the estimated noise: ``--kernel K`` for the oracle,
+    ``--kernel auto`` for the estimate).
 
     Every image gets one degradation per family, drawn from ``--seed``. Bicubic interpolates on the grid the
     true kernel puts the LR pixels on (:func:`bicubic_on_grid` at ``grid_shift(k)``: the top-left grid for a
@@ -497,7 +499,8 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                 weight = E.noise_data_weight(est["noise"])
                 out_auto = model(y, SRBlur(k_auto.to(opts.device), s, data_weight=weight))
                 t2 = time.perf_counter()
-                out_oracle = model(y, SRBlur(k_true.to(opts.device), s))
+                w_given = E.noise_data_weight(est["noise"], E.GIVEN_NOISE_WEIGHT)  # as `restore --kernel K` runs
+                out_oracle = model(y, SRBlur(k_true.to(opts.device), s, data_weight=w_given))
                 k_reg, _ = E.kernel_policy(None, E.recentred(est["kernel"], E.centroid(k_true)), est["snapped"])
                 out_reg = model(y, SRBlur(k_reg.to(opts.device), s, data_weight=weight))
                 bic = bicubic_on_grid(y, s, E.grid_shift(k_true))

@@ -318,7 +318,8 @@ def test_noise_data_weight_rises_with_the_estimated_noise() -> None:
 
 
 def test_auto_restore_weights_the_data_step_by_the_estimated_noise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--kernel auto: a noisy estimate gives data_weight > 1 (recorded); an explicit kernel keeps 1."""
+    """A noisy estimate gives data_weight > 1 (recorded): under --kernel auto from a light noise on, with an
+    explicit kernel only from a heavier one."""
     from lorun_cli import restore
 
     fake = {"kernel": E.delta_kernel(), "noise": 6 / 255, "width": 0.0, "nearest": "K1", "nearest_error": 0.0,
@@ -329,5 +330,9 @@ def test_auto_restore_weights_the_data_step_by_the_estimated_noise(monkeypatch: 
     _, weight, rec = restore.sr_kernel_for(y, 2, None)
     assert weight == pytest.approx(E.noise_data_weight(6 / 255)) and weight > 1
     assert rec["data_weight"] == round(weight, 3)
+    _, weight, rec = restore.sr_kernel_for(y, 2, load_kernels()["K1"])
+    assert weight == pytest.approx(E.noise_data_weight(6 / 255, E.GIVEN_NOISE_WEIGHT)) and weight > 1
+    fake["noise"] = 3 / 255  # light noise: auto weights the data step, an explicit kernel does not
+    assert restore.sr_kernel_for(y, 2, None)[1] > 1
     _, weight, rec = restore.sr_kernel_for(y, 2, load_kernels()["K1"])
     assert weight == 1.0 and rec["data_weight"] == 1.0

@@ -491,6 +491,11 @@ AUTO_WIDE = (3.0, 3.5, 0.25)
 #: image restored at γ = 1 keeps too much of its noise. Chosen on held-out Train400 images (docs/SR_AUTO.md).
 AUTO_NOISE_WEIGHT = (1.0, 4.0, 4.0)
 
+#: The same for an explicit ``--kernel``, from a higher noise on: with the right kernel the networks cope with
+#: moderate noise (γ > 1 cost up to 0.1 dB at 2.55–5/255 on held-out images) and gain at heavy noise
+#: (+0.38 dB at 7.5/255, +1.09 at 10/255; docs/SR_AUTO.md).
+GIVEN_NOISE_WEIGHT = (3.5, 5.5, 4.0)
+
 
 def centroids(k: Tensor) -> Tensor:
     """(B, 2) centres of mass (row, col offsets from the centre tap) of kernels (B, n, n); differentiable."""
