@@ -501,7 +501,8 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                 t2 = time.perf_counter()
                 w_given = E.noise_data_weight(est["noise"], E.GIVEN_NOISE_WEIGHT)  # as `restore --kernel K` runs
                 out_oracle = model(y, SRBlur(k_true.to(opts.device), s, data_weight=w_given))
-                k_reg, _ = E.kernel_policy(None, E.recentred(est["kernel"], E.centroid(k_true)), est["snapped"])
+                k_reg, _ = E.kernel_policy(None, E.recentred(est["kernel"], E.centroid(k_true)), est["snapped"],
+                                           centre_gain=1.0)
                 out_reg = model(y, SRBlur(k_reg.to(opts.device), s, data_weight=weight))
                 bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
             t_est += t1 - t0

@@ -109,7 +109,7 @@ def main() -> int:
                         snapped = best["snapped"] and best["exact_p"] >= snap
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
-                            k = E.recentred(k, centre) if tag else k
+                            k = E.recentred(k, centre) if tag else (k if snapped else E.centre_expanded(k))
                             k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
                             weight = E.noise_data_weight(first["noise"], nrule)
                             out = net(y, SRBlur(k, s, data_weight=weight))

@@ -336,3 +336,16 @@ def test_auto_restore_weights_the_data_step_by_the_estimated_noise(monkeypatch: 
     assert restore.sr_kernel_for(y, 2, None)[1] > 1
     _, weight, rec = restore.sr_kernel_for(y, 2, load_kernels()["K1"])
     assert weight == 1.0 and rec["data_weight"] == 1.0
+
+
+def test_auto_moves_the_estimate_out_to_a_multiple_of_its_centre() -> None:
+    pil = E.pil_bicubic_kernel(3)  # centre of mass (−1, −1)
+    g = E.AUTO_CENTRE_GAIN
+    assert E.centroid(E.centre_expanded(pil)) == pytest.approx((-g, -g), abs=1e-3)
+    assert E.centre_expanded(pil, 1.0) is pil
+    centred = E.gaussian_kernel(1.2, 1.2, 0.0)[0].float()
+    assert E.centroid(E.centre_expanded(centred)) == pytest.approx((0.0, 0.0), abs=1e-4)
+    k_auto, _ = E.kernel_policy(None, pil)
+    assert E.centroid(k_auto) == pytest.approx((-g, -g), abs=1e-3)
+    k_plain, _ = E.kernel_policy(None, pil, centre_gain=1.0)  # the bench's registered column
+    assert E.centroid(k_plain) == pytest.approx((-1.0, -1.0), abs=1e-3)

@@ -429,8 +429,9 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
             "nearest_error": err, **extra}
 
 
-__all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel", "degrade_valid",
-           "delta_kernel", "centroids", "disagreement", "estimate", "gaussian_kernel", "grid_shift", "kernel_error",
+__all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel", "centre_expanded",
+           "degrade_valid", "delta_kernel", "centroids", "disagreement", "estimate", "gaussian_kernel", "grid_shift",
+           "kernel_error",
            "kernel_policy", "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled",
            "noise_data_weight", "pil_bicubic_kernel", "recentred", "retrieve_kernel", "sample_kernel",
            "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
@@ -495,6 +496,12 @@ AUTO_NOISE_WEIGHT = (1.0, 4.0, 4.0)
 #: moderate noise (γ > 1 cost up to 0.1 dB at 2.55–5/255 on held-out images) and gain at heavy noise
 #: (+0.38 dB at 7.5/255, +1.09 at 10/255; docs/SR_AUTO.md).
 GIVEN_NOISE_WEIGHT = (3.5, 5.5, 4.0)
+
+#: Under ``--kernel auto`` the estimate is moved to this multiple of its own centre of mass. The centre head,
+#: trained with a squared error between the two LR grids met in practice (top-left decimation, and resizers'
+#: centred grid, (s − 1)/2 px off), falls short of the centred grid by 20–40 %; 1.25 lifted the worst family
+#: (PIL) on held-out Train400 images (docs/SR_AUTO.md).
+AUTO_CENTRE_GAIN = 1.25
 
 
 def centroids(k: Tensor) -> Tensor:
@@ -586,16 +593,25 @@ def noise_data_weight(noise: float, rule: tuple[float, float, float] | None = AU
     return top if n >= hi else 1.0 + (top - 1.0) * (n - lo) / (hi - lo)
 
 
-def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False) -> tuple[Tensor, bool]:
+def centre_expanded(k: Tensor, gain: float = AUTO_CENTRE_GAIN) -> Tensor:
+    """``k`` moved so that its centre of mass sits at ``gain`` × its own (offsets from the centre tap)."""
+    if gain == 1.0:
+        return k
+    cy, cx = centroid(k)
+    return recentred(k, (gain * cy, gain * cx))
+
+
+def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
+                  centre_gain: float = AUTO_CENTRE_GAIN) -> tuple[Tensor, bool]:
     """(kernel to use, strong disagreement?) for an explicit kernel (or None for auto) and the estimate.
 
-    Auto uses :func:`auto_kernel` of the estimate, or, when the estimate is a ``snapped`` exact atom (see
-    :func:`estimate`), that kernel itself (only widened to the minimum width). An explicit kernel is used as
-    given unless it is much wider than the estimate (the case that rings); then it is softened toward the
-    (widened) estimate.
+    Auto uses :func:`auto_kernel` of the estimate moved to ``centre_gain`` × its centre of mass
+    (:func:`centre_expanded`), or, when the estimate is a ``snapped`` exact atom (see :func:`estimate`), that
+    kernel itself (only widened to the minimum width). An explicit kernel is used as given unless it is much
+    wider than the estimate (the case that rings); then it is softened toward the (widened) estimate.
     """
     if k_given is None:
-        return (widened_kernel(k_est) if snapped else auto_kernel(k_est)), False
+        return (widened_kernel(k_est) if snapped else auto_kernel(centre_expanded(k_est, centre_gain))), False
     if disagreement(k_given, k_est) <= MISMATCH_LOG_RATIO:
         return k_given, False
     too_wide = kernel_width(k_given) > kernel_width(k_est)
