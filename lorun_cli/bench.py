@@ -216,18 +216,23 @@ def _score_method(m: Method, opts: BenchOptions, items) -> tuple[dict[str, float
     return scores, ps, first[0], first[1]
 
 
-def _timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
-    """One timed inference of ``m`` on (y, op), in ms."""
+def _timed(call: Callable[[], Any], cuda: bool) -> Callable[[], float]:
+    """A timer of ``call()`` in ms (CUDA synchronised before and after)."""
     def once() -> float:
-        if y.is_cuda:
+        if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        m(y, op)
-        if y.is_cuda:
+        call()
+        if cuda:
             torch.cuda.synchronize()
         return (time.perf_counter() - t) * 1000
 
     return once
+
+
+def _timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
+    """One timed inference of ``m`` on (y, op), in ms."""
+    return _timed(lambda: m(y, op), y.is_cuda)
 
 
 def _start_timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
@@ -235,17 +240,11 @@ def _start_timer(m: Method, y: Tensor, op: Any) -> Callable[[], float]:
     net = m.net
     op = op if op is not None else net.op
 
-    def once() -> float:
-        if y.is_cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+    def start() -> None:
         with torch.no_grad():
             net.initial_estimate(op, y)
-        if y.is_cuda:
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) * 1000
 
-    return once
+    return _timed(start, y.is_cuda)
 
 
 def _latencies(jobs: list[tuple[Callable[[], float], int]]) -> list[dict[str, float]]:
@@ -496,10 +495,10 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                 est = E.estimate(est_net, y, s)
                 t1 = time.perf_counter()
                 k_auto, _ = E.kernel_policy(None, est["kernel"], est["snapped"])
-                weight = E.noise_data_weight(est["noise"])
+                weight = E.data_weight_policy(est["noise"], explicit=False)
                 out_auto = model(y, SRBlur(k_auto.to(opts.device), s, data_weight=weight))
                 t2 = time.perf_counter()
-                w_given = E.noise_data_weight(est["noise"], E.GIVEN_NOISE_WEIGHT)  # as `restore --kernel K` runs
+                w_given = E.data_weight_policy(est["noise"], explicit=True)  # as `restore --kernel K` runs
                 out_oracle = model(y, SRBlur(k_true.to(opts.device), s, data_weight=w_given))
                 k_reg, _ = E.kernel_policy(None, E.recentred(est["kernel"], E.centroid(k_true)), est["snapped"],
                                            centre_gain=1.0)

@@ -178,7 +178,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
     ``given`` None (``--kernel auto``): the estimated kernel. An explicit kernel is checked against the
     estimate when the estimator is available; a much wider one is softened toward it (see
     :func:`lorun_cli.physics.sr_estimate.kernel_policy`) and the record says ``mismatch``. Either way the
-    data-step weight grows with the estimated noise (:func:`lorun_cli.physics.sr_estimate.noise_data_weight`;
+    data-step weight grows with the estimated noise (:func:`lorun_cli.physics.sr_estimate.data_weight_policy`;
     for an explicit kernel only from a heavier noise on).
     """
     from .physics import sr_estimate as E
@@ -188,7 +188,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
         return given, 1.0, None
     est = E.estimate(net, y, scale)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"])
-    weight = E.noise_data_weight(est["noise"], E.AUTO_NOISE_WEIGHT if given is None else E.GIVEN_NOISE_WEIGHT)
+    weight = E.data_weight_policy(est["noise"], explicit=given is not None)
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
            "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),
            "kernel": est["kernel"]}

@@ -430,11 +430,10 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
 
 
 __all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel", "centre_expanded",
-           "degrade_valid", "delta_kernel", "centroids", "disagreement", "estimate", "gaussian_kernel", "grid_shift",
-           "kernel_error",
-           "kernel_policy", "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled",
-           "noise_data_weight", "pil_bicubic_kernel", "recentred", "retrieve_kernel", "sample_kernel",
-           "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
+           "centroids", "data_weight_policy", "degrade_valid", "delta_kernel", "disagreement", "estimate",
+           "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy", "kernel_width", "load_estimator",
+           "motion_kernel", "nearest_bundled", "noise_data_weight", "pil_bicubic_kernel", "recentred",
+           "retrieve_kernel", "sample_kernel", "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
 
 
 # --- using the estimate ---------------------------------------------------------------------------
@@ -559,15 +558,21 @@ def grid_shift(k: Tensor) -> tuple[float, float]:
     return -cy, -cx
 
 
+def _ramp(x: float, lo: float, hi: float, start: float, end: float) -> float:
+    """``start`` up to ``lo``, ``end`` from ``hi`` on, linear in between."""
+    if x <= lo:
+        return start
+    return end if x >= hi else start + (end - start) * (x - lo) / (hi - lo)
+
+
 def auto_keep(width: float, keep: float = AUTO_KEEP,
               wide: tuple[float, float, float] | None = AUTO_WIDE) -> float:
     """The estimate's weight in :func:`auto_kernel` for an estimate ``width`` px wide: ``keep``, falling
     linearly to ``wide[2]`` between ``wide[0]`` and ``wide[1]`` px (``wide`` None: ``keep`` at every width)."""
-    if wide is None or width <= wide[0]:
+    if wide is None:
         return keep
     lo, hi, k_wide = wide
-    t = 1.0 if width >= hi else (width - lo) / (hi - lo)
-    return keep + t * (min(k_wide, keep) - keep)
+    return _ramp(width, lo, hi, keep, min(k_wide, keep))
 
 
 def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_WIDTH,
@@ -587,10 +592,13 @@ def noise_data_weight(noise: float, rule: tuple[float, float, float] | None = AU
     if rule is None:
         return 1.0
     lo, hi, top = rule
-    n = 255.0 * noise
-    if n <= lo:
-        return 1.0
-    return top if n >= hi else 1.0 + (top - 1.0) * (n - lo) / (hi - lo)
+    return _ramp(255.0 * noise, lo, hi, 1.0, top)
+
+
+def data_weight_policy(noise: float, explicit: bool) -> float:
+    """The data-step weight ``restore`` uses for an estimated noise σ: :data:`AUTO_NOISE_WEIGHT` under
+    ``--kernel auto``, :data:`GIVEN_NOISE_WEIGHT` with an explicit kernel."""
+    return noise_data_weight(noise, GIVEN_NOISE_WEIGHT if explicit else AUTO_NOISE_WEIGHT)
 
 
 def centre_expanded(k: Tensor, gain: float = AUTO_CENTRE_GAIN) -> Tensor:
