@@ -101,6 +101,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "resume": Rule(bool),
     "device": Rule(str),
     "noise": _float(0, 1, optional=True, example="0.01"),
+    "rgb_share": _float(0, 1, example="0.5"),
     "val_limit": _int(1, optional=True, example="2"),
     "command": Rule(str),
 }

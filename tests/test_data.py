@@ -238,6 +238,34 @@ def test_cassi_sampler_and_validation(root: Path) -> None:
         assert cube.shape == (28, 256, 256) and cube.min() > 0.75
 
 
+def test_rgb_spectral_maps_invert_colour_and_skip_held_out() -> None:
+    from lorun_cli.facts import WAVELENGTHS_28
+    from lorun_cli.io.images import spectrum_to_rgb
+
+    g = torch.Generator().manual_seed(0)
+    basis = torch.rand(3, 28, generator=g, dtype=torch.float64)
+    spectra = (torch.rand(40 * 30, 3, generator=g, dtype=torch.float64) @ basis).float()  # rank-3 spectra
+    odd = spectra.clone().view(40, 30, 28)
+    odd[:10, :10] = torch.rand(10, 10, 28, generator=g)  # other spectra, only inside the held-out rectangle
+    maps = D.rgb_spectral_maps(odd.reshape(-1, 28), [(40, 30)], {0: [(0, 0, 10, 10)]}, ridge=1e-9)
+    assert maps.shape == (1, 28, 3)
+    to_rgb = spectrum_to_rgb(WAVELENGTHS_28).float()
+    torch.testing.assert_close(to_rgb @ maps[0], torch.eye(3), atol=1e-3, rtol=0)  # colour in, same colour out
+    torch.testing.assert_close(spectra[:5] @ to_rgb.T @ maps[0].T, spectra[:5], atol=1e-3, rtol=1e-3)
+
+
+def test_cassi_sampler_rgb_share(root: Path) -> None:
+    assert isinstance(D.cassi_train_sampler(root, patch=16, cache=False, rgb_share=0.0), D.PatchSampler)
+    s = D.cassi_train_sampler(root, patch=16, cache=False, rgb_share=1.0)
+    assert isinstance(s, D.SpectralFromRGB) and s.maps.shape == (2, 28, 3) and s.channels == 28
+    a, b = (s.sample(6, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert a.shape == (6, 28, 16, 16) and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    cave = s.cave.sample(6, torch.Generator().manual_seed(3))
+    assert not any(torch.equal(p, q) for p, q in zip(a, cave))  # every patch replaced at share 1
+    with pytest.raises(ValueError):
+        D.SpectralFromRGB(s.cave, s.rgb, s.maps, 1.5)
+
+
 def test_cassi_cache(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LORUN_CACHE_DIR", str(tmp_path))
     scene = root / "cassi/cave/test/balloons_ms"

@@ -228,6 +228,14 @@ def test_warm_start_option_sets_the_trained_models_x0(cs_root, tmp_path):
         train(_cfg(cs_root, tmp_path / "w.safetensors", steps=1, warm_start="gap-tv:3"))
 
 
+def test_rgb_share_is_cassi_only(cs_root, tmp_path):
+    from lorun_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--rgb-share applies to --task cassi only"):
+        train(_cfg(cs_root, tmp_path / "r.safetensors", steps=1, rgb_share=0.5))
+    assert not (tmp_path / "r.safetensors").exists()
+
+
 def test_stage_loss_weights_the_intermediate_stages(cs_root, tmp_path):
     """--stage-loss 0 is Eq. 13 on the final output; W > 0 adds W × the mean over stages 1..K-1."""
     from lorun_cli.train.loop import l2_loss, stage_loss

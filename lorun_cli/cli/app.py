@@ -186,6 +186,8 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
               "default 10/255 for SR, 0 otherwise)."),
     "stage_loss": (float, "Weight of the intermediate stages' mean L2 loss added to the final output's "
                    "(0: the paper's Eq. 13, final output only)."),
+    "rgb_share": (float, "CASSI: share of training patches made from the RGB training images (T91), turned into "
+                  "28-band cubes by the colour-to-spectrum maps of the CAVE training scenes (0: CAVE only)."),
     "warm_start": (str | None, "CASSI: the initial estimate x⁰ the stages start from, 'op' (the operator's "
                    "cheap start) or 'gap-tv:N[:LAMBDA]' (N GAP-TV iterations, TV weight LAMBDA); default: the "
                    "model's own."),

@@ -514,6 +514,22 @@ def _srgb_gamma(c: Tensor) -> Tensor:
     return torch.where(c <= 0.0031308, 12.92 * c, 1.055 * c.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055)
 
 
+def srgb_to_linear(c: Tensor) -> Tensor:
+    """sRGB-encoded values -> linear (the inverse of the IEC 61966-2-1 transfer curve)."""
+    return torch.where(c <= 0.04045, c / 12.92, ((c.clamp_min(0.0) + 0.055) / 1.055) ** 2.4)
+
+
+def spectrum_to_rgb(wavelengths: Sequence[float], dtype: torch.dtype = torch.float64,
+                    device: torch.device | str | None = None) -> Tensor:
+    """(3, C): a C-band spectrum -> linear sRGB through the CIE 1931 matching functions, white-balanced so a
+    flat unit spectrum gives (1, 1, 1) (channels the bands barely reach are left unscaled)."""
+    wl = torch.as_tensor([float(w) for w in wavelengths], dtype=dtype, device=device)
+    to_rgb = torch.as_tensor(_XYZ_TO_SRGB, dtype=dtype, device=device) @ cie_cmf(wl)
+    white = to_rgb.sum(dim=1)  # response to a flat unit spectrum
+    white = torch.where(white > 1e-6 * white.abs().max(), white, torch.ones_like(white))
+    return to_rgb / white[:, None]
+
+
 def cube_preview_rgb(cube: Tensor, wavelengths: Sequence[float]) -> Tensor:
     """sRGB preview (3, H, W) in [0, 1] of a (C, H, W) cube with band centres ``wavelengths`` (nm).
 
@@ -528,14 +544,8 @@ def cube_preview_rgb(cube: Tensor, wavelengths: Sequence[float]) -> Tensor:
             f"{len(wavelengths)} wavelengths given for a cube with {t.shape[0]} bands; pass one per band"
         )
     work = t.to(torch.float64 if t.device.type != "mps" else torch.float32)
-    wl = torch.as_tensor([float(w) for w in wavelengths], dtype=work.dtype, device=work.device)
-    cmf = cie_cmf(wl)  # (3, C)
-    m = torch.as_tensor(_XYZ_TO_SRGB, dtype=work.dtype, device=work.device)
-    to_rgb = m @ cmf  # (3, C): spectrum -> linear sRGB
-    white = to_rgb.sum(dim=1)  # response to a flat unit spectrum
-    # channels the bands barely reach (or reach negatively) are left unscaled
-    white = torch.where(white > 1e-6 * white.abs().max(), white, torch.ones_like(white))
-    rgb = torch.einsum("kc,chw->khw", to_rgb / white[:, None], work).clamp_min(0.0)
+    to_rgb = spectrum_to_rgb(wavelengths, dtype=work.dtype, device=work.device)
+    rgb = torch.einsum("kc,chw->khw", to_rgb, work).clamp_min(0.0)
     peak = rgb.max()
     if peak > 0:
         rgb = rgb / peak

@@ -30,6 +30,7 @@ from lorun_cli.io.datasets import (
     require_dir,
     rgb_to_luma,
 )
+from lorun_cli.io.images import spectrum_to_rgb, srgb_to_linear
 
 Tensor = torch.Tensor
 
@@ -174,9 +175,64 @@ def sr_train_sampler(root: str | os.PathLike, patch: int = TRAIN_PATCH["sr"], au
     return PatchSampler([read_rgb(p) for p in files], patch, augment=augment, device=device)
 
 
+class SpectralFromRGB:
+    """CAVE patches, a ``share`` of them replaced by patches of RGB training images turned into 28-band cubes.
+
+    An RGB patch is linearised (sRGB curve), mapped to spectra by the least-squares map (28 × 3) of one CAVE
+    training scene, drawn per patch (:func:`rgb_spectral_maps`), and dimmed by a gain drawn from ``gain``
+    (the CAVE scenes average 0.06–0.28, linearised photos about twice that): natural-image structure far
+    beyond seven scenes, with spectra spanned by what those scenes' colours look like. Same ``sample``
+    interface as :class:`PatchSampler`.
+    """
+
+    gain = (0.25, 1.0)
+
+    def __init__(self, cave: PatchSampler, rgb: PatchSampler, maps: Tensor, share: float) -> None:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        self.cave, self.rgb, self.maps, self.share = cave, rgb, maps.to(cave.buffer.dtype), float(share)
+        self.patch, self.channels = cave.patch, cave.channels
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               patch: int | None = None) -> Tensor:
+        x = self.cave.sample(batch_size, generator, patch)
+        pick = torch.rand(batch_size, generator=generator) < self.share
+        n = int(pick.sum())
+        if n:
+            rgb = srgb_to_linear(self.rgb.sample(n, generator, patch))
+            m = self.maps[torch.randint(len(self.maps), (n,), generator=generator)]
+            lo, hi = self.gain
+            m = m * (lo + (hi - lo) * torch.rand(n, 1, 1, generator=generator, dtype=m.dtype))
+            x[pick.to(x.device)] = torch.einsum("nbc,nchw->nbhw", m.to(x.device), rgb.to(x.device)).clamp(0.0, 1.0)
+        return x
+
+
+def rgb_spectral_maps(buffer: Tensor, shapes: Sequence[tuple[int, int]], exclude: Mapping[int, Sequence[Rect]],
+                      ridge: float = 1e-4) -> Tensor:
+    """(S, 28, 3): per CAVE training scene, the ridge least-squares map from a pixel's linear sRGB
+    (:func:`~lorun_cli.io.images.spectrum_to_rgb`) back to its spectrum, held-out regions left out."""
+    to_rgb = spectrum_to_rgb(WAVELENGTHS_28, dtype=torch.float64)
+    maps, off = [], 0
+    for i, (h, w) in enumerate(shapes):
+        keep = torch.ones(h, w, dtype=torch.bool)
+        for y0, x0, y1, x1 in exclude.get(i, ()):
+            keep[y0:y1, x0:x1] = False
+        spec = buffer[off:off + h * w][keep.flatten()].double().T  # (28, N)
+        rgb = to_rgb @ spec
+        gram = rgb @ rgb.T
+        reg = ridge * torch.trace(gram) / 3 * torch.eye(3, dtype=gram.dtype)
+        maps.append(spec @ rgb.T @ torch.linalg.inv(gram + reg))
+        off += h * w
+    return torch.stack(maps).float()
+
+
 def cassi_train_sampler(root: str | os.PathLike, patch: int = TRAIN_PATCH["cassi"], augment: bool = True,
-                        device: torch.device | str | None = None, cache: bool | None = None) -> PatchSampler:
-    """28-band patches from the CAVE training scenes; never overlapping :data:`CASSI_VAL_REGIONS`."""
+                        device: torch.device | str | None = None, cache: bool | None = None,
+                        rgb_share: float = 0.0) -> PatchSampler | SpectralFromRGB:
+    """28-band patches from the CAVE training scenes; never overlapping :data:`CASSI_VAL_REGIONS`.
+
+    ``rgb_share`` > 0: that share of patches comes from the RGB training images (T91) instead
+    (:class:`SpectralFromRGB`)."""
     scenes = _cave_scenes(root, "train")
     shapes = []
     for s in scenes:
@@ -194,7 +250,12 @@ def cassi_train_sampler(root: str | os.PathLike, patch: int = TRAIN_PATCH["cassi
         off += h * w
         if s.name in CASSI_VAL_REGIONS:
             exclude[i] = [CASSI_VAL_REGIONS[s.name]]
-    return PatchSampler.from_buffer(buffer, shapes, patch, augment=augment, exclude=exclude)
+    cave = PatchSampler.from_buffer(buffer, shapes, patch, augment=augment, exclude=exclude)
+    if not rgb_share:
+        return cave
+    files = [p for p in _list_images(require_dir(root, "train/t91")) if p.name not in SR_VAL_NAMES]
+    rgb = PatchSampler([read_rgb(p) for p in files], patch, augment=augment, device=device)
+    return SpectralFromRGB(cave, rgb, rgb_spectral_maps(buffer.cpu(), shapes, exclude), rgb_share)
 
 
 def train_sampler(task: str, root: str | os.PathLike, patch: int | None = None, **kw) -> PatchSampler:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import UsageError
 from ..facts import DEFAULT_NOISE, TRAIN_PATCH
 from ..io import datasets
 from ..models import cassi_operator
@@ -25,7 +26,10 @@ class TaskData:
         self.cfg, self.model, self.task = cfg, model, cfg.task
         root = datasets.data_root(cfg.data)
         self.patch = cfg.patch or TRAIN_PATCH[self.task]
-        self.sampler = data.train_sampler(self.task, root, self.patch)
+        if cfg.rgb_share and self.task != "cassi":
+            raise UsageError("--rgb-share applies to --task cassi only; drop it for other tasks")
+        extra = {"rgb_share": cfg.rgb_share} if cfg.rgb_share else {}
+        self.sampler = data.train_sampler(self.task, root, self.patch, **extra)
         self.val = datasets.validation_set(self.task, root)
         if cfg.val_limit:
             self.val = self.val[: cfg.val_limit]
