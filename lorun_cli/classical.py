@@ -114,24 +114,34 @@ def _tv_fgp(
         if work is not None:
             work[key] = bufs
     p_prev, r, p, g, x, d, norm = bufs  # g keeps its zero last row / column between calls
-    if dual is None:
-        p_prev.zero_()
-    else:
-        p_prev.copy_(dual)
-    r.copy_(p_prev)
     step = 1.0 / (8.0 * weight)
     t = 1.0
-    for _ in range(iters):
-        _fgp_primal(b, weight, r, d, x, bounds)
-        torch.sub(x[..., 1:, :], x[..., :-1, :], out=g[0, ..., :-1, :])
-        torch.sub(x[..., :, 1:], x[..., :, :-1], out=g[1, ..., :, :-1])
-        if isinstance(step, float):
-            torch.add(r, g, alpha=step, out=p)
+
+    def gradient_step(z: Tensor, base: Tensor | None, out: Tensor) -> None:
+        """out = P_ball(base + step·∇z) (base None: 0), the projection p / max(1, |p|) per pixel."""
+        torch.sub(z[..., 1:, :], z[..., :-1, :], out=g[0, ..., :-1, :])
+        torch.sub(z[..., :, 1:], z[..., :, :-1], out=g[1, ..., :, :-1])
+        if base is None:
+            torch.mul(g, step, out=out)
+        elif isinstance(step, float):
+            torch.add(base, g, alpha=step, out=out)
         else:
-            torch.addcmul(r, step, g, out=p)
-        torch.mul(p[0], p[0], out=norm)
-        norm.addcmul_(p[1], p[1]).clamp_min_(1.0).rsqrt_()
-        p.mul_(norm)  # p / max(1, |p|): the projection onto the unit ball
+            torch.addcmul(base, step, g, out=out)
+        torch.mul(out[0], out[0], out=norm)
+        norm.addcmul_(out[1], out[1]).clamp_min_(1.0).rsqrt_()
+        out.mul_(norm)
+
+    if dual is not None:
+        p_prev.copy_(dual)
+        r.copy_(p_prev)
+    elif iters > 0:  # the first step from p = 0: x = P_box(b), no momentum yet (the same numbers, fewer passes)
+        gradient_step(b if bounds is None else torch.clamp(b, *bounds, out=x), None, p_prev)
+        r.copy_(p_prev)
+        t, iters = (1.0 + math.sqrt(5.0)) / 2.0, iters - 1
+    else:
+        p_prev.zero_()
+    for _ in range(iters):
+        gradient_step(_fgp_primal(b, weight, r, d, x, bounds), r, p)
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         torch.lerp(p_prev, p, 1.0 + (t - 1.0) / t_next, out=r)  # r = p + β(p − p_prev)
         p, p_prev, t = p_prev, p, t_next
