@@ -180,7 +180,7 @@ class SpectralFromRGB:
 
     An RGB patch is linearised (sRGB curve), mapped to spectra by the least-squares map (28 × 3) of one CAVE
     training scene, drawn per patch (:func:`rgb_spectral_maps`), and dimmed by a gain drawn from ``gain``
-    (the CAVE scenes average 0.06–0.28, linearised photos about twice that): natural-image structure far
+    (the CAVE training scenes average 0.14, from 0.06 to 0.28; linearised T91 photos 0.27): natural-image structure far
     beyond seven scenes, with spectra spanned by what those scenes' colours look like. Same ``sample``
     interface as :class:`PatchSampler`.
     """
