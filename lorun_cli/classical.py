@@ -247,8 +247,8 @@ def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV
 class GapTVModel(torch.nn.Module):
     """GAP-TV behind the interface ``lorun restore`` uses for a CASSI network: ``model(y, op)`` → cube.
 
-    ``lorun restore --task cassi --model gap-tv`` — slower than the learned models, no training, and today the
-    stronger reconstruction on the CAVE hold-out (docs/CASSI.md).
+    ``lorun restore --task cassi --model gap-tv`` — no training, about twice the learned models' time and about
+    2 dB under cassi-lorun9 on the CAVE hold-out (docs/CASSI.md); the baseline ``lorun bench`` compares with.
     """
 
     task = "cassi"
