@@ -153,10 +153,15 @@ class PatchSampler:
 
 
 # ------------------------------------------------------------------------------------ training sets
+def t91_train_files(root: str | os.PathLike) -> list:
+    """The T91 training photos, minus the SR validation images."""
+    return [p for p in _list_images(require_dir(root, "train/t91")) if p.name not in SR_VAL_NAMES]
+
+
 def cs_train_images(root: str | os.PathLike) -> list[Tensor]:
     """CS training images: Train400 + T91 luminance, minus all validation images, each ``(1, H, W)``."""
     bsd400 = [p for p in _list_images(require_dir(root, "train/bsd400")) if p.name not in CS_VAL_NAMES]
-    t91 = [p for p in _list_images(require_dir(root, "train/t91")) if p.name not in SR_VAL_NAMES]
+    t91 = t91_train_files(root)
     return [read_gray(p) for p in bsd400] + [rgb_to_luma(read_rgb(p)) for p in t91]
 
 
@@ -171,7 +176,7 @@ def sr_train_sampler(root: str | os.PathLike, patch: int = TRAIN_PATCH["sr"], au
     """RGB HR patches from T91 (minus the validation images); ``patch`` must be a multiple of 12."""
     if patch % 12:
         raise UsageError(f"SR patch size must be a multiple of 12 (divisible by scales 2, 3, 4); got {patch}")
-    files = [p for p in _list_images(require_dir(root, "train/t91")) if p.name not in SR_VAL_NAMES]
+    files = t91_train_files(root)
     return PatchSampler([read_rgb(p) for p in files], patch, augment=augment, device=device)
 
 
@@ -253,7 +258,7 @@ def cassi_train_sampler(root: str | os.PathLike, patch: int = TRAIN_PATCH["cassi
     cave = PatchSampler.from_buffer(buffer, shapes, patch, augment=augment, exclude=exclude)
     if not rgb_share:
         return cave
-    files = [p for p in _list_images(require_dir(root, "train/t91")) if p.name not in SR_VAL_NAMES]
+    files = t91_train_files(root)
     rgb = PatchSampler([read_rgb(p) for p in files], patch, augment=augment, device=device)
     return SpectralFromRGB(cave, rgb, rgb_spectral_maps(buffer.cpu(), shapes, exclude), rgb_share)
 
