@@ -26,9 +26,9 @@ RUNS = {
                 ("cs-share9-r25", "cs-lorun9-r10-compact")],
     "cs ratio adapts": [("cs-share9-r25", "cs-lorun9-r1"), ("cs-share9-r25", "cs-lorun9-r50")],
     "cassi": [("cassi-denoise", "cassi-share9-leg1", "cassi-share9", "cassi-lorun9-cave", "cassi-lorun9-g60",
-               "cassi-lorun9"),
+               "cassi-lorun9-g45", "cassi-lorun9"),
               ("cassi-denoise", "cassi-block9-leg1", "cassi-block9-leg2", "cassi-block9-leg3", "cassi-block9-leg4",
-               "cassi-block9-g60", "cassi-block9"),
+               "cassi-block9-g60", "cassi-block9-g45", "cassi-block9"),
               ("cassi-denoise", "cassi-share9-leg1", "cassi-share9", "cassi-lorun9-g10"),
               ("cassi-denoise", "cassi-share9-leg1", "cassi-lorun9-leg1", "cassi-lorun9-leg2", "cassi-lorun9-leg3")],
 }
