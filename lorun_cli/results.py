@@ -79,15 +79,16 @@ def regen_command(markdown: Path, plot: Path | None, has_data: bool, threads: in
                 return str(p)
         return str(p)
 
-    parts = ["lorun bench --all", f"--markdown {show(markdown)}"]
-    if plot is not None:
-        parts.append(f"--plot {show(plot)}")
-    if has_data:
-        parts.append("--data <root>")
+    parts = ["lorun"]  # --threads and --device are the app's options, given before the command
     if threads:
         parts.append(f"--threads {threads}")
     if device != "cpu":
         parts.append(f"--device {device}")
+    parts += ["bench --all", f"--markdown {show(markdown)}"]
+    if plot is not None:
+        parts.append(f"--plot {show(plot)}")
+    if has_data:
+        parts.append("--data <root>")
     if quick:
         parts.append("--quick")
     else:

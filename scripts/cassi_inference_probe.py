@@ -2,26 +2,31 @@
 
     python scripts/cassi_inference_probe.py pnp FILE --iters 9,30 [--sigma 0.1 0.02] [--accelerated]
     python scripts/cassi_inference_probe.py extra FILE
+    python scripts/cassi_inference_probe.py start FILE --starts 45x5,45x3,45x2,30x5,20x5
 
 ``pnp``: the shared denoiser of FILE (e.g. a phase-0 ``pretrain --denoise`` file) as a plug-and-play prior in
 GAP iterations (the projection x + Φᵀ((y − Φx)/ΦΦᵀ), then the denoiser at a geometric σ schedule);
 ``--accelerated`` feeds the residual back into y (y_k+1 = y_k + (y − Φx_k+1)), as accelerated GAP does.
 ``extra``: a trained DUN run again after its K stages (twice through, its last stage repeated, its second half
 again) — does inference gain from more iterations than it was trained with?
+``start``: a trained DUN whose GAP-TV start is swapped for N iterations of M TV dual steps each (``NxM``; the
+shipped starts use M = 5, ``classical.GAP_TV_INNER``) — can the stages take a cheaper start without retraining?
 Prints the PSNR of each validation region and their mean (float, 28-band mean).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
 
-from lorun_cli import models
+from lorun_cli import classical, models
 from lorun_cli.metrics import psnr
 from lorun_cli.train.config import TrainConfig
 from lorun_cli.train.tasks import TaskData
+from lorun_cli.unfold.dun import WarmStart
 
 
 def val_items(model: torch.nn.Module, data: str) -> list:
@@ -66,14 +71,26 @@ def extra(model: torch.nn.Module, items: list) -> dict[str, list[float]]:
     return res
 
 
+def start(model: torch.nn.Module, items: list, iters: int, inner: int) -> list[float]:
+    """PSNR of the model with x⁰ = ``iters`` GAP-TV iterations of ``inner`` TV dual steps (its own λ)."""
+    saved, gap_tv = model.x0, classical.gap_tv
+    model.x0 = WarmStart("gap-tv", iters, saved.lam)
+    classical.gap_tv = functools.partial(gap_tv, inner=inner)  # WarmStart looks it up at call time
+    try:
+        return [float(psnr(model(y, op).clamp(0, 1), x)) for x, y, op in items]
+    finally:
+        model.x0, classical.gap_tv = saved, gap_tv
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["pnp", "extra"])
+    ap.add_argument("mode", choices=["pnp", "extra", "start"])
     ap.add_argument("model")
     ap.add_argument("--data", default=None, help="data root (default: $LORUN_DATA)")
     ap.add_argument("--iters", default="9,30")
     ap.add_argument("--sigma", nargs=2, type=float, default=[0.1, 0.02])
     ap.add_argument("--accelerated", action="store_true")
+    ap.add_argument("--starts", default="45x5,45x3,45x2,30x5,20x5", help="start: NxM, comma list")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = models.load_model(args.model).prepare_inference()
@@ -85,6 +102,11 @@ def main() -> None:
                 v = pnp(model, items, n, *args.sigma, args.accelerated)
                 print(f"{n} iterations: {[round(a, 2) for a in v]} mean {sum(v) / len(v):.2f} dB "
                       f"({time.time() - t:.1f} s)")
+        elif args.mode == "start":
+            for spec in args.starts.split(","):
+                n, m = (int(v) for v in spec.split("x"))
+                v = start(model, items, n, m)
+                print(f"{n} iterations x {m} TV steps: {[round(a, 2) for a in v]} mean {sum(v) / len(v):.2f} dB")
         else:
             for name, v in extra(model, items).items():
                 print(f"{name:18s} {[round(a, 2) for a in v]} mean {sum(v) / len(v):.2f} dB")

@@ -592,3 +592,13 @@ def test_restore_cassi_with_gap_tv(lorun, tmp_path):
     rec = json.loads(r.stdout)[0]
     assert rec["model"] == "gap-tv" and rec["shape"] == [28, 64, 64] and rec["psnr"] > 30
     assert (tmp_path / "cube_cube.tif").is_file()
+
+
+def test_results_regen_command_is_accepted_by_the_cli(lorun, tmp_path: Path) -> None:
+    """The command printed atop docs/RESULTS.md must parse: app options (--threads) go before `bench`."""
+    from lorun_cli.results import regen_command
+
+    cmd = regen_command(Path("RESULTS.md"), Path("p.png"), True, threads=2, repeats=10)
+    assert cmd.startswith("lorun --threads 2 bench --all")
+    r = lorun(*cmd.replace("<root>", str(tmp_path)).split()[1:], "--help")
+    assert r.returncode == 0, r.stderr
