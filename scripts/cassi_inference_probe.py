@@ -17,16 +17,15 @@ Prints the PSNR of each validation region and their mean (float, 28-band mean).
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 
 import torch
 
-from lorun_cli import classical, models
+from lorun_cli import models
+from lorun_cli.classical import gap_tv
 from lorun_cli.metrics import psnr
 from lorun_cli.train.config import TrainConfig
 from lorun_cli.train.tasks import TaskData
-from lorun_cli.unfold.dun import WarmStart
 
 
 def val_items(model: torch.nn.Module, data: str) -> list:
@@ -72,14 +71,10 @@ def extra(model: torch.nn.Module, items: list) -> dict[str, list[float]]:
 
 
 def start(model: torch.nn.Module, items: list, iters: int, inner: int) -> list[float]:
-    """PSNR of the model with x⁰ = ``iters`` GAP-TV iterations of ``inner`` TV dual steps (its own λ)."""
-    saved, gap_tv = model.x0, classical.gap_tv
-    model.x0 = WarmStart("gap-tv", iters, saved.lam)
-    classical.gap_tv = functools.partial(gap_tv, inner=inner)  # WarmStart looks it up at call time
-    try:
-        return [float(psnr(model(y, op).clamp(0, 1), x)) for x, y, op in items]
-    finally:
-        model.x0, classical.gap_tv = saved, gap_tv
+    """PSNR of the model's stages from x⁰ = ``iters`` GAP-TV iterations of ``inner`` TV dual steps (its own λ)."""
+    k_all, lam = model.strategy.stages, model.x0.lam
+    return [float(psnr(stages(model, op, y, gap_tv(op, y, lam=lam, iters=iters, inner=inner), range(k_all))
+                       .clamp(0, 1), x)) for x, y, op in items]
 
 
 def main() -> None:

@@ -137,7 +137,8 @@ def test_build_results_on_bundled_samples(zoo: None, tmp_path: Path, monkeypatch
     assert all(r.dataset == "bundled samples" for r in out)
     page = md.read_text(encoding="utf-8")
     first = page.splitlines()[0]
-    assert "bench --all --markdown" in first and "--plot" in first and "--quick" in first
+    assert re.search(r"`lorun (--threads \d+ )?bench --all --markdown", first)
+    assert "--plot" in first and "--quick" in first
     assert "--data" not in first  # no data root: bundled samples only
     for res in out:  # one measured table per task, with its protocol in the caption
         assert res.protocol in page

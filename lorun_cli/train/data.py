@@ -10,6 +10,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -153,7 +154,7 @@ class PatchSampler:
 
 
 # ------------------------------------------------------------------------------------ training sets
-def t91_train_files(root: str | os.PathLike) -> list:
+def t91_train_files(root: str | os.PathLike) -> list[Path]:
     """The T91 training photos, minus the SR validation images."""
     return [p for p in _list_images(require_dir(root, "train/t91")) if p.name not in SR_VAL_NAMES]
 
