@@ -27,7 +27,7 @@ from .facts import BASELINES, CASSI_STEP, HEADLINE_TESTSET, LEARNED, TASKS
 from .io.datasets import DATASET_DIRS
 from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, bicubic_on_grid, load_kernels
-from .restore import PROTOCOL, load_task_model
+from .restore import PROTOCOL, default_model_name, load_task_model
 from .runtime import peak_rss_mb
 from .unfold import param_report
 
@@ -473,6 +473,9 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     families = auto_families(opts.kernels)
     dataset, items = _testset(opts)
     model = Method("lorun9", opts, is_model=True)
+    blind = None if opts.model else default_model_name("sr", "lorun9", kernel="auto")
+    auto_model = Method(blind, opts) if blind and blind != model.name else model  # as `restore --kernel auto`
+    policy = auto_model.net.auto_policy or "blend"
     est_net = sr_estimator(required=True)
     s, proto = opts.scale, PROTOCOL["sr"]
     per: dict[str, dict[str, list[float]]] = {}
@@ -494,15 +497,15 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                 t0 = time.perf_counter()
                 est = E.estimate(est_net, y, s)
                 t1 = time.perf_counter()
-                k_auto, _ = E.kernel_policy(None, est["kernel"], est["snapped"])
+                k_auto, _ = E.kernel_policy(None, est["kernel"], est["snapped"], policy=policy)
                 weight = E.data_weight_policy(est["noise"], explicit=False)
-                out_auto = model(y, SRBlur(k_auto.to(opts.device), s, data_weight=weight))
+                out_auto = auto_model(y, SRBlur(k_auto.to(opts.device), s, data_weight=weight))
                 t2 = time.perf_counter()
                 w_given = E.data_weight_policy(est["noise"], explicit=True)  # as `restore --kernel K` runs
                 out_oracle = model(y, SRBlur(k_true.to(opts.device), s, data_weight=w_given))
                 k_reg, _ = E.kernel_policy(None, E.recentred(est["kernel"], E.centroid(k_true)), est["snapped"],
-                                           centre_gain=1.0)
-                out_reg = model(y, SRBlur(k_reg.to(opts.device), s, data_weight=weight))
+                                           centre_gain=1.0, policy=policy)
+                out_reg = auto_model(y, SRBlur(k_reg.to(opts.device), s, data_weight=weight))
                 bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
             t_est += t1 - t0
             t_net += t2 - t1
@@ -521,24 +524,26 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
         fam_rows[fam]["worst_auto_minus_bicubic"] = round(min(acc["auto_minus_bicubic"]), 3)
         fam_rows[fam]["worst_auto_registered_minus_bicubic"] = round(min(acc["auto_registered_minus_bicubic"]), 3)
         fam_rows[fam]["cases"] = len(acc["auto"])
-    base = model.params()
+    base, base_auto = model.params(), auto_model.params()
     est_params = sum(p.numel() for p in est_net.parameters())
     allv = {m: [v for acc in per.values() for v in acc[m]] for m in ("oracle", "auto", "auto_registered", "bicubic")}
     rows = []
-    for m, label in (("oracle", f"{model.name} (oracle kernel)"), ("auto", f"{model.name} (auto kernel)"),
-                     ("auto_registered", f"{model.name} (auto kernel, registered)"), ("bicubic", "bicubic")):
+    for m, label in (("oracle", f"{model.name} (oracle kernel)"), ("auto", f"{auto_model.name} (auto kernel)"),
+                     ("auto_registered", f"{auto_model.name} (auto kernel, registered)"), ("bicubic", "bicubic")):
         learned = m != "bicubic"
         extra = est_params if m.startswith("auto") else 0
+        rep = base_auto if m.startswith("auto") else base
         row = {"method": label, "role": "model" if m == "auto" else "compared", "strategy": m,
                "psnr": round(statistics.fmean(allv[m]), 4), "ssim": None,
                "per_image_psnr": [round(v, 3) for v in allv[m]],
-               **{k: (v + extra if k in ("total", "stored") else v) if learned else 0 for k, v in base.items()},
+               **{k: (v + extra if k in ("total", "stored") else v) if learned else 0 for k, v in rep.items()},
                "latency_runs": 0, "peak_mem_mb": None, "latency_ms": None, "latency_min_ms": None,
                "latency_max_ms": None, "ratio_to_model": {}}
         row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
         rows.append(row)
     setting = {"scale": s, "kernels": opts.kernels, "seed": opts.seed, "families": fam_rows,
-               "estimator_params": est_params, "estimator_time_share": round(t_est / max(t_net, 1e-9), 4),
+               "auto_model": auto_model.name, "auto_policy": policy, "estimator_params": est_params,
+               "estimator_time_share": round(t_est / max(t_net, 1e-9), 4),
                "bicubic": "Keys bicubic (a = −0.75, edges replicated) on the grid the true kernel puts the LR "
                "pixels on (minus its centre of mass: top-left for centred kernels, centred for PIL's downscaling)",
                "registered": "auto, reg.: the estimate moved to the true kernel's centre of mass (its shape, apart "

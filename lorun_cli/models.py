@@ -110,6 +110,8 @@ def model_meta(model: DUN) -> dict[str, Any]:
             meta["op"]["phi"] = model.op.phi_mode
     if model.task == "cassi":
         meta["op"] = {"bands": model.channels, "step": cassi_step(model)}
+    if model.auto_policy:
+        meta["auto_policy"] = model.auto_policy
     return meta
 
 
@@ -191,6 +193,7 @@ def load_model(path: str | Path, backbone: str | Path | None = None) -> DUN:
     if meta.get("kind") != "adapter":
         model = _build_from_meta(meta)
         _load_state(model, tensors, path)
+        model.auto_policy = meta.get("auto_policy")
         return model
     bb_path = _resolve_backbone(path, meta, backbone)
     base = load_model(bb_path)
@@ -210,6 +213,7 @@ def load_model(path: str | Path, backbone: str | Path | None = None) -> DUN:
     if phi_mode != "learn":
         derive_phi(model, base.op.phi, phi_mode, gamma)
     _load_state(model, tensors, path, partial=True)
+    model.auto_policy = meta.get("auto_policy")
     return model
 
 

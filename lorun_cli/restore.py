@@ -28,12 +28,18 @@ __all__ = ["CUBE_EXTS", "RestoreOptions", "default_model_name", "expand_inputs",
            "run_restore", "run_tiled"]
 
 
-def default_model_name(task: str, strategy: str, ratio: float | None = None) -> str:
-    """The manifest entry serving ``task``/``strategy`` (for CS the one trained at ``ratio``, default 25 %).
+def default_model_name(task: str, strategy: str, ratio: float | None = None, kernel: str | None = None) -> str:
+    """The manifest entry serving ``task``/``strategy`` (for CS the one trained at ``ratio``, default 25 %; for
+    SR under ``kernel`` "auto" the adapters trained on estimated kernels, when the manifest has them).
 
     Variants (e.g. compact adapters) are only used when named.
     """
     served = [e for e in load_manifest()["models"] if e.get("task") == task and not e.get("variant")]
+    if task == "sr":  # entries trained on the estimator's kernels ("kernel": "auto") serve --kernel auto only
+        blind = [e for e in served if e.get("kernel") == "auto" and e.get("strategy") == strategy]
+        if kernel == "auto" and blind:
+            return blind[0]["name"]
+        served = [e for e in served if e.get("kernel") != "auto"]
     entries = [e for e in served if e.get("strategy") == strategy]
     if not entries:
         have = sorted({str(e.get("strategy")) for e in served})
@@ -62,10 +68,10 @@ def resolve_precision(precision: str, device: str) -> tuple[str, str]:
 
 def load_task_model(task: str, model: str | None, strategy: str = "lorun9", ratio: float | None = None,
                     backbone: Path | None = None, device: str = "cpu",
-                    precision: str = "fp32") -> tuple[DUN, str]:
-    """Resolve ``--model`` (file or manifest name; default: the task's bundled model) and load it for
-    inference (channels-last, the denoisers in ``precision``)."""
-    name = model or default_model_name(task, strategy, ratio)
+                    precision: str = "fp32", kernel: str | None = None) -> tuple[DUN, str]:
+    """Resolve ``--model`` (file or manifest name; default: the task's bundled model, see
+    :func:`default_model_name`) and load it for inference (channels-last, the denoisers in ``precision``)."""
+    name = model or default_model_name(task, strategy, ratio, kernel)
     if task == "cassi" and name == "gap-tv":  # the classical reconstruction through the same pipeline
         from .classical import GapTVModel
         from .facts import CASSI_BANDS
@@ -170,14 +176,16 @@ def sr_estimator(required: bool) -> Any:
     return _ESTIMATOR[0]
 
 
-def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, float, dict[str, Any] | None]:
+def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None,
+                  policy: str = "blend") -> tuple[Tensor, float, dict[str, Any] | None]:
     """(kernel to restore with, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
 
     The record holds the estimated kernel itself under ``kernel`` (what ``--save-kernel`` writes).
 
     ``given`` None (``--kernel auto``): the estimated kernel. An explicit kernel is checked against the
     estimate when the estimator is available; a much wider one is softened toward it (see
-    :func:`lorun_cli.physics.sr_estimate.kernel_policy`) and the record says ``mismatch``. Either way the
+    :func:`lorun_cli.physics.sr_estimate.kernel_policy`; ``policy``: how auto uses the estimate, the model's
+    own ``auto_policy``) and the record says ``mismatch``. Either way the
     data-step weight grows with the estimated noise (:func:`lorun_cli.physics.sr_estimate.data_weight_policy`;
     for an explicit kernel only from a heavier noise on).
     """
@@ -187,7 +195,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None) -> tuple[Tensor, 
     if net is None:
         return given, 1.0, None
     est = E.estimate(net, y, scale)
-    k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"])
+    k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy)
     weight = E.data_weight_policy(est["noise"], explicit=given is not None)
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
            "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),
@@ -249,7 +257,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
             y = y[:, :1].expand_as(y)
     else:
         y = img
-    k, data_weight, est = sr_kernel_for(y, s, given)
+    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy or "blend")
     k = k.to(opts.device)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k
@@ -433,7 +441,7 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
     if why and on_note is not None:
         on_note(why)
     net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device,
-                                precision)
+                                precision, kernel=opts.kernel if opts.task == "sr" else None)
     t_load = time.perf_counter() - t_start
     gen = torch.Generator().manual_seed(opts.seed)
     guard = _Guard(opts, on_note)

@@ -102,6 +102,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "device": Rule(str),
     "noise": _float(0, 1, optional=True, example="0.01"),
     "rgb_share": _float(0, 1, example="0.5"),
+    "sr_kernel": _choice("true", "auto", "auto-raw"),
     "val_limit": _int(1, optional=True, example="2"),
     "command": Rule(str),
 }

@@ -71,11 +71,15 @@ def main() -> int:
     ap.add_argument("--snap-estimator", type=Path, help="an estimator with exact atoms that decides the snapping "
                     "(default: --estimator)")
     ap.add_argument("--snaps", default="2", help="snap thresholds to try (estimators with exact atoms; > 1: never)")
+    ap.add_argument("--policy", choices=("model", *E.AUTO_POLICIES), default="model",
+                    help="how the estimate becomes the data step's kernel (default: the model's own auto_policy; "
+                    "raw ignores the keep and wide grids)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--seed", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(1)
     net, _ = load_task_model("sr", args.model)
+    policy = (net.auto_policy or "blend") if args.policy == "model" else args.policy
     est_net = E.load_estimator(args.estimator)
     est2 = E.load_estimator(args.also) if args.also else None
     snap_net = E.load_estimator(args.snap_estimator) if args.snap_estimator else est_net
@@ -109,8 +113,11 @@ def main() -> int:
                         snapped = best["snapped"] and best["exact_p"] >= snap
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
-                            k = E.recentred(k, centre) if tag else (k if snapped else E.centre_expanded(k))
-                            k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
+                            if policy == "raw":  # the estimate itself, widened (sr_estimate.kernel_policy)
+                                k = E.widened_kernel(E.recentred(k, centre) if tag else k, mw)
+                            else:
+                                k = E.recentred(k, centre) if tag else (k if snapped else E.centre_expanded(k))
+                                k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
                             weight = E.noise_data_weight(first["noise"], nrule)
                             out = net(y, SRBlur(k, s, data_weight=weight))
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
@@ -118,7 +125,8 @@ def main() -> int:
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
     rows = []
     for (keep, mw, snap, wide, nrule), by_tag in diffs.items():
-        row = {"keep": keep, "min_width": mw, "snap": snap, "wide": _rule_text(wide), "noise_weight": _rule_text(nrule)}
+        row = {"model": args.model or "sr-lorun9", "policy": policy, "keep": keep, "min_width": mw, "snap": snap,
+               "wide": _rule_text(wide), "noise_weight": _rule_text(nrule)}
         for tag, fams in by_tag.items():
             allv = [v for vs in fams.values() for v in vs]
             fam_mean = {tag + f: round(statistics.fmean(v), 3) for f, v in fams.items()}

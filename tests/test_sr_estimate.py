@@ -349,3 +349,97 @@ def test_auto_moves_the_estimate_out_to_a_multiple_of_its_centre() -> None:
     assert E.centroid(k_auto) == pytest.approx((-g, -g), abs=1e-3)
     k_plain, _ = E.kernel_policy(None, pil, centre_gain=1.0)  # the bench's registered column
     assert E.centroid(k_plain) == pytest.approx((-1.0, -1.0), abs=1e-3)
+
+
+# ------------------------------------------------------------------ blind adapters (--sr-kernel auto)
+def test_batch_estimate_matches_the_single_image_estimate() -> None:
+    torch.manual_seed(0)
+    net = E.KernelEstimator(centre_head=True).eval()
+    y = torch.rand(3, 3, 20, 24)
+    ks, noise = E.estimate_batch(net, y, 3)
+    assert ks.shape == (3, 25, 25) and noise.shape == (3,)
+    for i in range(3):
+        one = E.estimate(net, y[i], 3)
+        torch.testing.assert_close(ks[i], one["kernel"], rtol=1e-5, atol=1e-6)
+        assert float(noise[i]) == pytest.approx(one["noise"], abs=1e-6)
+
+
+def test_raw_policy_uses_the_estimate_itself_widened() -> None:
+    k = load_kernels()["K6"]
+    raw, mismatch = E.kernel_policy(None, k, policy="raw")
+    assert not mismatch and torch.equal(raw, E.widened_kernel(k))
+    blend, _ = E.kernel_policy(None, k)
+    assert not torch.allclose(blend, raw)  # the blend keeps a quarter of a narrow kernel
+    assert torch.equal(E.kernel_policy(k, k, policy="raw")[0], k)  # an explicit kernel is the user's either way
+    with pytest.raises(ValueError, match="policy"):
+        E.kernel_policy(None, k, policy="bogus")
+
+
+def test_per_sample_data_weight_equals_one_operator_per_image() -> None:
+    torch.manual_seed(1)
+    k = load_kernels()["K3"]
+    x, y = torch.rand(3, 3, 24, 24), torch.rand(3, 3, 8, 8)
+    gamma = torch.tensor([1.0, 2.5, 4.0])
+    batch = SRBlur(k, 3, data_weight=gamma).hqs_step(x, y, torch.tensor(0.02))
+    for i in range(3):
+        one = SRBlur(k, 3, data_weight=float(gamma[i])).hqs_step(x[i : i + 1], y[i : i + 1], torch.tensor(0.02))
+        torch.testing.assert_close(batch[i : i + 1], one)
+    with pytest.raises(ValueError, match="≥ 1"):
+        SRBlur(k, 3, data_weight=torch.tensor([1.0, 0.5]))
+
+
+def test_auto_policy_survives_save_and_load(tmp_path) -> None:
+    from lorun_cli import models
+
+    net = models.build_model("sr", "share2", "unet", denoiser_kwargs={"widths": [4, 8]})
+    assert net.auto_policy is None
+    net.auto_policy = "raw"
+    models.save_model(tmp_path / "b.safetensors", net)
+    assert models.load_model(tmp_path / "b.safetensors").auto_policy == "raw"
+    net.auto_policy = None
+    models.save_model(tmp_path / "p.safetensors", net)
+    assert "auto_policy" not in models.read_meta(tmp_path / "p.safetensors")
+
+
+def test_kernel_auto_is_served_by_the_blind_entry_when_there_is_one(in_zoo, tmp_path, monkeypatch) -> None:
+    manifest = json.loads(Path(in_zoo["LORUN_MANIFEST"]).read_text())
+    assert R.default_model_name("sr", "lorun9", kernel="auto") == "sr-lorun9"  # none yet: the plain adapters
+    blind = {**next(e for e in manifest["models"] if e["name"] == "sr-lorun9"), "name": "sr-lorun9-auto",
+             "kernel": "auto"}
+    manifest["models"].append(blind)
+    edited = Path(in_zoo["LORUN_MANIFEST"]).with_name("manifest-blind.json")
+    edited.write_text(json.dumps(manifest))
+    monkeypatch.setenv("LORUN_MANIFEST", str(edited))
+    assert R.default_model_name("sr", "lorun9", kernel="auto") == "sr-lorun9-auto"
+    assert R.default_model_name("sr", "lorun9", kernel="K5") == "sr-lorun9"
+    assert R.default_model_name("sr", "lorun9") == "sr-lorun9"
+
+
+def test_sr_kernel_auto_training_hands_the_data_step_the_estimate(in_zoo, tmp_path) -> None:
+    """pretrain --sr-kernel auto-raw: each batch's data step gets the estimator's kernel of a larger crop around
+    the patch and a per-sample data weight; validation restores with the estimate; the file records the policy."""
+    from lorun_cli import models
+    from lorun_cli.io import datasets as DS
+    from lorun_cli.train.loop import TrainConfig, train
+    from lorun_cli.train.tasks import TaskData
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "train/t91").mkdir(parents=True)
+    for name, side in (("a.bmp", 160), ("b.bmp", 150), (DS.SR_VAL_NAMES[0], 48)):
+        Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8)).save(tmp_path / "train/t91" / name)
+    cfg = TrainConfig(task="sr", strategy="share2", denoiser="unet", data=str(tmp_path), steps=2, batch=2, patch=24,
+                      val_every=2, ckpt_every=2, log_every=1, out=str(tmp_path / "m.safetensors"), sr_kernel="auto-raw")
+    net = models.build_model("sr", "share2", "unet", denoiser_kwargs={"widths": [4, 8]})
+    td = TaskData(cfg, net)
+    x, y, op = td.batch(torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert x.shape == (2, 3, 24, 24) and y.shape[-1] == 24 // op.scale
+    assert isinstance(op.data_weight, torch.Tensor) and op.data_weight.shape == (2,)
+    assert bool((op.data_weight >= 1).all()) and torch.allclose(op.kernel.sum(dim=(1, 2)), torch.ones(2))
+    assert all(E.kernel_width(k) >= E.MIN_WIDTH - 1e-3 for k in op.kernel)  # widened estimates, not true kernels
+    (_, _, y_val, op_val), = td.val_items(torch.device("cpu"))
+    k_val, w_val = td.auto_terms(y_val, op_val.scale)
+    assert torch.equal(op_val.kernel, k_val[0]) and op_val.data_weight == float(w_val[0])
+    train(cfg)
+    assert models.load_model(tmp_path / "m.safetensors").auto_policy == "raw"
+    with pytest.raises(UsageError, match="--sr-kernel applies to --task sr only"):
+        TaskData(TrainConfig(task="cs", data=str(tmp_path), sr_kernel="auto"), net)

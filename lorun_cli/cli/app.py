@@ -188,6 +188,10 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
                    "(0: the paper's Eq. 13, final output only)."),
     "rgb_share": (float, "CASSI: share of training patches made from the RGB training images (T91), turned into "
                   "28-band cubes by the colour-to-spectrum maps of the CAVE training scenes (0: CAVE only)."),
+    "sr_kernel": (str, "SR: the kernel the data step is given: 'true' (the true kernel, a quarter of them "
+                  "slightly too wide or narrow), 'auto' (the kernel estimator's estimate of each training image, "
+                  "as `restore --kernel auto` uses it) or 'auto-raw' (the estimate only widened to 0.5 px): "
+                  "'auto*' trains adapters for blind SR."),
     "warm_start": (str | None, "CASSI: the initial estimate x⁰ the stages start from, 'op' (the operator's "
                    "cheap start) or 'gap-tv:N[:LAMBDA]' (N GAP-TV iterations, TV weight LAMBDA); default: the "
                    "model's own."),

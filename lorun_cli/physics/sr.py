@@ -250,18 +250,25 @@ class SRBlur(Operator):
 
     task = "sr"
 
-    def __init__(self, kernel: Tensor, scale: int, data_weight: float = 1.0) -> None:
+    def __init__(self, kernel: Tensor, scale: int, data_weight: float | Tensor = 1.0) -> None:
         super().__init__()
         self.scale = _check_scale(scale)
-        if not data_weight >= 1.0:
+        if isinstance(data_weight, Tensor):  # per sample (N,), as training batches with estimated kernels use
+            if data_weight.dim() != 1 or not bool((data_weight >= 1.0).all()):
+                raise ValueError("a per-sample data_weight must be a 1-D tensor of values ≥ 1")
+            self.data_weight: float | Tensor = data_weight.detach()
+        elif not data_weight >= 1.0:
             raise ValueError(f"data_weight must be ≥ 1, got {data_weight!r}")
-        self.data_weight = float(data_weight)
+        else:
+            self.data_weight = float(data_weight)
         self.register_buffer("kernel", _check_kernel(kernel, "SRBlur"))
         self._otf_cache: tuple[tuple, Tensor] | None = None
         self._fwd: dict | None = None  # per-forward quantities of one measurement (see per_forward)
 
     def extra_repr(self) -> str:
-        extra = f", data_weight={self.data_weight:g}" if self.data_weight != 1.0 else ""
+        w = self.data_weight
+        extra = (", data_weight=per-sample" if isinstance(w, Tensor) else
+                 f", data_weight={w:g}" if w != 1.0 else "")
         return f"scale={self.scale}, kernel={tuple(self.kernel.shape)}{extra}"
 
     def x_shape(self, y: Tensor) -> tuple[int, ...]:
@@ -354,8 +361,11 @@ class SRBlur(Operator):
         return torch.fft.irfft2(fx, s=(h, wd))
 
 
-def regularised_mu(mu: Scalar, gamma: float) -> Scalar:
-    """Data-step penalty for an uncertain kernel: μ' = γ·μ (γ = 1: the trained step, unchanged)."""
+def regularised_mu(mu: Scalar, gamma: float | Tensor) -> Scalar:
+    """Data-step penalty for an uncertain kernel: μ' = γ·μ (γ = 1: the trained step, unchanged; a tensor γ
+    holds one weight per sample)."""
+    if isinstance(gamma, Tensor):
+        return torch.as_tensor(mu, dtype=gamma.dtype, device=gamma.device).reshape(-1) * gamma
     return mu if gamma == 1.0 else mu * gamma
 
 

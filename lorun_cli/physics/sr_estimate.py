@@ -400,6 +400,26 @@ def _centre_crop(y: Tensor, side: int = MAX_SIDE) -> Tensor:
 SNAP_P = 0.7
 
 
+def _predict(net: KernelEstimator, y: Tensor, scale: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(dictionary logits (B, D), kernels (B, 25, 25), noise σ (B,)) of LR images ``y`` (B, C, h, w), on the
+    CPU in float32; each image is seen through its centred :data:`MAX_SIDE` crop."""
+    p = next(net.parameters())
+    z = _centre_crop(luma(y.to(p.dtype).to(p.device)))
+    with torch.no_grad():
+        logits, u, centre = net.predict(z, scale)
+        ks = net.kernel(logits).float().cpu()
+        ks = torch.stack([scaled_kernel(k, net.width_scale.get(scale, 1.0)) for k in ks])
+        if centre is not None:
+            ks = torch.stack([recentred(k, tuple(float(c) for c in cc)) for k, cc in zip(ks, centre.cpu())])
+    return logits.float().cpu(), ks, noise_from_u(u).float().cpu()
+
+
+def estimate_batch(net: KernelEstimator, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
+    """Kernels (B, 25, 25) and noise σ (B,) of a batch of LR images ``y`` (B, C, h, w) (no snapping)."""
+    _, ks, noise = _predict(net, y, scale)
+    return ks, noise
+
+
 def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P) -> dict[str, Any]:
     """Kernel and noise of one LR image ``y`` (C, h, w) or (1, C, h, w) in [0, 1].
 
@@ -408,16 +428,8 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
     atoms, ``exact`` names the exact atom with the largest retrieval weight and ``exact_p`` gives that weight;
     when it is ≥ ``snap_p`` the kernel *is* that atom (``snapped``), else the retrieved blend.
     """
-    if y.dim() == 3:
-        y = y.unsqueeze(0)
-    p = next(net.parameters())
-    z = _centre_crop(luma(y.to(p.dtype).to(p.device)))
-    with torch.no_grad():
-        logits, u, centre = net.predict(z, scale)
-        k = scaled_kernel(net.kernel(logits)[0].cpu(), net.width_scale.get(scale, 1.0))
-        if centre is not None:
-            k = recentred(k, tuple(float(c) for c in centre[0].cpu()))
-        w = torch.softmax(logits[0].float().cpu(), dim=-1)
+    logits, ks, noise = _predict(net, y.unsqueeze(0) if y.dim() == 3 else y, scale)
+    k, w = ks[0], torch.softmax(logits[0], dim=-1)
     extra: dict[str, Any] = {"snapped": False}
     if net.exact_names:
         i = int(w[net.n_learned:].argmax())
@@ -425,15 +437,16 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
         if extra["exact_p"] >= snap_p:
             k, extra["snapped"] = net.fixed[i].cpu().clone(), True
     name, err = nearest_bundled(k)
-    return {"kernel": k, "noise": float(noise_from_u(u)[0]), "width": kernel_width(k), "nearest": name,
+    return {"kernel": k, "noise": float(noise[0]), "width": kernel_width(k), "nearest": name,
             "nearest_error": err, **extra}
 
 
-__all__ = ["ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel", "centre_expanded",
-           "centroids", "data_weight_policy", "degrade_valid", "delta_kernel", "disagreement", "estimate",
-           "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy", "kernel_width", "load_estimator",
-           "motion_kernel", "nearest_bundled", "noise_data_weight", "pil_bicubic_kernel", "recentred",
-           "retrieve_kernel", "sample_kernel", "scaled_kernel", "shift_kernels", "softened_kernel", "widened_kernel"]
+__all__ = ["AUTO_POLICIES", "ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel",
+           "centre_expanded", "centroids", "data_weight_policy", "degrade_valid", "delta_kernel", "disagreement",
+           "estimate", "estimate_batch", "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy",
+           "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled", "noise_data_weight",
+           "pil_bicubic_kernel", "recentred", "retrieve_kernel", "sample_kernel", "scaled_kernel", "shift_kernels",
+           "softened_kernel", "widened_kernel"]
 
 
 # --- using the estimate ---------------------------------------------------------------------------
@@ -609,17 +622,29 @@ def centre_expanded(k: Tensor, gain: float = AUTO_CENTRE_GAIN) -> Tensor:
     return recentred(k, (gain * cy, gain * cx))
 
 
+#: How ``--kernel auto`` turns the estimate into the data step's kernel: ``blend`` (:func:`auto_kernel` of the
+#: centre-expanded estimate: the rules tuned for networks trained with true kernels) or ``raw`` (the estimate
+#: itself, only widened to :data:`MIN_WIDTH`: for adapters trained on the estimator's own estimates, which learn
+#: how far to trust them). A model file names its policy (``sr_kernel`` in its training record).
+AUTO_POLICIES = ("blend", "raw")
+
+
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
-                  centre_gain: float = AUTO_CENTRE_GAIN) -> tuple[Tensor, bool]:
+                  centre_gain: float = AUTO_CENTRE_GAIN, policy: str = "blend") -> tuple[Tensor, bool]:
     """(kernel to use, strong disagreement?) for an explicit kernel (or None for auto) and the estimate.
 
     Auto uses :func:`auto_kernel` of the estimate moved to ``centre_gain`` × its centre of mass
-    (:func:`centre_expanded`), or, when the estimate is a ``snapped`` exact atom (see :func:`estimate`), that
-    kernel itself (only widened to the minimum width). An explicit kernel is used as given unless it is much
-    wider than the estimate (the case that rings); then it is softened toward the (widened) estimate.
+    (:func:`centre_expanded`), or, when the estimate is a ``snapped`` exact atom (see :func:`estimate`) or the
+    ``policy`` is ``raw``, the estimate itself (only widened to the minimum width). An explicit kernel is used
+    as given unless it is much wider than the estimate (the case that rings); then it is softened toward the
+    (widened) estimate.
     """
+    if policy not in AUTO_POLICIES:
+        raise ValueError(f"unknown auto-kernel policy {policy!r}; use one of {', '.join(AUTO_POLICIES)}")
     if k_given is None:
-        return (widened_kernel(k_est) if snapped else auto_kernel(centre_expanded(k_est, centre_gain))), False
+        if snapped or policy == "raw":
+            return widened_kernel(k_est), False
+        return auto_kernel(centre_expanded(k_est, centre_gain)), False
     if disagreement(k_given, k_est) <= MISMATCH_LOG_RATIO:
         return k_given, False
     too_wide = kernel_width(k_given) > kernel_width(k_est)

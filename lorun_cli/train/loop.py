@@ -98,7 +98,12 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
 
 
 def set_warm_start(model: DUN, cfg: TrainConfig) -> DUN:
-    """Give the model the initial estimate ``--warm-start`` asks for (kept in the trained file)."""
+    """Give the model the initial estimate ``--warm-start`` asks for (kept in the trained file), and an SR
+    model trained on estimated kernels (``--sr-kernel auto*``) the policy it was trained with."""
+    if cfg.sr_kernel != "true":
+        from .tasks import SR_AUTO_POLICY
+
+        model.auto_policy = SR_AUTO_POLICY[cfg.sr_kernel]
     if cfg.warm_start is None:
         return model
     try:

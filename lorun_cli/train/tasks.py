@@ -17,6 +17,11 @@ from ..physics.sr import SRBlur, load_kernels
 from . import data
 
 SR_VAL_PLAN = (("K1", 2), ("K5", 3), ("K9", 4))  # fixed kernel/scale per validation image, noise-free
+#: HR side of the crop whose LR image the kernel estimator sees under ``--sr-kernel auto``: LR 72/48/36 px at
+#: ×2/×3/×4, the sizes the estimator was trained on; the training patch is an aligned crop of it.
+SR_AUTO_CONTEXT = 144
+#: ``--sr-kernel`` → the ``--kernel auto`` policy (:data:`~lorun_cli.physics.sr_estimate.AUTO_POLICIES`).
+SR_AUTO_POLICY = {"auto": "blend", "auto-raw": "raw"}
 
 
 class TaskData:
@@ -28,13 +33,21 @@ class TaskData:
         self.patch = cfg.patch or TRAIN_PATCH[self.task]
         if cfg.rgb_share and self.task != "cassi":
             raise UsageError("--rgb-share applies to --task cassi only; drop it for other tasks")
+        if cfg.sr_kernel != "true" and self.task != "sr":
+            raise UsageError("--sr-kernel applies to --task sr only; drop it for other tasks")
         extra = {"rgb_share": cfg.rgb_share} if cfg.rgb_share else {}
         self.sampler = data.train_sampler(self.task, root, self.patch, **extra)
         self.val = datasets.validation_set(self.task, root)
         if cfg.val_limit:
             self.val = self.val[: cfg.val_limit]
+        self.estimator = None
         if self.task == "sr":
             self.kernels = load_kernels()
+            if cfg.sr_kernel in SR_AUTO_POLICY:
+                from ..physics.sr_estimate import load_estimator
+
+                self.estimator = load_estimator()
+                self.estimator.requires_grad_(False)
         if self.task == "cassi":
             self.cassi = cassi_operator(model, load_mask())
 
@@ -47,6 +60,8 @@ class TaskData:
                 sigma = torch.rand(x.shape[0], generator=gen) * self.cfg.noise
                 y = y + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(y.shape, generator=gen).to(device)
             return x, y, op
+        if self.estimator is not None:
+            return self._sr_auto_batch(gen, device)
         x = self.sampler.sample(self.cfg.batch, gen).to(device)
         if self.task == "cs":
             noise = self.cfg.noise or 0.0
@@ -71,6 +86,35 @@ class TaskData:
             (x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale), generator=gen
         ).to(device)
         return x, y, SRBlur(k_given.to(device=device, dtype=x.dtype), scale)
+
+    def _sr_auto_batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Operator]:
+        """A broad-degradation batch whose data step gets what ``restore --kernel auto`` gives it: the estimator's
+        kernel and noise-driven data weight, estimated from the LR image of a larger crop around each patch."""
+        n, p = self.cfg.batch, self.patch
+        ctx = max(SR_AUTO_CONTEXT, p)
+        big = self.sampler.sample(n, gen, patch=ctx).to(device)
+        noise = self.cfg.noise if self.cfg.noise is not None else data.SR_NOISE_MAX
+        scale, k, _, sigma = data.sample_sr_training_degradation(n, self.kernels, gen, noise_max=noise,
+                                                                 perturb_share=0.0)
+        k, sigma = k.to(device), sigma.to(device).view(-1, 1, 1, 1)
+        y_big = SRBlur(k, scale).A(big)
+        y_big = y_big + sigma * torch.randn(y_big.shape, generator=gen).to(device)
+        k_use, gamma = self.auto_terms(y_big, scale)
+        oy, ox = (scale * int(torch.randint((ctx - p) // scale + 1, (1,), generator=gen)) for _ in range(2))
+        x = big[..., oy : oy + p, ox : ox + p].contiguous()
+        y = SRBlur(k, scale).A(x)
+        y = y + sigma * torch.randn(y.shape, generator=gen).to(device)
+        return x, y, SRBlur(k_use.to(device=device, dtype=x.dtype), scale, data_weight=gamma.to(device))
+
+    def auto_terms(self, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
+        """(kernels (N, 25, 25), data weights (N,)) that ``--kernel auto`` uses for the LR images ``y``."""
+        from ..physics import sr_estimate as E
+
+        ks, noise = E.estimate_batch(self.estimator, y, scale)
+        policy = SR_AUTO_POLICY[self.cfg.sr_kernel]
+        k_use = torch.stack([E.kernel_policy(None, k, policy=policy)[0] for k in ks]).float()
+        gamma = torch.tensor([E.data_weight_policy(float(s), explicit=False) for s in noise])
+        return k_use, gamma
 
     def clean_batch(self, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Operator]:
         """Clean training patches and an operator for them (phase 0 uses the operator's side information only)."""
@@ -103,8 +147,12 @@ class TaskData:
             elif self.task == "sr":
                 kname, s = SR_VAL_PLAN[idx % len(SR_VAL_PLAN)]
                 x = datasets.modcrop(x, s)
-                op = SRBlur(self.kernels[kname].to(device), s)
-                yield name, x, op.A(x), op
+                y = SRBlur(self.kernels[kname].to(device), s).A(x)
+                if self.estimator is None:
+                    yield name, x, y, SRBlur(self.kernels[kname].to(device), s)
+                    continue
+                k_use, gamma = self.auto_terms(y, s)  # blind: the model restores with the estimate
+                yield name, x, y, SRBlur(k_use[0].to(device), s, data_weight=float(gamma[0]))
             else:
                 op = cassi_operator(self.model, self.cassi.mask[..., : x.shape[-2], : x.shape[-1]].to(device))
                 yield name, x, op.A(x), op

@@ -138,6 +138,9 @@ class DUN(nn.Module):
             raise ValueError(f"unknown algorithm {algo!r}; use one of {ALGOS}")
         self.channels, self.algo, self.floor = channels, algo, floor
         self.x0 = WarmStart.parse(x0)
+        #: SR: how ``--kernel auto`` hands this model the estimated kernel (``sr_estimate.AUTO_POLICIES``); set
+        #: on models trained on the estimator's estimates (``--sr-kernel auto*``), None for all others.
+        self.auto_policy: str | None = None
         self.denoiser_name, self.size = denoiser, size
         self.denoiser_kwargs = dict(denoiser_kwargs or denoisers.config(denoiser, size))
         self.denoiser_kwargs.pop("channels", None)
