@@ -56,8 +56,10 @@ def measure(entry: dict[str, Any]) -> dict[str, Any]:
     plan = PLAN[task]
     h, w = plan["crop"]
     path = SAMPLES / plan["input"]
-    if entry.get("strategy") == "estimator":  # the SR kernel estimator: sr-lorun9 on the sample, estimated kernel
-        return _measure_estimator(entry, plan)
+    if entry.get("strategy") == "estimator":  # the SR kernel estimator: `--kernel auto`'s model, estimated kernel
+        return _measure_auto(plan, estimator=entry)
+    if entry.get("kernel") == "auto":  # blind SR adapters: the bundled estimator's kernel
+        return _measure_auto(plan, model=entry)
     net = load_shipped(entry)
     border = 0
     with torch.no_grad():
@@ -80,9 +82,11 @@ def measure(entry: dict[str, Any]) -> dict[str, Any]:
             "protocol": metrics.PROTOCOL_TEXT[proto] + (f", border {border}" if border else "")}
 
 
-def _measure_estimator(entry: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-    """The sample record of the SR kernel estimator: sr-lorun9 restoring the sample crop with the kernel the
-    estimator finds (``--kernel auto``) instead of the true one."""
+def _measure_auto(plan: dict[str, Any], estimator: dict[str, Any] | None = None,
+                  model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sample crop restored as ``--kernel auto`` restores it: the estimator's kernel (the manifest's, or
+    ``estimator``) given to ``model`` (default: the model `--kernel auto` serves, see
+    ``restore.default_model_name``) under that model's auto policy, data step weighted by the estimated noise."""
     import torch
 
     from lorun_cli import metrics
@@ -91,17 +95,24 @@ def _measure_estimator(entry: dict[str, Any], plan: dict[str, Any]) -> dict[str,
     from lorun_cli.physics.sr import SRBlur, load_kernels
     from lorun_cli.restore import PROTOCOL
 
+    entries = json.loads(MANIFEST.read_text())["models"]
+    if model is None:
+        blind = [e for e in entries if e.get("kernel") == "auto" and e.get("strategy") == "lorun9"]
+        model = blind[0] if blind else next(e for e in entries if e["name"] == "sr-lorun9")
+    if estimator is None:
+        estimator = next(e for e in entries if e["name"] == E.ESTIMATOR_NAME)
     h, w = plan["crop"]
     s = plan["setting"]["scale"]
-    lorun9 = next(e for e in json.loads(MANIFEST.read_text())["models"] if e["name"] == "sr-lorun9")
     ref = images.read_image(SAMPLES / plan["input"], "rgb")[:, :h, :w]
     y = SRBlur(load_kernels()[plan["setting"]["kernel"]], s).A(ref.unsqueeze(0))
-    est = E.estimate(E.load_estimator(WEIGHTS / entry["file"]), y, s)
-    k, _ = E.kernel_policy(None, est["kernel"], est["snapped"])
+    est = E.estimate(E.load_estimator(WEIGHTS / estimator["file"]), y, s)
+    net = load_shipped(model)
+    k, _ = E.kernel_policy(None, est["kernel"], est["snapped"], policy=net.auto_policy or "blend")
+    weight = E.data_weight_policy(est["noise"], explicit=False)
     with torch.no_grad():
-        out = load_shipped(lorun9)(y, SRBlur(k, s))[0]
+        out = net(y, SRBlur(k, s, data_weight=weight))[0]
     score = metrics.score(out.clamp(0, 1), ref, PROTOCOL["sr"], border=s)
-    return {"input": plan["input"], "crop": [h, w], "setting": {**plan["setting"], "restored_with": "sr-lorun9, "
+    return {"input": plan["input"], "crop": [h, w], "setting": {**plan["setting"], "restored_with": f"{model['name']}, "
                                                                 "--kernel auto"},
             "psnr": round(score["psnr"], 3), "protocol": metrics.PROTOCOL_TEXT[PROTOCOL["sr"]] + f", border {s}"}
 

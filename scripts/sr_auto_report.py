@@ -178,15 +178,21 @@ NOTES = [
 ]
 
 
-def _auto_text() -> str:
-    """How ``--kernel auto`` mixes the estimate (from the code's constants, never typed in)."""
+#: Keys of an ``sr_auto_tune.py`` row that are not a family's mean.
+SELECT_KEYS = ("model", "policy", "keep", "min_width", "snap", "wide", "noise_weight", "mean", "worst_family",
+               "worst_case")
+
+
+def _auto_text(policy: str = "blend") -> str:
+    """How ``--kernel auto`` uses the estimate under ``policy`` (from the code's constants, never typed in)."""
     from lorun_cli.physics import sr_estimate as E
 
     widen = f"widened to at least σ = {E.MIN_WIDTH:g} px"
-    if E.AUTO_KEEP >= 1 and E.AUTO_WIDE is None:
-        return f"the estimate, {widen}"
-    text = f"{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
-    if E.AUTO_WIDE is not None:
+    if policy == "raw" or (E.AUTO_KEEP >= 1 and E.AUTO_WIDE is None):
+        text = f"the estimate itself, {widen}"
+    else:
+        text = f"{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
+    if E.AUTO_WIDE is not None and policy != "raw":
         lo, hi, keep = E.AUTO_WIDE
         text += (f"; estimates wider than {lo:g} px keep less of their shape, {keep:g} × from {hi:g} px on "
                  "(`sr_estimate.auto_keep`)")
@@ -259,9 +265,9 @@ def main() -> None:
         "",
         f"- Protocol: {protocol}. Noise-free float LR except `noise5`.",
         "- oracle: sr-lorun9 restoring with the true kernel (as `restore --kernel K` runs it: its data step "
-        "weighted only for heavy estimated noise, `sr_estimate.GIVEN_NOISE_WEIGHT`); auto: sr-lorun9 with "
-        f"`--kernel auto` ({_auto_text()}, "
-        f"see `sr_estimate.auto_kernel`); {REGISTERED}; bicubic: {BICUBIC}.",
+        "weighted only for heavy estimated noise, `sr_estimate.GIVEN_NOISE_WEIGHT`); auto: "
+        f"{st.get('auto_model', 'sr-lorun9')} with `--kernel auto` ({_auto_text(st.get('auto_policy', 'blend'))}, "
+        f"see `sr_estimate.kernel_policy`); {REGISTERED}; bicubic: {BICUBIC}.",
         f"- Degradations are drawn per image from seed {st['seed']} (`bench.draw_degradation`): "
         + "; ".join(f"`{k}` {v}" for k, v in FAMILY_TEXT.items()) + ".",
         f"- Kernel error: {st['kernel_error']} of the raw estimate; width error: σ_eff(estimate) − σ_eff(true); "
@@ -315,11 +321,26 @@ def main() -> None:
             lines.append(f"| {name} | ×{st.get('scale')} | {st.get('kernels')} | {lo['psnr']:.2f} | {bl['psnr']:.2f} | "
                          f"{lo['psnr'] - bl['psnr']:+.2f} | {lo['stored']:,} / {bl['stored']:,} |")
         lines.append("")
+    select = sorted(args.runs.glob("select_*.txt"))
+    if select:
+        rows = [json.loads(t) for p in select for t in p.read_text().splitlines() if t.startswith("{")]
+        fams = [k for k in rows[0] if k not in SELECT_KEYS]
+        lines += ["## Which network `--kernel auto` runs (held-out Train400 images, not a test set)", "",
+                  "`python scripts/sr_auto_tune.py --no-reg --model M` on the 720 held-out cases of the tuning table "
+                  "below (the last 40 Train400 images, one degradation per family, seed 100, ×2/×3/×4); auto − "
+                  "bicubic in dB, Y, border = scale. sr-lorun9: the adapters trained with true kernels; the others: "
+                  "adapter sets trained on the estimator's own estimates (`--sr-kernel auto` / `auto-raw`), each "
+                  "restoring under the policy it was trained with.", "",
+                  "| model | policy | mean | worst family | worst case | " + " | ".join(fams) + " |",
+                  "|---|---|---:|---:|---:|" + "---:|" * len(fams)]
+        for r in rows:
+            lines.append(f"| {r['model']} | {r['policy']} | {r['mean']:+.2f} | {r['worst_family']:+.2f} | "
+                         f"{r['worst_case']:+.2f} | " + " | ".join(f"{r[f]:+.2f}" for f in fams) + " |")
+        lines.append("")
     tune = args.runs / "tune.txt"
     if tune.is_file():
         rows = [json.loads(t) for t in tune.read_text().splitlines() if t.startswith("{")]
-        fams = [k for k in rows[0] if k not in ("keep", "min_width", "snap", "wide", "noise_weight", "mean",
-                                                 "worst_family", "worst_case") and not k.startswith("reg ")]
+        fams = [k for k in rows[0] if k not in SELECT_KEYS and not k.startswith("reg ")]
         reg = [k for k in ("reg mean", "reg worst_family", "reg worst_case") if k in rows[0]]
         lines += ["## How auto uses the estimate (held-out Train400 images, not a test set)", "",
                   "`python scripts/sr_auto_tune.py`: the last Train400 images (never seen by the estimator), one "
@@ -327,7 +348,9 @@ def main() -> None:
                   "the estimate's weight in `auto_kernel`; min width: how far narrow kernels are widened; wide: the "
                   "wide-estimate rule (from px, to px, keep; `sr_estimate.auto_keep`); noise: the data-step weight "
                   "rule (from σ̂, to σ̂ in /255, γ; `sr_estimate.noise_data_weight`); reg.: the same with the "
-                  "estimate registered to the true kernel's centre of mass.", "",
+                  "estimate registered to the true kernel's centre of mass."
+                  + "".join(f" {t.lstrip('# ').rstrip('.')}." for t in tune.read_text().splitlines()
+                            if t.startswith("#")), "",
                   "| keep | min width | wide | noise | mean | worst family | worst case | " + " | ".join(fams)
                   + "".join(f" | {k.replace('reg ', 'reg. ').replace('_', ' ')}" for k in reg) + " |",
                   "|---:|---:|---|---|---:|---:|---:|" + "---:|" * (len(fams) + len(reg))]
@@ -348,6 +371,8 @@ def main() -> None:
               "--no-memory --json",
               "lorun --threads 1 bench --task sr --compare block9 --dataset cbsd68 --limit 10 --scale 4 --kernels all "
               "--repeats 2 --no-memory --json",
+              "python scripts/sr_auto_tune.py --data $LORUN_DATA --limit 40 --keeps 0.75 --min-widths 0.5 "
+              "--wides default --noise-weights default --no-reg [--model sr-lorun9-auto…]",
               "python scripts/sr_auto_tune.py --data $LORUN_DATA --limit 40 --keeps 0.75 --min-widths 0.5 "
               "--wides 'default;none' --noise-weights none",
               "python scripts/sr_auto_tune.py --data $LORUN_DATA --limit 40 --keeps 0.75 --min-widths 0.5 "

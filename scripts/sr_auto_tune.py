@@ -74,6 +74,7 @@ def main() -> int:
     ap.add_argument("--policy", choices=("model", *E.AUTO_POLICIES), default="model",
                     help="how the estimate becomes the data step's kernel (default: the model's own auto_policy; "
                     "raw ignores the keep and wide grids)")
+    ap.add_argument("--no-reg", action="store_true", help="skip the registered runs (half the time)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--seed", type=int, default=100)
     args = ap.parse_args()
@@ -89,7 +90,7 @@ def main() -> int:
     noise_rules = [parse_rule(w, E.AUTO_NOISE_WEIGHT) for w in args.noise_weights.split(";")]
     grid = [(k, w, p, wd, nr) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)
             for wd in wides for nr in noise_rules]
-    tags = ("", "reg ")  # raw, and registered to the true kernel's centre of mass
+    tags = ("",) if args.no_reg else ("", "reg ")  # as estimated, and registered to the true centre of mass
     diffs: dict[tuple, dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags} for g in grid}
     for s in (int(v) for v in args.scales.split(",")):
         for i, f in enumerate(files):

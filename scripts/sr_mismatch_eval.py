@@ -6,8 +6,8 @@
 Each image is degraded with a *true* kernel (plain decimation, PIL bicubic, K1, or the given kernel itself as a
 control), then restored with ``--kernel GIVEN``: once with the kernel as given (what lorun did before the
 guard), once through :func:`lorun_cli.restore.sr_kernel_for` (the warning and softening ``restore`` applies),
-and with ``--kernel auto``. Bicubic: the aligned bicubic of the top-left grid (centred for PIL inputs). PSNR on
-the Y channel (BT.601, 8-bit), border = scale.
+and with ``--kernel auto`` (its model and policy, as ``restore`` picks them). Bicubic: the aligned bicubic of
+the top-left grid (centred for PIL inputs). PSNR on the Y channel (BT.601, 8-bit), border = scale.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> int:
     torch.set_num_threads(1)
     s, bank = args.scale, load_kernels()
     net, _ = load_task_model("sr", None)
+    blind, _ = load_task_model("sr", None, kernel="auto")  # what `restore --kernel auto` runs (may be net itself)
     items = D.load_testset("sr", args.dataset, args.data)[: args.limit]
     given = bank[args.given]
     truths = {"delta": E.delta_kernel(), "pil-bicubic": E.pil_bicubic_kernel(s), "K1": bank["K1"],
@@ -49,12 +50,13 @@ def main() -> int:
         for _name, x in items:
             x = x[..., : x.shape[-2] // s * s, : x.shape[-1] // s * s].unsqueeze(0)
             y = SRBlur(k_true, s).A(x)
-            k_guard, _, rec = sr_kernel_for(y, s, given)
-            k_auto, _, _ = sr_kernel_for(y, s, None)
+            k_guard, w_guard, rec = sr_kernel_for(y, s, given)
+            k_auto, w_auto, _ = sr_kernel_for(y, s, None, blind.auto_policy or "blend")
             warned += int(rec["mismatch"])
             with torch.no_grad():
-                outs = {"as_given": net(y, SRBlur(given, s)), "guarded": net(y, SRBlur(k_guard, s)),
-                        "auto": net(y, SRBlur(k_auto, s)),
+                outs = {"as_given": net(y, SRBlur(given, s)),
+                        "guarded": net(y, SRBlur(k_guard, s, data_weight=w_guard)),
+                        "auto": blind(y, SRBlur(k_auto, s, data_weight=w_auto)),
                         "bicubic": bicubic_on_grid(y, s, E.grid_shift(k_true))}
             for m, o in outs.items():
                 acc[m].append(metrics.score(o.clamp(0, 1), x, "y", border=s)["psnr"])
