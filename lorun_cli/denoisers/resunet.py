@@ -19,7 +19,7 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(dim, dim, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(self.act(self.conv1(x)))
+        return self.conv2(self.act(self.conv1(x))).add_(x)  # in place: no fresh full-size buffer per block
 
 
 class UpShuffle(nn.Module):
@@ -92,6 +92,6 @@ class ResUNet(Denoiser):
         self.tail = zero_init_(nn.Conv2d(widths[0], channels, 3, padding=1))
 
     def body(self, inp: Tensor) -> Tensor:
-        x = u_shape(self.head(inp), self.downs, self.ups, self.decoders, lambda _i, up, skip: up + skip,
+        x = u_shape(self.head(inp), self.downs, self.ups, self.decoders, lambda _i, up, skip: up.add_(skip),
                     self.encoders, self.bottleneck)
         return self.tail(x)
