@@ -6,6 +6,10 @@ The manifest (``lorun_cli/assets/weights_manifest.json``, kept identical to the 
     {"version": 1, "models": [{"name", "task", "strategy", "denoiser", "file", "sha256", "bytes",
                                "urls": [...], "description", "metrics": {...}, "command"}]}
 
+Optional keys: ``ratio`` (CS), ``gamma``, ``backbone`` (adapter sets), ``variant`` (served only when named) and
+``kernel: "auto"`` with ``auto_policy`` (SR adapters trained on estimated kernels: ``--kernel auto`` serves them,
+see ``restore.default_model_name``).
+
 A model is fetched into the cache directory from, in order: ``$LORUN_WEIGHTS_URL/<file>`` (when set),
 each of the entry's ``urls``, and the copy bundled in ``lorun_cli/assets/weights/<file>`` (so a fresh
 install works offline). Every file is checked against its sha256 before it is moved into place.
