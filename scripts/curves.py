@@ -22,6 +22,8 @@ RUNS = {
     "cs": [("cs-share9-r25", "cs-lorun9-r25"), ("cs-block9-r25",), ("cs-share9-r25", "curve15-cs-lorun9-r25")],
     "sr": [("sr-share9-k12", "sr-share9", "sr-lorun9"), ("sr-share9-k12", "sr-share9", "sr-block9")],
     "sr, 12 kernels only (variants)": [("sr-share9-k12", "sr-lorun9-k12"), ("sr-block9-k12",)],
+    "sr on estimated kernels (not shipped)": [
+        ("sr-lorun9-auto",), ("sr-lorun9-auto-raw",)],
     "cs 10 %": [("cs-share9-r25", "cs-lorun9-r10"), ("cs-block9-r10",), ("cs-block1-r10",),
                 ("cs-share9-r25", "cs-lorun9-r10-compact")],
     "cs ratio adapts": [("cs-share9-r25", "cs-lorun9-r1"), ("cs-share9-r25", "cs-lorun9-r50")],
@@ -112,7 +114,9 @@ def main() -> None:
              f"Regenerate with `python scripts/curves.py {runs} {md} {png}` from the runs' `*.log.jsonl`.",
              "Validation PSNR: float [0, 1], the task's held-out split of its *training* data (CS: 10 Train400 "
              "images, gray; SR: 6 T91 images at fixed ×2 K1 / ×3 K5 / ×4 K9, RGB; CASSI: two 256×256 CAVE "
-             "training-scene regions, 28 bands). One thread per run, two runs sharing the 2-core machine.",
+             "training-scene regions, 28 bands; \"sr on estimated kernels\": the same SR images restored with the "
+             "kernel estimator's kernel, as `--kernel auto` restores, so not comparable with the other SR curves). "
+             "One thread per run, two runs sharing the 2-core machine.",
              "", "The runs come from two sessions on 2-core machines of different speed (compare the it/s "
              "columns); within a task, the runs whose logs are listed were made on the same machine.", ""]
     img = Image.new("RGB", (60 + 390 * len(RUNS), 380), "white")

@@ -74,6 +74,10 @@ def main() -> int:
     ap.add_argument("--policy", choices=("model", *E.AUTO_POLICIES), default="model",
                     help="how the estimate becomes the data step's kernel (default: the model's own auto_policy; "
                     "raw ignores the keep and wide grids)")
+    ap.add_argument("--centre-gain", type=float, default=1.0, help="raw policy: move the estimate to this multiple "
+                    "of its centre of mass first (sr_estimate.centre_expanded)")
+    ap.add_argument("--cases", type=Path, help="also write one JSON line per case (scale, image, family, estimated "
+                    "width and noise, auto − bicubic) to this file")
     ap.add_argument("--no-reg", action="store_true", help="skip the registered runs (half the time)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--seed", type=int, default=100)
@@ -92,6 +96,7 @@ def main() -> int:
             for wd in wides for nr in noise_rules]
     tags = ("",) if args.no_reg else ("", "reg ")  # as estimated, and registered to the true centre of mass
     diffs: dict[tuple, dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags} for g in grid}
+    case_log = open(args.cases, "w") if args.cases else None  # noqa: SIM115 - closed below
     for s in (int(v) for v in args.scales.split(",")):
         for i, f in enumerate(files):
             g = DS.read_gray(f).reshape(1, 1, *DS.read_gray(f).shape[-2:])
@@ -115,7 +120,8 @@ def main() -> int:
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
                             if policy == "raw":  # the estimate itself, widened (sr_estimate.kernel_policy)
-                                k = E.widened_kernel(E.recentred(k, centre) if tag else k, mw)
+                                k = E.recentred(k, centre) if tag else E.centre_expanded(k, args.centre_gain)
+                                k = E.widened_kernel(k, mw)
                             else:
                                 k = E.recentred(k, centre) if tag else (k if snapped else E.centre_expanded(k))
                                 k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
@@ -123,10 +129,18 @@ def main() -> int:
                             out = net(y, SRBlur(k, s, data_weight=weight))
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                             diffs[(keep, mw, snap, wide, nrule)][tag].setdefault(fam, []).append(p - p_bic)
+                            if case_log is not None and not tag:
+                                case_log.write(json.dumps({"scale": s, "image": i, "family": fam, "keep": keep,
+                                                           "width": round(first["width"], 4),
+                                                           "noise": round(255 * first["noise"], 3),
+                                                           "auto_minus_bicubic": round(p - p_bic, 4)}) + "\n")
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
+    if case_log is not None:
+        case_log.close()
     rows = []
     for (keep, mw, snap, wide, nrule), by_tag in diffs.items():
-        row = {"model": args.model or "sr-lorun9", "policy": policy, "keep": keep, "min_width": mw, "snap": snap,
+        gain = f" ×{args.centre_gain:g} centre" if policy == "raw" and args.centre_gain != 1 else ""
+        row = {"model": args.model or "sr-lorun9", "policy": policy + gain, "keep": keep, "min_width": mw, "snap": snap,
                "wide": _rule_text(wide), "noise_weight": _rule_text(nrule)}
         for tag, fams in by_tag.items():
             allv = [v for vs in fams.values() for v in vs]
