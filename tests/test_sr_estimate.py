@@ -443,3 +443,32 @@ def test_sr_kernel_auto_training_hands_the_data_step_the_estimate(in_zoo, tmp_pa
     assert models.load_model(tmp_path / "m.safetensors").auto_policy == "raw"
     with pytest.raises(UsageError, match="--sr-kernel applies to --task sr only"):
         TaskData(TrainConfig(task="cs", data=str(tmp_path), sr_kernel="auto"), net)
+
+
+def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, monkeypatch) -> None:
+    """`--kernel auto --model FILE` restores under the policy the file was trained with (raw: the widened estimate)."""
+    from lorun_cli import models
+    from lorun_cli.io.weights import resolve_model
+
+    net = models.load_model(resolve_model("sr-lorun9"))
+    net.auto_policy = "raw"
+    blind = tmp_path / "blind.safetensors"
+    models.save_model(blind, net, {"backbone": str(resolve_model("sr-share9"))})
+    R._ESTIMATOR[:] = [_Fixed(atom=3)]
+    seen: list[tuple[str, torch.Tensor]] = []
+    real = R.sr_kernel_for
+
+    def spy(y, scale, given, policy="blend"):
+        k, w, rec = real(y, scale, given, policy)
+        seen.append((policy, k))
+        return k, w, rec
+
+    monkeypatch.setattr(R, "sr_kernel_for", spy)
+    _restore(tmp_path, "auto", model=str(blind))
+    _restore(tmp_path, "auto", force=True)  # the zoo has no blind entry: sr-lorun9 under the blend rules
+    (p_raw, k_raw), (p_blend, k_blend) = seen
+    with torch.no_grad():
+        est = R._ESTIMATOR[0].kernel(torch.nn.functional.one_hot(torch.tensor([3]), 48).float() * 100)[0]
+    assert p_raw == "raw" and p_blend == "blend"
+    torch.testing.assert_close(k_raw, E.widened_kernel(est), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(k_blend, k_raw, atol=1e-4)
