@@ -625,7 +625,7 @@ def centre_expanded(k: Tensor, gain: float = AUTO_CENTRE_GAIN) -> Tensor:
 #: How ``--kernel auto`` turns the estimate into the data step's kernel: ``blend`` (:func:`auto_kernel` of the
 #: centre-expanded estimate: the rules tuned for networks trained with true kernels) or ``raw`` (the estimate
 #: itself, only widened to :data:`MIN_WIDTH`: for adapters trained on the estimator's own estimates, which learn
-#: how far to trust them). A model file names its policy (``sr_kernel`` in its training record).
+#: how far to trust them). A model file trained on estimates names its policy (``auto_policy`` in its metadata).
 AUTO_POLICIES = ("blend", "raw")
 
 
