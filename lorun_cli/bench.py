@@ -475,7 +475,7 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     model = Method("lorun9", opts, is_model=True)
     blind = None if opts.model else default_model_name("sr", "lorun9", kernel="auto")
     auto_model = Method(blind, opts) if blind and blind != model.name else model  # as `restore --kernel auto`
-    policy = auto_model.net.auto_policy or "blend"
+    policy = auto_model.net.auto_policy
     est_net = sr_estimator(required=True)
     s, proto = opts.scale, PROTOCOL["sr"]
     per: dict[str, dict[str, list[float]]] = {}
@@ -542,7 +542,7 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
         row["stored_mb"] = round(row.get("stored_bytes", 0) / 2**20, 3)
         rows.append(row)
     setting = {"scale": s, "kernels": opts.kernels, "seed": opts.seed, "families": fam_rows,
-               "auto_model": auto_model.name, "auto_policy": policy, "estimator_params": est_params,
+               "auto_model": auto_model.name, "auto_policy": policy or "blend", "estimator_params": est_params,
                "estimator_time_share": round(t_est / max(t_net, 1e-9), 4),
                "bicubic": "Keys bicubic (a = −0.75, edges replicated) on the grid the true kernel puts the LR "
                "pixels on (minus its centre of mass: top-left for centred kernels, centred for PIL's downscaling)",

@@ -176,8 +176,8 @@ def sr_estimator(required: bool) -> Any:
     return _ESTIMATOR[0]
 
 
-def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None,
-                  policy: str = "blend") -> tuple[Tensor, float, dict[str, Any] | None]:
+def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | None = None,
+                  estimator: Any = None) -> tuple[Tensor, float, dict[str, Any] | None]:
     """(kernel to restore with, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
 
     The record holds the estimated kernel itself under ``kernel`` (what ``--save-kernel`` writes).
@@ -187,11 +187,11 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None,
     :func:`lorun_cli.physics.sr_estimate.kernel_policy`; ``policy``: how auto uses the estimate, the model's
     own ``auto_policy``) and the record says ``mismatch``. Either way the
     data-step weight grows with the estimated noise (:func:`lorun_cli.physics.sr_estimate.data_weight_policy`;
-    for an explicit kernel only from a heavier noise on).
+    for an explicit kernel only from a heavier noise on). ``estimator``: another estimator than the bundled one.
     """
     from .physics import sr_estimate as E
 
-    net = sr_estimator(required=given is None)
+    net = estimator if estimator is not None else sr_estimator(required=given is None)
     if net is None:
         return given, 1.0, None
     est = E.estimate(net, y, scale)
@@ -257,7 +257,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
             y = y[:, :1].expand_as(y)
     else:
         y = img
-    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy or "blend")
+    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy)
     k = k.to(opts.device)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k

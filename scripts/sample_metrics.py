@@ -93,22 +93,17 @@ def _measure_auto(plan: dict[str, Any], estimator: dict[str, Any] | None = None,
     from lorun_cli.io import images
     from lorun_cli.physics import sr_estimate as E
     from lorun_cli.physics.sr import SRBlur, load_kernels
-    from lorun_cli.restore import PROTOCOL
+    from lorun_cli.restore import PROTOCOL, default_model_name, sr_kernel_for
 
-    entries = json.loads(MANIFEST.read_text())["models"]
-    if model is None:
-        blind = [e for e in entries if e.get("kernel") == "auto" and e.get("strategy") == "lorun9"]
-        model = blind[0] if blind else next(e for e in entries if e["name"] == "sr-lorun9")
-    if estimator is None:
-        estimator = next(e for e in entries if e["name"] == E.ESTIMATOR_NAME)
+    entries = {e["name"]: e for e in json.loads(MANIFEST.read_text())["models"]}
+    model = model or entries[default_model_name("sr", "lorun9", kernel="auto")]
+    estimator = estimator or entries[E.ESTIMATOR_NAME]
     h, w = plan["crop"]
     s = plan["setting"]["scale"]
     ref = images.read_image(SAMPLES / plan["input"], "rgb")[:, :h, :w]
     y = SRBlur(load_kernels()[plan["setting"]["kernel"]], s).A(ref.unsqueeze(0))
-    est = E.estimate(E.load_estimator(WEIGHTS / estimator["file"]), y, s)
     net = load_shipped(model)
-    k, _ = E.kernel_policy(None, est["kernel"], est["snapped"], policy=net.auto_policy or "blend")
-    weight = E.data_weight_policy(est["noise"], explicit=False)
+    k, weight, _ = sr_kernel_for(y, s, None, net.auto_policy, E.load_estimator(WEIGHTS / estimator["file"]))
     with torch.no_grad():
         out = net(y, SRBlur(k, s, data_weight=weight))[0]
     score = metrics.score(out.clamp(0, 1), ref, PROTOCOL["sr"], border=s)

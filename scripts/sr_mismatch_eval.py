@@ -51,7 +51,7 @@ def main() -> int:
             x = x[..., : x.shape[-2] // s * s, : x.shape[-1] // s * s].unsqueeze(0)
             y = SRBlur(k_true, s).A(x)
             k_guard, w_guard, rec = sr_kernel_for(y, s, given)
-            k_auto, w_auto, _ = sr_kernel_for(y, s, None, blind.auto_policy or "blend")
+            k_auto, w_auto, _ = sr_kernel_for(y, s, None, blind.auto_policy)
             warned += int(rec["mismatch"])
             with torch.no_grad():
                 outs = {"as_given": net(y, SRBlur(given, s)),

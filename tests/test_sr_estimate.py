@@ -369,6 +369,7 @@ def test_raw_policy_uses_the_estimate_itself_widened() -> None:
     raw, mismatch = E.kernel_policy(None, k, policy="raw")
     assert not mismatch and torch.equal(raw, E.widened_kernel(k))
     blend, _ = E.kernel_policy(None, k)
+    assert torch.equal(blend, E.kernel_policy(None, k, policy="blend")[0])  # None: the blend rules
     assert not torch.allclose(blend, raw)  # the blend keeps a quarter of a narrow kernel
     assert torch.equal(E.kernel_policy(k, k, policy="raw")[0], k)  # an explicit kernel is the user's either way
     with pytest.raises(ValueError, match="policy"):
@@ -458,7 +459,7 @@ def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, m
     seen: list[tuple[str, torch.Tensor]] = []
     real = R.sr_kernel_for
 
-    def spy(y, scale, given, policy="blend"):
+    def spy(y, scale, given, policy=None):
         k, w, rec = real(y, scale, given, policy)
         seen.append((policy, k))
         return k, w, rec
@@ -469,6 +470,7 @@ def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, m
     (p_raw, k_raw), (p_blend, k_blend) = seen
     with torch.no_grad():
         est = R._ESTIMATOR[0].kernel(torch.nn.functional.one_hot(torch.tensor([3]), 48).float() * 100)[0]
-    assert p_raw == "raw" and p_blend == "blend"
+    assert p_raw == "raw" and p_blend is None  # a model not trained on estimates: the blend rules
     torch.testing.assert_close(k_raw, E.widened_kernel(est), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(k_blend, E.kernel_policy(None, est, policy="blend")[0], rtol=1e-4, atol=1e-6)
     assert not torch.allclose(k_blend, k_raw, atol=1e-4)

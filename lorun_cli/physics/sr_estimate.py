@@ -630,16 +630,17 @@ AUTO_POLICIES = ("blend", "raw")
 
 
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
-                  centre_gain: float = AUTO_CENTRE_GAIN, policy: str = "blend") -> tuple[Tensor, bool]:
+                  centre_gain: float = AUTO_CENTRE_GAIN, policy: str | None = None) -> tuple[Tensor, bool]:
     """(kernel to use, strong disagreement?) for an explicit kernel (or None for auto) and the estimate.
 
     Auto uses :func:`auto_kernel` of the estimate moved to ``centre_gain`` × its centre of mass
     (:func:`centre_expanded`), or, when the estimate is a ``snapped`` exact atom (see :func:`estimate`) or the
-    ``policy`` is ``raw``, the estimate itself (only widened to the minimum width). An explicit kernel is used
+    ``policy`` is ``raw``, the estimate itself (only widened to the minimum width); ``policy`` None (a model not
+    trained on estimates, ``DUN.auto_policy``) means ``blend``. An explicit kernel is used
     as given unless it is much wider than the estimate (the case that rings); then it is softened toward the
     (widened) estimate.
     """
-    if policy not in AUTO_POLICIES:
+    if policy is not None and policy not in AUTO_POLICIES:
         raise ValueError(f"unknown auto-kernel policy {policy!r}; use one of {', '.join(AUTO_POLICIES)}")
     if k_given is None:
         if snapped or policy == "raw":

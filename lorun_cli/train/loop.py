@@ -98,12 +98,7 @@ def build_for_phase(cfg: TrainConfig) -> DUN:
 
 
 def set_warm_start(model: DUN, cfg: TrainConfig) -> DUN:
-    """Give the model the initial estimate ``--warm-start`` asks for (kept in the trained file), and an SR
-    model trained on estimated kernels (``--sr-kernel auto*``) the policy it was trained with."""
-    if cfg.sr_kernel != "true":
-        from .tasks import SR_AUTO_POLICY
-
-        model.auto_policy = SR_AUTO_POLICY[cfg.sr_kernel]
+    """Give the model the initial estimate ``--warm-start`` asks for (kept in the trained file)."""
     if cfg.warm_start is None:
         return model
     try:
@@ -280,7 +275,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     random-crop equivalent of a DistributedSampler); DDP averages gradients, so all ranks hold identical
     weights; only rank 0 logs and writes files.
     """
-    from .tasks import make_task_data
+    from .tasks import SR_AUTO_POLICY, make_task_data
 
     init_distributed(cfg.device)
     if cfg.device.startswith("cuda") and _world() > 1:
@@ -290,6 +285,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     state_file = _state_path(cfg)
     st = load_train_state(state_file, device) if cfg.resume else None
     model = build_for_phase(cfg).to(device)
+    model.auto_policy = SR_AUTO_POLICY.get(cfg.sr_kernel)  # SR trained on estimated kernels: kept in the file
     task_data = make_task_data(cfg, model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(model, cfg.lr)

@@ -96,13 +96,13 @@ class TaskData:
         noise = self.cfg.noise if self.cfg.noise is not None else data.SR_NOISE_MAX
         scale, k, _, sigma = data.sample_sr_training_degradation(n, self.kernels, gen, noise_max=noise,
                                                                  perturb_share=0.0)
-        k, sigma = k.to(device), sigma.to(device).view(-1, 1, 1, 1)
-        y_big = SRBlur(k, scale).A(big)
+        blur, sigma = SRBlur(k.to(device), scale), sigma.to(device).view(-1, 1, 1, 1)
+        y_big = blur.A(big)
         y_big = y_big + sigma * torch.randn(y_big.shape, generator=gen).to(device)
         k_use, gamma = self.auto_terms(y_big, scale)
         oy, ox = (scale * int(torch.randint((ctx - p) // scale + 1, (1,), generator=gen)) for _ in range(2))
         x = big[..., oy : oy + p, ox : ox + p].contiguous()
-        y = SRBlur(k, scale).A(x)
+        y = blur.A(x)
         y = y + sigma * torch.randn(y.shape, generator=gen).to(device)
         return x, y, SRBlur(k_use.to(device=device, dtype=x.dtype), scale, data_weight=gamma.to(device))
 
