@@ -127,6 +127,14 @@ def test_warm_start_reads_old_and_new_model_files(tmp_path) -> None:
     assert WarmStart.parse("gap-tv:30") == WarmStart("gap-tv", 30) == WarmStart.parse({"method": "gap-tv", "iters": 30})
     with pytest.raises(ValueError):
         WarmStart.parse("gap-tv")
+    sub = WarmStart.parse("gap-tv:20:0.5:5:8")  # the spectral-subspace start: rank 5, 8 TV steps
+    assert sub == WarmStart("gap-tv", 20, 0.5, rank=5, inner=8)
+    assert sub.to_meta() == {"method": "gap-tv", "iters": 20, "lam": 0.5, "rank": 5, "inner": 8}
+    assert WarmStart.parse(sub.to_meta()) == sub
+    assert WarmStart.parse("gap-tv:20:0.5:5") == WarmStart("gap-tv", 20, 0.5, 5)
+    assert WarmStart("gap-tv", 45, 0.16).to_meta() == {"method": "gap-tv", "iters": 45, "lam": 0.16}  # files as before
+    with pytest.raises(ValueError):
+        WarmStart("gap-tv", 20, 0.5, inner=0)
     m = models.build_model("cassi", "block1", size="small", x0=WarmStart("gap-tv", 2), step=1)
     path = tmp_path / "c.safetensors"
     models.save_model(path, m)

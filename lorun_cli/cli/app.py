@@ -193,8 +193,9 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
                   "as `restore --kernel auto` uses it) or 'auto-raw' (the estimate only widened to 0.5 px): "
                   "'auto*' trains adapters for blind SR."),
     "warm_start": (str | None, "CASSI: the initial estimate x⁰ the stages start from, 'op' (the operator's "
-                   "cheap start) or 'gap-tv:N[:LAMBDA]' (N GAP-TV iterations, TV weight LAMBDA); default: the "
-                   "model's own."),
+                   "cheap start) or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]' (N GAP-TV iterations, TV weight LAMBDA, the "
+                   "TV on the cube's RANK leading spectral components (0: every band), INNER TV steps each); "
+                   "default: the model's own."),
     "resume": (bool, "Continue from OUT.ckpt exactly where it stopped."),
     "force": (bool, "Overwrite an existing OUT."),
     "config": (Path | None, "YAML file of options; command-line flags override it."),

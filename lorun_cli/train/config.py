@@ -53,7 +53,8 @@ class TrainConfig:
     stage_loss: float = 0.0  # weight of the mean L2 loss of stages 1..K-1 beside the final output's (Eq. 13)
     rgb_share: float = 0.0  # CASSI: share of training patches synthesised from RGB images (data.SpectralFromRGB)
     sr_kernel: str = "true"  # SR: the data step's kernel: true | auto | auto-raw (tasks.TaskData._sr_batch)
-    warm_start: str | None = None  # x⁰ of the trained model: op | gap-tv:N[:LAMBDA] (CASSI); None keeps the model's
+    # x⁰ of the trained model: op | gap-tv:N[:LAMBDA[:RANK[:INNER]]] (CASSI); None keeps the model's
+    warm_start: str | None = None
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

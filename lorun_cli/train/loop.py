@@ -104,7 +104,7 @@ def set_warm_start(model: DUN, cfg: TrainConfig) -> DUN:
     try:
         x0 = WarmStart.parse(cfg.warm_start)
     except ValueError as e:
-        raise OptionError("warm_start", cfg.warm_start, "use 'op' or 'gap-tv:N[:LAMBDA]'") from e
+        raise OptionError("warm_start", cfg.warm_start, "use 'op' or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]'") from e
     if x0.method == "gap-tv" and model.task != "cassi":
         raise OptionError("warm_start", cfg.warm_start, f"GAP-TV starts are for CASSI, not {model.task}")
     model.x0 = x0

@@ -45,19 +45,25 @@ def sigma_hqs(mu: Tensor, lam: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class WarmStart:
     """How x⁽⁰⁾ is made: the operator's own ``init`` (``method="op"``) or ``iters`` GAP-TV iterations of TV
-    weight ``lam``.
+    weight ``lam``, ``inner`` TV dual steps each, on every band (``rank`` 0) or on the cube's leading
+    ``rank`` spectral components (:func:`classical.gap_tv`).
 
-    Stored in the model file as ``{"method": ..., "iters": ..., "lam": ...}``; :meth:`parse` also reads the
-    strings of earlier files (``"op"``, ``"gap-tv:30"``, trained with λ 0.04).
+    Stored in the model file as ``{"method": ..., "iters": ..., "lam": ...}`` (plus ``rank`` and ``inner``
+    where they differ from 0 and 5); :meth:`parse` also reads the strings of earlier files (``"op"``,
+    ``"gap-tv:30"``, trained with λ 0.04) and the CLI's ``gap-tv:N[:LAMBDA[:RANK[:INNER]]]``.
     """
 
     method: str = "op"
     iters: int = 0
     lam: float = 0.04  # the TV weight gap-tv starts are trained with, independent of the GAP-TV baseline's
+    rank: int = 0
+    inner: int = 5  # classical.GAP_TV_INNER
 
     def __post_init__(self) -> None:
         if self.method not in ("op", "gap-tv") or (self.method == "gap-tv" and self.iters < 1):
             raise ValueError(f"unknown initial estimate {self!r}; use WarmStart() or WarmStart('gap-tv', N ≥ 1)")
+        if self.rank < 0 or self.inner < 1:
+            raise ValueError(f"initial estimate {self!r}: rank must be ≥ 0 and inner ≥ 1")
 
     @classmethod
     def parse(cls, value: str | dict | WarmStart | None) -> WarmStart:
@@ -67,15 +73,22 @@ class WarmStart:
         if value is None or value == "op":
             return cls()
         if isinstance(value, dict):
-            return cls(str(value.get("method", "op")), int(value.get("iters", 0)), float(value.get("lam", cls.lam)))
-        m = re.fullmatch(r"gap-tv:(\d+)(?::([0-9.]+))?", str(value))
+            return cls(str(value.get("method", "op")), int(value.get("iters", 0)), float(value.get("lam", cls.lam)),
+                       int(value.get("rank", 0)), int(value.get("inner", cls.inner)))
+        m = re.fullmatch(r"gap-tv:(\d+)(?::([0-9.]+)(?::(\d+)(?::(\d+))?)?)?", str(value))
         if not m:
-            raise ValueError(f"unknown initial estimate {value!r}; use 'op', 'gap-tv:N' or 'gap-tv:N:LAMBDA'")
-        return cls("gap-tv", int(m.group(1)), float(m.group(2)) if m.group(2) else cls.lam)
+            raise ValueError(f"unknown initial estimate {value!r}; use 'op' or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]'")
+        n, lam, rank, inner = m.groups()
+        return cls("gap-tv", int(n), float(lam) if lam else cls.lam, int(rank or 0), int(inner) if inner else cls.inner)
 
     def to_meta(self) -> dict:
         """The JSON form stored in a model file."""
-        return {"method": self.method, "iters": self.iters, "lam": self.lam}
+        meta: dict = {"method": self.method, "iters": self.iters, "lam": self.lam}
+        if self.rank:
+            meta["rank"] = self.rank
+        if self.inner != WarmStart.inner:
+            meta["inner"] = self.inner
+        return meta
 
     def __call__(self, op: Operator, y: Tensor) -> Tensor:
         """x⁽⁰⁾ for the measurement ``y``."""
@@ -83,7 +96,7 @@ class WarmStart:
             return op.init(y)
         from ..classical import gap_tv
 
-        return gap_tv(op, y, lam=self.lam, iters=self.iters)
+        return gap_tv(op, y, lam=self.lam, iters=self.iters, inner=self.inner, rank=self.rank)
 
 
 @dataclass(frozen=True)
