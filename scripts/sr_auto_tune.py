@@ -74,21 +74,28 @@ def main() -> int:
     ap.add_argument("--policy", choices=("model", *E.AUTO_POLICIES), default="model",
                     help="how the estimate becomes the data step's kernel (default: the model's own auto_policy; "
                     "raw ignores the keep and wide grids)")
-    ap.add_argument("--centre-gain", type=float, default=1.0, help="raw policy: move the estimate to this multiple "
-                    "of its centre of mass first (sr_estimate.centre_expanded)")
+    ap.add_argument("--centre-gain", type=float, default=None, help="move the estimate to this multiple of its "
+                    "own centre of mass (default: 1 for the raw policy, sr_estimate.AUTO_CENTRE_GAIN for the blend)")
     ap.add_argument("--cases", type=Path, help="also write one JSON line per case (scale, image, family, estimated "
                     "width and noise, auto − bicubic) to this file")
     ap.add_argument("--no-reg", action="store_true", help="skip the registered runs (half the time)")
+    ap.add_argument("--bootstrap-centre", action="store_true", help="bootstrap only the centre of mass")
+    ap.add_argument("--bootstrap", type=float, default=0.0,
+                    help="> 0: correct the estimate by a parametric bootstrap of this gain: restore once, blur the "
+                         "restoration with the estimate, estimate again (k̂′) and use k̂ + gain·(k̂ − k̂′), clipped at 0")
     ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--start", type=int, default=0, help="skip the first START held-out images")
     ap.add_argument("--seed", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(1)
     net, _ = load_task_model("sr", args.model)
     policy = (net.auto_policy or "blend") if args.policy == "model" else args.policy
     est_net = E.load_estimator(args.estimator)
+    gain_raw = 1.0 if args.centre_gain is None else args.centre_gain
+    gain_blend = E.AUTO_CENTRE_GAIN if args.centre_gain is None else args.centre_gain
     est2 = E.load_estimator(args.also) if args.also else None
     snap_net = E.load_estimator(args.snap_estimator) if args.snap_estimator else est_net
-    files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][: args.limit]
+    files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][args.start : args.start + args.limit]
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     wides = [parse_rule(w, E.AUTO_WIDE) for w in args.wides.split(";")]
     noise_rules = [parse_rule(w, E.AUTO_NOISE_WEIGHT) for w in args.noise_weights.split(";")]
@@ -98,7 +105,7 @@ def main() -> int:
     diffs: dict[tuple, dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags} for g in grid}
     case_log = open(args.cases, "w") if args.cases else None  # noqa: SIM115 - closed below
     for s in (int(v) for v in args.scales.split(",")):
-        for i, f in enumerate(files):
+        for i, f in enumerate(files, start=args.start):
             g = DS.read_gray(f).reshape(1, 1, *DS.read_gray(f).shape[-2:])
             x = DS.modcrop(g, s).expand(1, 3, -1, -1).contiguous()
             for fam in AUTO_FAMILIES:
@@ -109,6 +116,16 @@ def main() -> int:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
                     first = E.estimate(est_net, y, s, snap_p=2.0)
                     k_est = first["kernel"]
+                    if args.bootstrap > 0:  # what the estimator makes of a scene like this one blurred with k̂
+                        k_first = E.auto_kernel(E.centre_expanded(k_est), E.AUTO_KEEP, E.MIN_WIDTH, E.AUTO_WIDE)
+                        x_hat = net(y, SRBlur(k_first, s, data_weight=E.noise_data_weight(first["noise"]))).clamp(0, 1)
+                        k_again = E.estimate(est_net, SRBlur(k_est, s).A(x_hat), s, snap_p=2.0)["kernel"]
+                        if args.bootstrap_centre:  # only the centre of mass: c + gain·(c − c′)
+                            c, c2 = E.centroid(k_est), E.centroid(k_again)
+                            k_est = E.recentred(k_est, tuple(a + args.bootstrap * (a - b) for a, b in zip(c, c2)))
+                        else:
+                            k_est = (k_est + args.bootstrap * (k_est - k_again)).clamp_min(0)
+                            k_est = k_est / k_est.sum()
                     best = E.estimate(snap_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
                     if est2 is not None:  # an ensemble of two estimators: the mean kernel
                         k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
@@ -120,10 +137,11 @@ def main() -> int:
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
                             if policy == "raw":  # the estimate itself, widened (sr_estimate.kernel_policy)
-                                k = E.recentred(k, centre) if tag else E.centre_expanded(k, args.centre_gain)
+                                k = E.recentred(k, centre) if tag else E.centre_expanded(k, gain_raw)
                                 k = E.widened_kernel(k, mw)
                             else:
-                                k = E.recentred(k, centre) if tag else (k if snapped else E.centre_expanded(k))
+                                moved = k if snapped else E.centre_expanded(k, gain_blend)
+                                k = E.recentred(k, centre) if tag else moved
                                 k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
                             weight = E.noise_data_weight(first["noise"], nrule)
                             out = net(y, SRBlur(k, s, data_weight=weight))
@@ -139,8 +157,11 @@ def main() -> int:
         case_log.close()
     rows = []
     for (keep, mw, snap, wide, nrule), by_tag in diffs.items():
-        gain = f" ×{args.centre_gain:g} centre" if policy == "raw" and args.centre_gain != 1 else ""
-        row = {"model": args.model or "sr-lorun9", "policy": policy + gain, "keep": keep, "min_width": mw, "snap": snap,
+        gain = "" if args.centre_gain is None else f" ×{args.centre_gain:g} centre"
+        what = "bootstrap centre" if args.bootstrap_centre else "bootstrap"
+        boot = f", {what} {args.bootstrap:g}" if args.bootstrap > 0 else ""
+        row = {"model": args.model or "sr-lorun9", "policy": policy + gain + boot, "keep": keep, "min_width": mw,
+               "snap": snap,
                "wide": _rule_text(wide), "noise_weight": _rule_text(nrule)}
         for tag, fams in by_tag.items():
             allv = [v for vs in fams.values() for v in vs]
