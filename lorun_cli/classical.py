@@ -211,7 +211,8 @@ def sr_bicubic(y: Tensor, scale: int) -> Tensor:
 
 
 # --- CASSI ---------------------------------------------------------------------------------------------
-TV_BAND_GROUP = 4  # bands per TV prox call; 1, 2 and 4 run about as fast, 7 and 14 take 1.3–1.5× longer
+TV_BAND_GROUP = 2  # bands per TV prox call; on an AMD EPYC 1, 2 and 4 ran about as fast (7 and 14: 1.3–1.5×
+# longer), on a 2-core Intel Xeon 2 took 0.89× the time of 4 and 0.80× that of 1 (28 bands, 256²)
 
 
 def _tv_by_band(x: Tensor, lam: float, inner: int, work: dict | None = None) -> Tensor:
@@ -233,7 +234,7 @@ def _tv_subspace(x: Tensor, lam: float, inner: int, rank: int, work: dict | None
     flat = x.reshape(n, c, h * w)
     u = torch.linalg.eigh(flat @ flat.transpose(1, 2))[1][..., c - rank:]  # (N, C, rank), ascending eigenvalues
     coef = (u.transpose(1, 2) @ flat).reshape(n, rank, h, w)
-    coef = _tv_fgp(coef, lam, inner, work=work)[0]
+    coef = _tv_by_band(coef, lam, inner, work)
     return (u @ coef.reshape(n, rank, h * w)).reshape(n, c, h, w)
 
 
