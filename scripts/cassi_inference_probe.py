@@ -2,7 +2,7 @@
 
     python scripts/cassi_inference_probe.py pnp FILE --iters 9,30 [--sigma 0.1 0.02] [--accelerated]
     python scripts/cassi_inference_probe.py extra FILE
-    python scripts/cassi_inference_probe.py start FILE --starts 45x5,45x3,45x2,30x5,20x5
+    python scripts/cassi_inference_probe.py start FILE --starts 45x5,45x3,45x2,30x5,20x5,45x5r8,20x8r5@0.5
 
 ``pnp``: the shared denoiser of FILE (e.g. a phase-0 ``pretrain --denoise`` file) as a plug-and-play prior in
 GAP iterations (the projection x + Φᵀ((y − Φx)/ΦΦᵀ), then the denoiser at a geometric σ schedule);
@@ -10,13 +10,16 @@ GAP iterations (the projection x + Φᵀ((y − Φx)/ΦΦᵀ), then the denoiser
 ``extra``: a trained DUN run again after its K stages (twice through, its last stage repeated, its second half
 again) — does inference gain from more iterations than it was trained with?
 ``start``: a trained DUN whose GAP-TV start is swapped for N iterations of M TV dual steps each (``NxM``; the
-shipped starts use M = 5, ``classical.GAP_TV_INNER``) — can the stages take a cheaper start without retraining?
+shipped starts use M = 5, ``classical.GAP_TV_INNER``), optionally with the TV on the R leading spectral components
+(``NxMrR``) and another TV weight (``…@LAMBDA``; default the model's own) — can the stages take a cheaper start
+without retraining? Also prints the start's own PSNR and its time per region.
 Prints the PSNR of each validation region and their mean (float, 28-band mean).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 import torch
@@ -70,11 +73,17 @@ def extra(model: torch.nn.Module, items: list) -> dict[str, list[float]]:
     return res
 
 
-def start(model: torch.nn.Module, items: list, iters: int, inner: int) -> list[float]:
-    """PSNR of the model's stages from x⁰ = ``iters`` GAP-TV iterations of ``inner`` TV dual steps (its own λ)."""
-    k_all, lam = model.strategy.stages, model.x0.lam
-    return [float(psnr(stages(model, op, y, gap_tv(op, y, lam=lam, iters=iters, inner=inner), range(k_all))
-                       .clamp(0, 1), x)) for x, y, op in items]
+def start(model: torch.nn.Module, items: list, iters: int, inner: int, rank: int = 0,
+          lam: float | None = None) -> tuple[list[float], list[float], float]:
+    """PSNR of the model's stages and of the start itself from x⁰ = ``iters`` GAP-TV iterations of ``inner`` TV
+    dual steps (TV on the ``rank`` leading spectral components, 0: every band; λ: the model's own when None), and
+    the start's seconds per region."""
+    k_all, lam = model.strategy.stages, model.x0.lam if lam is None else lam
+    t = time.perf_counter()
+    x0 = [gap_tv(op, y, lam=lam, iters=iters, inner=inner, rank=rank) for _, y, op in items]
+    sec = (time.perf_counter() - t) / len(items)
+    out = [float(psnr(stages(model, op, y, s, range(k_all)).clamp(0, 1), x)) for s, (x, y, op) in zip(x0, items)]
+    return out, [float(psnr(s.clamp(0, 1), x)) for s, (x, _, _) in zip(x0, items)], sec
 
 
 def main() -> None:
@@ -99,9 +108,13 @@ def main() -> None:
                       f"({time.time() - t:.1f} s)")
         elif args.mode == "start":
             for spec in args.starts.split(","):
-                n, m = (int(v) for v in spec.split("x"))
-                v = start(model, items, n, m)
-                print(f"{n} iterations x {m} TV steps: {[round(a, 2) for a in v]} mean {sum(v) / len(v):.2f} dB")
+                m = re.fullmatch(r"(\d+)x(\d+)(?:r(\d+))?(?:@([0-9.]+))?", spec)
+                if not m:
+                    raise SystemExit(f"bad start {spec!r}: use NxM, NxMrR or NxMrR@LAMBDA")
+                n, inner, rank = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+                v, v0, sec = start(model, items, n, inner, rank, float(m.group(4)) if m.group(4) else None)
+                print(f"{spec}: {[round(a, 2) for a in v]} mean {sum(v) / len(v):.2f} dB "
+                      f"(start {sum(v0) / len(v0):.2f} dB, {sec:.2f} s per region)")
         else:
             for name, v in extra(model, items).items():
                 print(f"{name:18s} {[round(a, 2) for a in v]} mean {sum(v) / len(v):.2f} dB")
