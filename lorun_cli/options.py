@@ -39,6 +39,7 @@ class RestoreOptions:
     max_memory: float | None = None  # GB; None: a fraction of the available memory
     precision: str = "fp32"  # the denoisers' precision: fp32, bf16 (CPU with bf16, CUDA) or fp16 (CUDA)
     score: bool = True  # score against --ref / the simulated ground truth
+    warm_start: str | None = None  # CASSI: another x⁰ than the model's (unfold.dun.WarmStart's spelling)
 
 
 def min_tile(task: str, scale: int) -> int:
@@ -103,6 +104,14 @@ def check_options(opts: RestoreOptions) -> None:
         V.check_input_file(opts.backbone, "--backbone", V.MODEL_EXTS, "model")
     if opts.model is not None and Path(opts.model).suffix.lower() in V.MODEL_EXTS:
         V.check_input_file(opts.model, "--model", V.MODEL_EXTS, "model")
+    if opts.warm_start is not None:
+        if opts.task != "cassi":
+            raise UsageError(f"--warm-start is a CASSI option; drop it or pass --task cassi (not {opts.task})")
+        try:
+            V.parse_warm_start(opts.warm_start)
+        except ValueError:
+            raise UsageError(f"--warm-start {opts.warm_start!r}: use {V.WARM_START_SPELLING} (e.g. gap-tv:45:0.16:8)"
+                             ) from None
     if opts.save_kernel is not None:
         if opts.task != "sr":
             raise UsageError(f"--save-kernel is an SR option; drop it or pass --task sr (not {opts.task})")

@@ -22,7 +22,7 @@ from .physics.cassi import load_mask
 from .physics.cs import BlockCS
 from .physics.sr import SRBlur, load_kernel_file, load_kernels
 from .runtime import peak_rss_mb
-from .unfold import DUN
+from .unfold import DUN, WarmStart
 
 __all__ = ["CUBE_EXTS", "RestoreOptions", "default_model_name", "expand_inputs", "load_task_model", "output_path",
            "run_restore", "run_tiled"]
@@ -442,6 +442,10 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
         on_note(why)
     net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device,
                                 precision, kernel=opts.kernel if opts.task == "sr" else None)
+    if opts.warm_start is not None:  # CASSI: another x⁰ for the stages (options.check_options parsed it)
+        if not isinstance(net, DUN):
+            raise UsageError(f"--warm-start sets a learned model's start; model {name} has none (drop one of them)")
+        net.x0 = WarmStart.parse(opts.warm_start)
     t_load = time.perf_counter() - t_start
     gen = torch.Generator().manual_seed(opts.seed)
     guard = _Guard(opts, on_note)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -196,6 +197,26 @@ def check_all(values: Mapping[str, Any], rules: Mapping[str, Rule],
 
 
 # --------------------------------------------------------------------------- global options
+
+
+WARM_START_SPELLING = "'op' or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]'"
+
+
+def parse_warm_start(text: str) -> dict[str, Any]:
+    """The fields of a CASSI start spelled ``op`` or ``gap-tv:N[:LAMBDA[:RANK[:INNER]]]`` (those not spelled are
+    left out); ValueError otherwise. Torch-free, so that ``restore`` checks ``--warm-start`` before loading
+    anything; :class:`lorun_cli.unfold.dun.WarmStart` builds on it."""
+    if text == "op":
+        return {"method": "op"}
+    m = re.fullmatch(r"gap-tv:(\d+)(?::([0-9]*\.?[0-9]+)(?::(\d+)(?::(\d+))?)?)?", text.strip())
+    if not m:
+        raise ValueError(f"unknown initial estimate {text!r}; use {WARM_START_SPELLING}")
+    n, lam, rank, inner = m.groups()
+    fields: dict[str, Any] = {"method": "gap-tv", "iters": int(n)}
+    for key, value, kind in (("lam", lam, float), ("rank", rank, int), ("inner", inner, int)):
+        if value is not None:
+            fields[key] = kind(value)
+    return fields
 
 
 def cpu_count() -> int:

@@ -602,3 +602,22 @@ def test_results_regen_command_is_accepted_by_the_cli(lorun, tmp_path: Path) -> 
     assert cmd.startswith("lorun --threads 2 bench --all")
     r = lorun(*cmd.replace("<root>", str(tmp_path)).split()[1:], "--help")
     assert r.returncode == 0, r.stderr
+
+
+def test_restore_cassi_warm_start(lorun, tmp_path):
+    """--warm-start swaps a CASSI model's x⁰ (a 64×64 cube with its own mask: seconds); a bad spelling, another
+    task or the classical model get one usage line."""
+    rng = np.random.default_rng(0)
+    cube = rng.random((28, 64, 64)).astype(np.float32) * np.linspace(0.2, 0.9, 28)[:, None, None]
+    np.save(tmp_path / "cube.npy", cube)
+    np.save(tmp_path / "mask.npy", (rng.random((64, 64)) > 0.5).astype(np.float32))
+    base = ("restore", "--task", "cassi", "--mask", "mask.npy", "--simulate", "cube.npy", "--json", "--force")
+    recs = []
+    for start in ("gap-tv:3:0.16:4", "gap-tv:3:0.16"):
+        r = lorun(*base, "--warm-start", start, "-o", f"{start.replace(':', '_')}.tif")
+        assert_ok(r)
+        recs.append(json.loads(r.stdout)[0])
+    assert recs[0]["psnr"] != recs[1]["psnr"]  # the start reached the stages
+    assert_error(lorun(*base, "--warm-start", "gap-tv:3:x"), 2, "--warm-start")
+    assert_error(lorun("restore", "--task", "sr", "--warm-start", "op", "cube.npy"), 2, "CASSI option")
+    assert_error(lorun(*base, "--model", "gap-tv", "--warm-start", "op"), 2, "--warm-start")

@@ -133,6 +133,11 @@ def restore(
                                         "--no-score skips it (CS and --simulate score by default).")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Break the time down (start-up, model load, read, "
                                           "compute, score, write) and print the peak memory.")] = False,
+    warm_start: Annotated[str | None, typer.Option(help="CASSI: another initial estimate x⁰ for the model's stages "
+                                                   "than the one it was trained with: 'gap-tv:N[:LAMBDA[:RANK"
+                                                   "[:INNER]]]' (e.g. gap-tv:45:0.16:8: the TV on the cube's 8 "
+                                                   "leading spectral components, faster; docs/CASSI.md) or 'op'.")
+                                                   ] = None,
 ) -> None:
     """Restore images: super-resolve (sr), reconstruct CS or CASSI measurements.
 
@@ -145,7 +150,7 @@ def restore(
     opts = RestoreOptions(task=task, model=model, strategy=strategy, backbone=backbone, scale=scale, kernel=kernel,
                           save_kernel=save_kernel, noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref,
                           output=output, force=force, tile=tile, seed=STATE.seed, max_memory=max_memory,
-                          precision=precision, score=score)
+                          precision=precision, score=score, warm_start=warm_start)
     pairs = plan(inputs, opts)  # every check that needs no computation, before torch is even imported
     opts.device = _setup_torch()
     from ..report import RestoreProgress, print_restore

@@ -29,6 +29,7 @@ from ..metrics import psnr
 from ..runtime import deferred_interrupts, peak_rss_mb
 from ..unfold import DUN, param_report
 from ..unfold.dun import WarmStart
+from ..validate import WARM_START_SPELLING
 from .config import TrainConfig
 
 
@@ -104,7 +105,7 @@ def set_warm_start(model: DUN, cfg: TrainConfig) -> DUN:
     try:
         x0 = WarmStart.parse(cfg.warm_start)
     except ValueError as e:
-        raise OptionError("warm_start", cfg.warm_start, "use 'op' or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]'") from e
+        raise OptionError("warm_start", cfg.warm_start, f"use {WARM_START_SPELLING}") from e
     if x0.method == "gap-tv" and model.task != "cassi":
         raise OptionError("warm_start", cfg.warm_start, f"GAP-TV starts are for CASSI, not {model.task}")
     model.x0 = x0

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .. import denoisers, lora
 from ..physics.base import Operator
+from ..validate import parse_warm_start
 
 ALGOS = ("pgd", "hqs")
 #: Inference precisions of the denoisers (:meth:`DUN.prepare_inference`); the data steps stay float32.
@@ -75,11 +76,7 @@ class WarmStart:
         if isinstance(value, dict):
             return cls(str(value.get("method", "op")), int(value.get("iters", 0)), float(value.get("lam", cls.lam)),
                        int(value.get("rank", 0)), int(value.get("inner", cls.inner)))
-        m = re.fullmatch(r"gap-tv:(\d+)(?::([0-9.]+)(?::(\d+)(?::(\d+))?)?)?", str(value))
-        if not m:
-            raise ValueError(f"unknown initial estimate {value!r}; use 'op' or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]'")
-        n, lam, rank, inner = m.groups()
-        return cls("gap-tv", int(n), float(lam) if lam else cls.lam, int(rank or 0), int(inner) if inner else cls.inner)
+        return cls(**parse_warm_start(str(value)))
 
     def to_meta(self) -> dict:
         """The JSON form stored in a model file."""
