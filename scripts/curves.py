@@ -32,9 +32,14 @@ RUNS = {
               ("cassi-denoise", "cassi-block9-leg1", "cassi-block9-leg2", "cassi-block9-leg3", "cassi-block9-leg4",
                "cassi-block9-g60", "cassi-block9-g45", "cassi-block9"),
               ("cassi-denoise", "cassi-share9-leg1", "cassi-share9", "cassi-lorun9-g10"),
-              ("cassi-denoise", "cassi-share9-leg1", "cassi-lorun9-leg1", "cassi-lorun9-leg2", "cassi-lorun9-leg3")],
+              ("cassi-denoise", "cassi-share9-leg1", "cassi-lorun9-leg1", "cassi-lorun9-leg2", "cassi-lorun9-leg3"),
+              # phase 6 (not shipped): the phase-5 models continued from the 5-component, 20-iteration start
+              ("cassi-denoise", "cassi-share9-leg1", "cassi-share9", "cassi-lorun9-cave", "cassi-lorun9-g60",
+               "cassi-lorun9-g45", "cassi-lorun9", "cassi-lorun9-p6"),
+              ("cassi-denoise", "cassi-block9-leg1", "cassi-block9-leg2", "cassi-block9-leg3", "cassi-block9-leg4",
+               "cassi-block9-g60", "cassi-block9-g45", "cassi-block9", "cassi-block9-p6")],
 }
-COLORS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189)]
+COLORS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
 
 
 MANIFEST = Path(__file__).resolve().parent.parent / "weights_manifest.json"
