@@ -196,9 +196,6 @@ def check_all(values: Mapping[str, Any], rules: Mapping[str, Rule],
     return out
 
 
-# --------------------------------------------------------------------------- global options
-
-
 WARM_START_SPELLING = "'op' or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]'"
 
 
@@ -217,6 +214,9 @@ def parse_warm_start(text: str) -> dict[str, Any]:
         if value is not None:
             fields[key] = kind(value)
     return fields
+
+
+# --------------------------------------------------------------------------- global options
 
 
 def cpu_count() -> int:

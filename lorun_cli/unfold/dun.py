@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import denoisers, lora
+from ..classical import GAP_TV_INNER, gap_tv
 from ..physics.base import Operator
 from ..validate import parse_warm_start
 
@@ -50,7 +51,7 @@ class WarmStart:
     ``rank`` spectral components (:func:`classical.gap_tv`).
 
     Stored in the model file as ``{"method": ..., "iters": ..., "lam": ...}`` (plus ``rank`` and ``inner``
-    where they differ from 0 and 5); :meth:`parse` also reads the strings of earlier files (``"op"``,
+    where they differ from 0 and ``GAP_TV_INNER``); :meth:`parse` also reads the strings of earlier files (``"op"``,
     ``"gap-tv:30"``, trained with λ 0.04) and the CLI's ``gap-tv:N[:LAMBDA[:RANK[:INNER]]]``.
     """
 
@@ -58,7 +59,7 @@ class WarmStart:
     iters: int = 0
     lam: float = 0.04  # the TV weight gap-tv starts are trained with, independent of the GAP-TV baseline's
     rank: int = 0
-    inner: int = 5  # classical.GAP_TV_INNER
+    inner: int = GAP_TV_INNER
 
     def __post_init__(self) -> None:
         if self.method not in ("op", "gap-tv") or (self.method == "gap-tv" and self.iters < 1):
@@ -91,8 +92,6 @@ class WarmStart:
         """x⁽⁰⁾ for the measurement ``y``."""
         if self.method == "op":
             return op.init(y)
-        from ..classical import gap_tv
-
         return gap_tv(op, y, lam=self.lam, iters=self.iters, inner=self.inner, rank=self.rank)
 
 
