@@ -109,9 +109,8 @@ def check_options(opts: RestoreOptions) -> None:
             raise UsageError(f"--warm-start is a CASSI option; drop it or pass --task cassi (not {opts.task})")
         try:
             V.parse_warm_start(opts.warm_start)
-        except ValueError:
-            raise UsageError(f"--warm-start {opts.warm_start!r}: use {V.WARM_START_SPELLING} (e.g. gap-tv:45:0.16:8)"
-                             ) from None
+        except ValueError as e:
+            raise UsageError(f"--warm-start: {e} (e.g. gap-tv:45:0.16:8)") from None
     if opts.save_kernel is not None:
         if opts.task != "sr":
             raise UsageError(f"--save-kernel is an SR option; drop it or pass --task sr (not {opts.task})")

@@ -22,7 +22,7 @@ from .physics.cassi import load_mask
 from .physics.cs import BlockCS
 from .physics.sr import SRBlur, load_kernel_file, load_kernels
 from .runtime import peak_rss_mb
-from .unfold import DUN, WarmStart
+from .unfold import DUN
 
 __all__ = ["CUBE_EXTS", "RestoreOptions", "default_model_name", "expand_inputs", "load_task_model", "output_path",
            "run_restore", "run_tiled"]
@@ -445,7 +445,7 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
     if opts.warm_start is not None:  # CASSI: another x⁰ for the stages (options.check_options parsed it)
         if not isinstance(net, DUN):
             raise UsageError(f"--warm-start sets a learned model's start; model {name} has none (drop one of them)")
-        net.x0 = WarmStart.parse(opts.warm_start)
+        net.x0 = net.x0.override(opts.warm_start)
     t_load = time.perf_counter() - t_start
     gen = torch.Generator().manual_seed(opts.seed)
     guard = _Guard(opts, on_note)

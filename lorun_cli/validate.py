@@ -201,8 +201,8 @@ WARM_START_SPELLING = "'op' or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]'"
 
 def parse_warm_start(text: str) -> dict[str, Any]:
     """The fields of a CASSI start spelled ``op`` or ``gap-tv:N[:LAMBDA[:RANK[:INNER]]]`` (those not spelled are
-    left out); ValueError otherwise. Torch-free, so that ``restore`` checks ``--warm-start`` before loading
-    anything; :class:`lorun_cli.unfold.dun.WarmStart` builds on it."""
+    left out; N ≥ 1, INNER ≥ 1); ValueError otherwise. Torch-free, so that ``restore`` checks ``--warm-start``
+    before loading anything; :class:`lorun_cli.unfold.dun.WarmStart` builds on it."""
     if text == "op":
         return {"method": "op"}
     m = re.fullmatch(r"gap-tv:(\d+)(?::([0-9]*\.?[0-9]+)(?::(\d+)(?::(\d+))?)?)?", text.strip())
@@ -213,6 +213,8 @@ def parse_warm_start(text: str) -> dict[str, Any]:
     for key, value, kind in (("lam", lam, float), ("rank", rank, int), ("inner", inner, int)):
         if value is not None:
             fields[key] = kind(value)
+    if fields["iters"] < 1 or fields.get("inner", 1) < 1:
+        raise ValueError(f"initial estimate {text!r}: N (iterations) and INNER (TV steps) must be ≥ 1")
     return fields
 
 

@@ -619,5 +619,6 @@ def test_restore_cassi_warm_start(lorun, tmp_path):
         recs.append(json.loads(r.stdout)[0])
     assert recs[0]["psnr"] != recs[1]["psnr"]  # the start reached the stages
     assert_error(lorun(*base, "--warm-start", "gap-tv:3:x"), 2, "--warm-start")
+    assert_error(lorun(*base, "--warm-start", "gap-tv:0"), 2, "--warm-start")
     assert_error(lorun("restore", "--task", "sr", "--warm-start", "op", "cube.npy"), 2, "CASSI option")
     assert_error(lorun(*base, "--model", "gap-tv", "--warm-start", "op"), 2, "--warm-start")

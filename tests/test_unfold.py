@@ -135,6 +135,14 @@ def test_warm_start_reads_old_and_new_model_files(tmp_path) -> None:
     assert WarmStart("gap-tv", 45, 0.16).to_meta() == {"method": "gap-tv", "iters": 45, "lam": 0.16}  # files as before
     with pytest.raises(ValueError):
         WarmStart("gap-tv", 20, 0.5, inner=0)
+    for bad in ("gap-tv:0", "gap-tv:5:0.16:3:0", "gap-tv:5:1e-3", "gap-tv:5:0.1:x"):
+        with pytest.raises(ValueError):
+            WarmStart.parse(bad)
+    shipped = WarmStart("gap-tv", 45, 0.16)  # --warm-start overrides only the fields it spells
+    assert shipped.override("gap-tv:20") == WarmStart("gap-tv", 20, 0.16)
+    assert shipped.override("gap-tv:45:0.16:8") == WarmStart("gap-tv", 45, 0.16, rank=8)
+    assert sub.override("gap-tv:30") == WarmStart("gap-tv", 30, 0.5, rank=5, inner=8)
+    assert shipped.override("op") == WarmStart() and WarmStart().override("gap-tv:3") == WarmStart("gap-tv", 3)
     m = models.build_model("cassi", "block1", size="small", x0=WarmStart("gap-tv", 2), step=1)
     path = tmp_path / "c.safetensors"
     models.save_model(path, m)

@@ -135,9 +135,9 @@ def restore(
                                           "compute, score, write) and print the peak memory.")] = False,
     warm_start: Annotated[str | None, typer.Option(help="CASSI: another initial estimate x⁰ for the model's stages "
                                                    "than the one it was trained with: 'gap-tv:N[:LAMBDA[:RANK"
-                                                   "[:INNER]]]' (e.g. gap-tv:45:0.16:8: the TV on the cube's 8 "
-                                                   "leading spectral components, faster; docs/CASSI.md) or 'op'.")
-                                                   ] = None,
+                                                   "[:INNER]]]' (fields left out keep the model's; e.g. "
+                                                   "gap-tv:45:0.16:8, the TV on the cube's 8 leading spectral "
+                                                   "components, faster, docs/CASSI.md) or 'op'.")] = None,
 ) -> None:
     """Restore images: super-resolve (sr), reconstruct CS or CASSI measurements.
 
@@ -199,8 +199,8 @@ TRAIN_OPTIONS: dict[str, tuple[Any, str]] = {
                   "'auto*' trains adapters for blind SR."),
     "warm_start": (str | None, "CASSI: the initial estimate x⁰ the stages start from, 'op' (the operator's "
                    "cheap start) or 'gap-tv:N[:LAMBDA[:RANK[:INNER]]]' (N GAP-TV iterations, TV weight LAMBDA, the "
-                   "TV on the cube's RANK leading spectral components (0: every band), INNER TV steps each); "
-                   "default: the model's own."),
+                   "TV on the cube's RANK leading spectral components (0: every band), INNER TV steps each; "
+                   "fields left out keep the model's); default: the model's own."),
     "resume": (bool, "Continue from OUT.ckpt exactly where it stopped."),
     "force": (bool, "Overwrite an existing OUT."),
     "config": (Path | None, "YAML file of options; command-line flags override it."),

@@ -28,7 +28,6 @@ from ..io.checkpoint import atomic_path
 from ..metrics import psnr
 from ..runtime import deferred_interrupts, peak_rss_mb
 from ..unfold import DUN, param_report
-from ..unfold.dun import WarmStart
 from ..validate import WARM_START_SPELLING
 from .config import TrainConfig
 
@@ -103,7 +102,7 @@ def set_warm_start(model: DUN, cfg: TrainConfig) -> DUN:
     if cfg.warm_start is None:
         return model
     try:
-        x0 = WarmStart.parse(cfg.warm_start)
+        x0 = model.x0.override(cfg.warm_start)
     except ValueError as e:
         raise OptionError("warm_start", cfg.warm_start, f"use {WARM_START_SPELLING}") from e
     if x0.method == "gap-tv" and model.task != "cassi":

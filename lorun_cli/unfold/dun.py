@@ -79,6 +79,14 @@ class WarmStart:
                        int(value.get("rank", 0)), int(value.get("inner", cls.inner)))
         return cls(**parse_warm_start(str(value)))
 
+    def override(self, text: str) -> WarmStart:
+        """This start with the fields ``text`` spells (``--warm-start``): ``gap-tv:20`` keeps this start's λ,
+        rank and TV steps and changes its iterations; ``op`` is the operator's start."""
+        fields = parse_warm_start(text)
+        if fields["method"] == "op":
+            return WarmStart()
+        return WarmStart(**{**self.__dict__, **fields})
+
     def to_meta(self) -> dict:
         """The JSON form stored in a model file."""
         meta: dict = {"method": self.method, "iters": self.iters, "lam": self.lam}
