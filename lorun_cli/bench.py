@@ -29,7 +29,7 @@ from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, bicubic_on_grid, load_kernels
 from .restore import PROTOCOL, default_model_name, load_task_model
 from .runtime import peak_rss_mb
-from .unfold import param_report
+from .unfold import DUN, param_report
 
 
 @dataclass
@@ -53,6 +53,7 @@ class BenchOptions:
     seed: int = 0
     stages: bool = False  # also score x⁰ and every stage's output of the learned models
     precisions: list[str] = field(default_factory=lambda: ["fp32"])  # the model under test runs in each
+    warm_start: str | None = None  # CASSI: the learned models' stages run from this x⁰ (restore --warm-start)
 
 
 @dataclass
@@ -138,6 +139,9 @@ class Method:
             strategy = "lorun9" if is_model else spec
             self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device,
                                                   precision)
+            if opts.warm_start is not None and isinstance(self.net, DUN):
+                self.net.x0 = self.net.x0.override(opts.warm_start)
+                self.name += f" (x⁰ {opts.warm_start})"
             if precision != "fp32":
                 self.name += f" ({precision})"
             self.cs_op = self.net.op  # learned CS models sample with their own learned Φ

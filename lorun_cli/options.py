@@ -80,6 +80,18 @@ def output_path(inp: Path, opts: RestoreOptions, many: bool) -> Path:
     return opts.output
 
 
+def check_warm_start(task: str, value: str | None) -> None:
+    """``--warm-start`` (restore, bench): a CASSI option, spelled as :func:`validate.parse_warm_start` reads it."""
+    if value is None:
+        return
+    if task != "cassi":
+        raise UsageError(f"--warm-start is a CASSI option; drop it or pass --task cassi (not {task})")
+    try:
+        V.parse_warm_start(value)
+    except ValueError as e:
+        raise UsageError(f"--warm-start: {e} (e.g. gap-tv:45:0.16:8)") from None
+
+
 def check_options(opts: RestoreOptions) -> None:
     """Types, ranges and NaN of every numeric option, and the files named by options."""
     opts.task = V.check("task", opts.task, V.RESTORE_RULES["task"])
@@ -104,13 +116,7 @@ def check_options(opts: RestoreOptions) -> None:
         V.check_input_file(opts.backbone, "--backbone", V.MODEL_EXTS, "model")
     if opts.model is not None and Path(opts.model).suffix.lower() in V.MODEL_EXTS:
         V.check_input_file(opts.model, "--model", V.MODEL_EXTS, "model")
-    if opts.warm_start is not None:
-        if opts.task != "cassi":
-            raise UsageError(f"--warm-start is a CASSI option; drop it or pass --task cassi (not {opts.task})")
-        try:
-            V.parse_warm_start(opts.warm_start)
-        except ValueError as e:
-            raise UsageError(f"--warm-start: {e} (e.g. gap-tv:45:0.16:8)") from None
+    check_warm_start(opts.task, opts.warm_start)
     if opts.save_kernel is not None:
         if opts.task != "sr":
             raise UsageError(f"--save-kernel is an SR option; drop it or pass --task sr (not {opts.task})")

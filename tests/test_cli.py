@@ -622,3 +622,13 @@ def test_restore_cassi_warm_start(lorun, tmp_path):
     assert_error(lorun(*base, "--warm-start", "gap-tv:0"), 2, "--warm-start")
     assert_error(lorun("restore", "--task", "sr", "--warm-start", "op", "cube.npy"), 2, "CASSI option")
     assert_error(lorun(*base, "--model", "gap-tv", "--warm-start", "op"), 2, "--warm-start")
+
+
+def test_bench_cassi_warm_start(lorun, tmp_path):
+    """bench --warm-start runs the learned CASSI models from another x⁰ (named in the row); other tasks refuse it."""
+    r = lorun("bench", "--task", "cassi", "--dataset", "samples", "--compare", "block9", "--repeats", "1",
+              "--no-memory", "--warm-start", "gap-tv:2:0.16:4", "--json")
+    assert_ok(r)
+    rows = json.loads(r.stdout)["rows"]
+    assert len(rows) == 2 and all(row["method"].endswith("(x⁰ gap-tv:2:0.16:4)") and row["psnr"] > 0 for row in rows)
+    assert_error(lorun("bench", "--task", "cs", "--warm-start", "op"), 2, "CASSI option")

@@ -309,6 +309,8 @@ def bench(
     speed: Annotated[bool, typer.Option(help="Speed check instead of scores: this machine's matmul and conv peaks, "
                                         "and the forward GFLOP/s and latency of lorun9 (merged; per --precision), "
                                         "block9 and a classical baseline on one fixed case.")] = False,
+    warm_start: Annotated[str | None, typer.Option(help="CASSI: run the learned models' stages from this initial "
+                                                   "estimate, as `restore --warm-start` does.")] = None,
 ) -> None:
     """Score a model against others on a test set: PSNR, SSIM, parameters, memory, latency.
 
@@ -321,6 +323,9 @@ def bench(
         check(key, value, RESTORE_RULES[key])
     task = check("task", task, RESTORE_RULES["task"])
     precisions = [check("precision", p.strip(), RESTORE_RULES["precision"]) for p in precision.split(",") if p.strip()]
+    from ..options import check_warm_start
+
+    check_warm_start(task, warm_start)
     from ..validate import check_output_file
 
     if csv is not None:
@@ -349,7 +354,8 @@ def bench(
 
         opts = BenchOptions(task=task, model=model, ratio=ratio, scale=scale, repeats=repeats, device=dev,
                             threads=STATE.threads, seed=STATE.seed, precisions=precisions or ["fp32"],
-                            baseline_repeats=1 if task == "cassi" else 3)  # GAP-TV: ~20 s a run
+                            baseline_repeats=1 if task == "cassi" else 3,  # GAP-TV: ~20 s a run
+                            warm_start=warm_start)
         print_speed(run_speed(opts, quiet=STATE.quiet), json_out=json_out, quiet=STATE.quiet)
         return
     if dataset is None:
@@ -359,7 +365,7 @@ def bench(
     opts = BenchOptions(task=task, model=model, compare=[c for c in compare.split(",") if c.strip()],
                         dataset=dataset, data=data, ratio=ratio, scale=scale, kernels=kernels, limit=limit,
                         repeats=repeats, memory=memory, device=dev, threads=STATE.threads, seed=STATE.seed,
-                        stages=stages, precisions=precisions or ["fp32"])
+                        stages=stages, precisions=precisions or ["fp32"], warm_start=warm_start)
     result = run_bench(opts, quiet=STATE.quiet)
     print_bench(result, json_out=json_out, csv=csv, quiet=STATE.quiet)
 
