@@ -117,8 +117,9 @@ def main() -> int:
                     first = E.estimate(est_net, y, s, snap_p=2.0)
                     k_est = first["kernel"]
                     if args.bootstrap > 0:  # what the estimator makes of a scene like this one blurred with k̂
-                        k_first = E.auto_kernel(E.centre_expanded(k_est), E.AUTO_KEEP, E.MIN_WIDTH, E.AUTO_WIDE)
-                        x_hat = net(y, SRBlur(k_first, s, data_weight=E.noise_data_weight(first["noise"]))).clamp(0, 1)
+                        k_first = E.kernel_policy(None, k_est)[0]  # the shipped blend rules, as restore runs them
+                        weight = E.data_weight_policy(first["noise"], explicit=False)
+                        x_hat = net(y, SRBlur(k_first, s, data_weight=weight)).clamp(0, 1)
                         k_again = E.estimate(est_net, SRBlur(k_est, s).A(x_hat), s, snap_p=2.0)["kernel"]
                         if args.bootstrap_centre:  # only the centre of mass: c + gain·(c − c′)
                             c, c2 = E.centroid(k_est), E.centroid(k_again)
