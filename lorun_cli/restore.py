@@ -390,7 +390,9 @@ def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 32,
 
     Tiles start on a grid of ``align`` rows (the denoiser's pooling grid); the last one runs to the
     bottom edge, so it may be up to ``align - 1`` rows taller than ``tile``. ``overlap`` rows of context on
-    each side (32: the ResUNet prior's receptive field reaches further than the U-Net's 16 did).
+    each side (32: the ResUNet prior's receptive field reaches further than the U-Net's 16 did). A start whose
+    TV runs on the cube's leading spectral components (``WarmStart.rank``) takes them from each tile's own rows,
+    so such tiles are close to, not equal to, the whole-image result (tests/test_tiling.py).
     """
     h = y.shape[-2]
     tile = max(align, tile // align * align)
