@@ -29,7 +29,7 @@ from .physics.cassi import CASSI, load_mask
 from .physics.sr import SRBlur, bicubic_on_grid, load_kernels
 from .restore import PROTOCOL, default_model_name, load_task_model
 from .runtime import peak_rss_mb
-from .unfold import DUN, param_report
+from .unfold import param_report
 
 
 @dataclass
@@ -138,9 +138,8 @@ class Method:
             model = spec if is_file else (opts.model if is_model else None)
             strategy = "lorun9" if is_model else spec
             self.net, self.name = load_task_model(opts.task, model, strategy, opts.ratio, None, opts.device,
-                                                  precision)
-            if opts.warm_start is not None and isinstance(self.net, DUN):
-                self.net.x0 = self.net.x0.override(opts.warm_start)
+                                                  precision, warm_start=opts.warm_start)
+            if opts.warm_start is not None:
                 self.name += f" (x⁰ {opts.warm_start})"
             if precision != "fp32":
                 self.name += f" ({precision})"

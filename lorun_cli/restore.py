@@ -68,11 +68,16 @@ def resolve_precision(precision: str, device: str) -> tuple[str, str]:
 
 def load_task_model(task: str, model: str | None, strategy: str = "lorun9", ratio: float | None = None,
                     backbone: Path | None = None, device: str = "cpu",
-                    precision: str = "fp32", kernel: str | None = None) -> tuple[DUN, str]:
+                    precision: str = "fp32", kernel: str | None = None,
+                    warm_start: str | None = None) -> tuple[DUN, str]:
     """Resolve ``--model`` (file or manifest name; default: the task's bundled model, see
-    :func:`default_model_name`) and load it for inference (channels-last, the denoisers in ``precision``)."""
+    :func:`default_model_name`) and load it for inference (channels-last, the denoisers in ``precision``).
+    ``warm_start`` (CASSI, ``--warm-start``, already checked by ``options.check_warm_start``): the stages run
+    from that x⁰ instead of the model's own (:meth:`WarmStart.override`)."""
     name = model or default_model_name(task, strategy, ratio, kernel)
     if task == "cassi" and name == "gap-tv":  # the classical reconstruction through the same pipeline
+        if warm_start is not None:
+            raise UsageError(f"--warm-start sets a learned model's start; model {name} has none (drop one of them)")
         from .classical import GapTVModel
         from .facts import CASSI_BANDS
 
@@ -84,6 +89,8 @@ def load_task_model(task: str, model: str | None, strategy: str = "lorun9", rati
     if task == "cs" and ratio is not None and abs(net.op.ratio - ratio) > 1e-6:
         raise UsageError(f"model {name} samples at ratio {net.op.ratio:g}, not {ratio:g}; drop --ratio or pick "
                          f"a model trained at {ratio:g}")
+    if warm_start is not None:
+        net.x0 = net.x0.override(warm_start)
     return net.to(device).prepare_inference(precision=precision), name
 
 
@@ -443,11 +450,8 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
     if why and on_note is not None:
         on_note(why)
     net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device,
-                                precision, kernel=opts.kernel if opts.task == "sr" else None)
-    if opts.warm_start is not None:  # CASSI: another x⁰ for the stages (options.check_options parsed it)
-        if not isinstance(net, DUN):
-            raise UsageError(f"--warm-start sets a learned model's start; model {name} has none (drop one of them)")
-        net.x0 = net.x0.override(opts.warm_start)
+                                precision, kernel=opts.kernel if opts.task == "sr" else None,
+                                warm_start=opts.warm_start)
     t_load = time.perf_counter() - t_start
     gen = torch.Generator().manual_seed(opts.seed)
     guard = _Guard(opts, on_note)

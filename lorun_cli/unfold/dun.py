@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +85,7 @@ class WarmStart:
         fields = parse_warm_start(text)
         if fields["method"] == "op":
             return WarmStart()
-        return WarmStart(**{**self.__dict__, **fields})
+        return replace(self, **fields)
 
     def to_meta(self) -> dict:
         """The JSON form stored in a model file."""
