@@ -48,8 +48,12 @@ def main() -> None:
     choose = [k for k in keys if k[1] < args.split]
     check = [k for k in keys if k[1] >= args.split]
     grid = [round(0.3 + 0.1 * i, 2) for i in range(40)]
-    best = max(grid, key=lambda t: (score(plain, blind, choose, t)["worst_family"],
-                                    score(plain, blind, choose, t)["mean"]))
+
+    def rank(t: float) -> tuple[float, float]:
+        r = score(plain, blind, choose, t)
+        return r["worst_family"], r["mean"]
+
+    best = max(grid, key=rank)
     print(json.dumps({"chosen_on": f"images < {args.split}", "t": best}))
     for part, ks in (("check", check), ("all", keys)):
         for name, t in (("plain", None), ("gate", best), ("blind", 0.0)):
