@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
+from lorun_cli.errors import UsageError
 from lorun_cli.physics import sr_estimate as E
 from lorun_cli.physics.sr import SRBlur, load_kernels
 from lorun_cli.train import data as D
@@ -64,7 +66,7 @@ def test_only_some_given_kernels_are_perturbed_and_only_in_width() -> None:
 def test_training_batch_blurs_with_the_true_kernel_and_hands_the_given_one() -> None:
     td = TaskData.__new__(TaskData)
     td.cfg = SimpleNamespace(noise=0.0, extra={})
-    td.kernels = load_kernels()
+    td.kernels, td.sr_mix = load_kernels(), D.sr_train_mix(None)
     x = torch.rand(6, 3, 36, 36)
     _, y, op = td._sr_batch(x, torch.Generator().manual_seed(4), torch.device("cpu"))
     s, kt, kg, _ = D.sample_sr_training_degradation(6, td.kernels, torch.Generator().manual_seed(4), noise_max=0.0)
@@ -74,3 +76,14 @@ def test_training_batch_blurs_with_the_true_kernel_and_hands_the_given_one() -> 
     _, _, op_b = td._sr_batch(x, torch.Generator().manual_seed(4), torch.device("cpu"))
     bank = torch.stack(list(td.kernels.values()))
     assert all(any(torch.equal(k, b) for b in bank) for k in op_b.kernel)
+
+
+def test_sr_mix_reweights_the_families_and_refuses_bad_weights() -> None:
+    assert D.sr_train_mix(None) == D.SR_TRAIN_MIX
+    bank = load_kernels()
+    _, kt, kg, _ = D.sample_sr_training_degradation(
+        8, bank, torch.Generator().manual_seed(1), mix=D.sr_train_mix({"delta": 1.0}), perturb_share=0.0)
+    assert all(int((k > 0).sum()) == 1 for k in kt)  # plain decimation only: one tap each
+    for bad in ({"nope": 1.0}, {"delta": -1.0}, {"delta": 0.0}, {"delta": float("nan")}, [0.5]):
+        with pytest.raises(UsageError, match="sr_mix"):
+            D.sr_train_mix(bad)

@@ -334,6 +334,24 @@ def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor],
 #: kernel on the top-left grid, and camera-shake motion. The families match ``sr_estimate.FAMILIES``.
 SR_TRAIN_MIX: dict[str, float] = {"bundled": 0.4, "gauss-iso": 0.1, "gauss-aniso": 0.15, "delta": 0.1,
                                   "pil-bicubic": 0.1, "motion": 0.15}
+
+
+def sr_train_mix(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """The family mix for SR training: :data:`SR_TRAIN_MIX`, or ``weights`` (a YAML config's ``extra: {sr_mix:
+    {family: weight}}``; families left out get 0, weights need not sum to 1)."""
+    if weights is None:
+        return dict(SR_TRAIN_MIX)
+    if not isinstance(weights, Mapping):
+        raise UsageError(f"sr_mix must map kernel families to weights, got {weights!r}")
+    unknown = sorted(set(weights) - set(SR_TRAIN_MIX))
+    if unknown:
+        raise UsageError(f"sr_mix: unknown kernel families {', '.join(unknown)}; valid: {', '.join(SR_TRAIN_MIX)}")
+    mix = {f: float(w) for f, w in weights.items()}
+    if any(not math.isfinite(w) or w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+        raise UsageError("sr_mix weights must be finite, >= 0 and not all 0")
+    return mix
+
+
 #: Largest training noise level (σ = SR_NOISE_MAX·u³, u uniform: median 1.25/255, up to 10/255). The networks
 #: are noise-blind, and most photos are nearly noise-free: the cube keeps most samples lightly noisy (the
 #: history of this choice is in docs/SR_AUTO.md).

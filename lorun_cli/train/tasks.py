@@ -43,6 +43,7 @@ class TaskData:
         self.estimator = None
         if self.task == "sr":
             self.kernels = load_kernels()
+            self.sr_mix = data.sr_train_mix(cfg.extra.get("sr_mix"))
             if cfg.sr_kernel in SR_AUTO_POLICY:
                 from ..physics.sr_estimate import load_estimator
 
@@ -73,7 +74,8 @@ class TaskData:
     def _sr_batch(self, x: Tensor, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Operator]:
         """y = (x ⊛ k)↓s + n with a broad random degradation; the network's operator may get a slightly wrong
         kernel (:func:`~lorun_cli.train.data.sample_sr_training_degradation`). ``cfg.extra['sr_degradations']
-        == 'bundled'`` restores the earlier recipe (the 12 kernels, σ uniform up to ``--noise``)."""
+        == 'bundled'`` restores the earlier recipe (the 12 kernels, σ uniform up to ``--noise``);
+        ``cfg.extra['sr_mix']`` reweights the kernel families (:func:`~lorun_cli.train.data.sr_train_mix`)."""
         if self.cfg.extra.get("sr_degradations", "broad") == "bundled":
             noise = self.cfg.noise if self.cfg.noise is not None else DEFAULT_NOISE
             scale, k, sigma = data.sample_sr_degradation(x, self.kernels, gen, noise_max=noise)
@@ -81,7 +83,7 @@ class TaskData:
         else:
             noise = self.cfg.noise if self.cfg.noise is not None else data.SR_NOISE_MAX
             scale, k, k_given, sigma = data.sample_sr_training_degradation(x.shape[0], self.kernels, gen,
-                                                                           noise_max=noise)
+                                                                           mix=self.sr_mix, noise_max=noise)
         y = SRBlur(k.to(device), scale).A(x) + sigma.to(device).view(-1, 1, 1, 1) * torch.randn(
             (x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale), generator=gen
         ).to(device)
@@ -94,8 +96,8 @@ class TaskData:
         ctx = max(SR_AUTO_CONTEXT, p)
         big = self.sampler.sample(n, gen, patch=ctx).to(device)
         noise = self.cfg.noise if self.cfg.noise is not None else data.SR_NOISE_MAX
-        scale, k, _, sigma = data.sample_sr_training_degradation(n, self.kernels, gen, noise_max=noise,
-                                                                 perturb_share=0.0)
+        scale, k, _, sigma = data.sample_sr_training_degradation(n, self.kernels, gen, mix=self.sr_mix,
+                                                                 noise_max=noise, perturb_share=0.0)
         blur, sigma = SRBlur(k.to(device), scale), sigma.to(device).view(-1, 1, 1, 1)
         y_big = blur.A(big)
         y_big = y_big + sigma * torch.randn(y_big.shape, generator=gen).to(device)
