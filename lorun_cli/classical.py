@@ -128,8 +128,7 @@ def _tv_fgp(
         else:
             torch.addcmul(base, step, g, out=out)
         torch.mul(out[0], out[0], out=norm)
-        norm.addcmul_(out[1], out[1]).clamp_min_(1.0).rsqrt_()
-        out.mul_(norm)
+        out.div_(norm.addcmul_(out[1], out[1]).sqrt_().clamp_min_(1.0))
 
     if dual is not None:
         p_prev.copy_(dual)
@@ -256,10 +255,10 @@ def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV
         for _ in range(iters):
             r = op.A(x)
             y_acc = y_acc + (y - r)
-            x = x + op.A_adjoint((y_acc - r) / d)
+            x.add_(op.A_adjoint((y_acc - r) / d))  # x is this iteration's own tensor
             if lam > 0:
                 x = _tv_subspace(x, lam, inner, rank, work) if subspace else _tv_by_band(x, lam, inner, work)
-            x.clamp_min_(0.0)  # x is this iteration's own tensor
+            x.clamp_min_(0.0)
         return x
 
 
