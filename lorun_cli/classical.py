@@ -108,25 +108,25 @@ def _tv_fgp(
     key = (tuple(b.shape), b.dtype, b.device)
     bufs = None if work is None else work.get(key)
     if bufs is None:
-        shape = (2, *b.shape)
-        bufs = [b.new_empty(shape), b.new_empty(shape), b.new_empty(shape), b.new_zeros(shape),
+        shape = (2, *b.shape)  # three duals, all with a zero last row (p_y) / column (p_x), kept so by every step
+        bufs = [b.new_zeros(shape), b.new_zeros(shape), b.new_zeros(shape),
                 b.new_empty(b.shape), b.new_empty(b.shape), b.new_empty(b.shape)]
         if work is not None:
             work[key] = bufs
-    p_prev, r, p, g, x, d, norm = bufs  # g keeps its zero last row / column between calls
+    p_prev, r, free, x, d, norm = bufs
     step = 1.0 / (8.0 * weight)
     t = 1.0
 
     def gradient_step(z: Tensor, base: Tensor | None, out: Tensor) -> None:
-        """out = P_ball(base + step·∇z) (base None: 0), the projection p / max(1, |p|) per pixel."""
-        torch.sub(z[..., 1:, :], z[..., :-1, :], out=g[0, ..., :-1, :])
-        torch.sub(z[..., :, 1:], z[..., :, :-1], out=g[1, ..., :, :-1])
+        """out = P_ball(base + step·∇z) (base None: 0) in place, the projection p / max(1, |p|) per pixel."""
+        torch.sub(z[..., 1:, :], z[..., :-1, :], out=out[0, ..., :-1, :])
+        torch.sub(z[..., :, 1:], z[..., :, :-1], out=out[1, ..., :, :-1])
         if base is None:
-            torch.mul(g, step, out=out)
+            out.mul_(step)
         elif isinstance(step, float):
-            torch.add(base, g, alpha=step, out=out)
+            torch.add(base, out, alpha=step, out=out)
         else:
-            torch.addcmul(base, step, g, out=out)
+            torch.addcmul(base, step, out, out=out)
         torch.mul(out[0], out[0], out=norm)
         out.div_(norm.addcmul_(out[1], out[1]).sqrt_().clamp_min_(1.0))
 
@@ -140,10 +140,11 @@ def _tv_fgp(
     else:
         p_prev.zero_()
     for _ in range(iters):
+        p = free
         gradient_step(_fgp_primal(b, weight, r, d, x, bounds), r, p)
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        torch.lerp(p_prev, p, 1.0 + (t - 1.0) / t_next, out=r)  # r = p + β(p − p_prev)
-        p, p_prev, t = p_prev, p, t_next
+        torch.lerp(p, p_prev, (1.0 - t) / t_next, out=p_prev)  # the next r = p + β(p − p_prev), β = (t − 1)/t'
+        free, r, p_prev, t = r, p_prev, p, t_next
     return _fgp_primal(b, weight, p_prev, d, x, bounds), p_prev
 
 
