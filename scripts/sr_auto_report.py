@@ -207,6 +207,18 @@ NOTES = [
     "`sr_auto_tune.py --start 6 --limit 34 [--bootstrap 0.5 --centre-gain 1]`). There: mean +0.425 against "
     "+0.439, worst family +0.229 (PIL) against +0.295, worst case −2.75 against −2.88: not shipped (it would also "
     "have cost a second restore of the estimator's crop).",
+    "- Blind adapters with the narrow families upweighted (measured, not shipped). The adapters trained on the "
+    "estimator's raw estimates (above) lost on PIL-downscaled and plainly decimated inputs, the two families whose "
+    "kernels are narrowest, so they were trained 1,500 more steps with those families drawn more often (a YAML "
+    "config's `extra: {sr_mix: {bundled: 0.3, gauss-iso: 0.05, gauss-aniso: 0.1, delta: 0.2, pil-bicubic: 0.25, "
+    "motion: 0.1}}` against the default 0.4 / 0.1 / 0.15 / 0.1 / 0.1 / 0.15; `lorun --threads 1 adapt --backbone "
+    "sr-share9.safetensors --init sr-lorun9-auto-raw.safetensors --gamma 10 --sr-kernel auto-raw --steps 1500 "
+    "--batch 8 --patch 72 --lr 3e-4 --config mix.yaml`, 36 min). The rule, written before the run: on the same 720 "
+    "held-out cases, restored with the raw policy and the 1.25× centre, ship iff worst family > the shipped +0.325, "
+    "mean ≥ +0.472 and worst case no more than 0.5 dB under −2.877. Result: mean +0.514, worst family +0.311 "
+    "(delta; PIL +0.316, was +0.211 before the reweighting), worst case −2.881; bundled +0.81, Gaussians +0.84, "
+    "motion +0.32, noise5 +0.49: the narrow families came back most of the way but not past the shipped "
+    "adapters, so nothing ships (`train.data.sr_train_mix` stays for further runs).",
 ]
 
 
