@@ -283,7 +283,7 @@ def gap_tv(op: Operator, y: Tensor, lam: float = GAP_TV_LAM, iters: int = GAP_TV
 class GapTVModel(torch.nn.Module):
     """GAP-TV behind the interface ``lorun restore`` uses for a CASSI network: ``model(y, op)`` → cube.
 
-    ``lorun restore --task cassi --model gap-tv`` — no training, 2–3× the learned models' time and about
+    ``lorun restore --task cassi --model gap-tv`` — no training, about 3.4× the learned models' time and about
     2 dB under cassi-lorun9 on the CAVE hold-out (docs/CASSI.md); the baseline ``lorun bench`` compares with.
     """
 
