@@ -284,7 +284,7 @@ class GapTVModel(torch.nn.Module):
     """GAP-TV behind the interface ``lorun restore`` uses for a CASSI network: ``model(y, op)`` → cube.
 
     ``lorun restore --task cassi --model gap-tv`` — no training, about 3.4× the learned models' time and about
-    2 dB under cassi-lorun9 on the CAVE hold-out (docs/CASSI.md); the baseline ``lorun bench`` compares with.
+    3 dB under cassi-lorun9 on the CAVE hold-out (docs/CASSI.md); the baseline ``lorun bench`` compares with.
     """
 
     task = "cassi"
