@@ -384,3 +384,6 @@ def test_cassi_autograd_matches_its_adjoint(step: int) -> None:
         ref[:, 0, :, step * c : step * c + 5] += op.mask * x[:, c].detach()
     torch.testing.assert_close(op.A(x), ref)
     torch.testing.assert_close(op.gram(), op.A(op.mask.expand(1, 3, 6, 5)))  # ΦΦᵀ's diagonal: Σ shifted mask²
+    op.mask.requires_grad_(True)  # a learned mask would need its own backward: refused, not silently zero
+    with pytest.raises(NotImplementedError, match="mask"):
+        op.A(x)

@@ -444,6 +444,8 @@ def test_sr_kernel_auto_training_hands_the_data_step_the_estimate(in_zoo, tmp_pa
     assert models.load_model(tmp_path / "m.safetensors").auto_policy == "raw"
     with pytest.raises(UsageError, match="--sr-kernel applies to --task sr only"):
         TaskData(TrainConfig(task="cs", data=str(tmp_path), sr_kernel="auto"), net)
+    with pytest.raises(UsageError, match="sr_mix .* applies to --task sr only"):
+        TaskData(TrainConfig(task="cs", data=str(tmp_path), extra={"sr_mix": {"delta": 1.0}}), net)
 
 
 def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, monkeypatch) -> None:

@@ -81,6 +81,8 @@ class _ShiftSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, weight: Tensor | None, step: int) -> Tensor:  # type: ignore[override]
+        if ctx.needs_input_grad[1]:
+            raise NotImplementedError("CASSI: gradients with respect to the mask are not implemented")
         ctx.save_for_backward(weight)
         ctx.bands, ctx.width, ctx.step = z.shape[1], z.shape[-1], step
         return _shift_sum_loop(z, weight, step)
@@ -97,6 +99,8 @@ class _MaskedUnshift(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y: Tensor, mask: Tensor, bands: int, step: int) -> Tensor:  # type: ignore[override]
+        if ctx.needs_input_grad[1]:
+            raise NotImplementedError("CASSI: gradients with respect to the mask are not implemented")
         ctx.save_for_backward(mask)
         ctx.step = step
         return mask * _unshift_view(y, bands, mask.shape[-1], step)

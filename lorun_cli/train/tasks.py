@@ -35,6 +35,8 @@ class TaskData:
             raise UsageError("--rgb-share applies to --task cassi only; drop it for other tasks")
         if cfg.sr_kernel != "true" and self.task != "sr":
             raise UsageError("--sr-kernel applies to --task sr only; drop it for other tasks")
+        if cfg.extra.get("sr_mix") is not None and self.task != "sr":
+            raise UsageError("sr_mix (config extra) applies to --task sr only; drop it for other tasks")
         extra = {"rgb_share": cfg.rgb_share} if cfg.rgb_share else {}
         self.sampler = data.train_sampler(self.task, root, self.patch, **extra)
         self.val = datasets.validation_set(self.task, root)
