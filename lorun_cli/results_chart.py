@@ -110,15 +110,16 @@ def _panel(img, draw, box: tuple[int, int, int, int], run: Run | None, task: str
         y = Y(val)
         for xs in range(px0 + 2, px1 - 2, 10):
             draw.line((xs, y, min(xs + 5, px1 - 2), y), fill=(110, 110, 110), width=1)
-        draw.text((px1 - 4, y - 2), f"{name} {val:.2f}", fill=(80, 80, 80), font=f_small, anchor="rb")
+        draw.text((px1 - 4, y - 2), _ascii(f"{name} {val:.2f}"), fill=(80, 80, 80), font=f_small, anchor="rb")
     for name, n, val in pts:
         x, y = X(n), Y(val)
-        col = _COLOURS.get(name, (90, 90, 90))
-        if name == "lorun9":
+        kind = name.split(" ")[0]  # "lorun9 (γ14)" is drawn as lorun9
+        col = _COLOURS.get(kind, (90, 90, 90))
+        if kind == "lorun9":
             draw.ellipse((x - 6, y - 6, x + 6, y + 6), fill=col, outline="black")
         else:
             draw.rectangle((x - 5, y - 5, x + 5, y + 5), fill=col, outline="black")
-        label = f"{name} {val:.2f}"
+        label = _ascii(f"{name} {val:.2f}")
         box = draw.textbbox((x + 9, y - 9), label, font=f_small, anchor="lb")
         draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill="white")
         draw.text((x + 9, y - 9), label, fill=col, font=f_small, anchor="lb")

@@ -79,3 +79,29 @@ def test_results_figure_draws(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("LORUN_FIGURE_HASH"):
         Path(os.environ["LORUN_FIGURE_HASH"]).write_text(hashlib.sha256(out.read_bytes()).hexdigest())
+
+
+def test_figure_draws_a_named_lorun9_as_lorun9_in_ascii(tmp_path: Path) -> None:
+    """A strategy shown as "lorun9 (γ14)" keeps lorun9's red marker, and its label is spelled in ASCII."""
+    from PIL import Image, ImageDraw
+
+    runs, _ = fixed_runs()
+    for _cfg, res in runs:
+        for row in res.rows:
+            if row.get("strategy") == "lorun9" and row.get("network"):
+                row["strategy"] = "lorun9 (γ14)"
+    drawn: list[str] = []
+    text = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, txt, *a, **k):  # type: ignore[no-untyped-def]
+        drawn.append(str(txt))
+        return text(self, xy, txt, *a, **k)
+
+    ImageDraw.ImageDraw.text = spy  # type: ignore[method-assign]
+    try:
+        results_chart.draw_plot(runs, tmp_path / "fig.png")
+    finally:
+        ImageDraw.ImageDraw.text = text  # type: ignore[method-assign]
+    assert any("lorun9 (gamma14)" in t for t in drawn) and not any("γ" in t for t in drawn)
+    img = Image.open(tmp_path / "fig.png").convert("RGB")
+    assert (214, 39, 40) in {c for _n, c in img.getcolors(1 << 20)}
