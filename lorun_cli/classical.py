@@ -115,7 +115,8 @@ def _tv_fgp(
 
     The dual p = (p_y, p_x), stacked as (2, *b.shape), lives in the unit ball per pixel;
     x = P_box(b + w·div p). Step size 1/(8w) since ‖div‖² ≤ 8 (Beck & Teboulle 2009). Returns x and the
-    final dual (to warm-start a later call). ``work``, a dict kept by the caller, lends scratch buffers
+    final dual (to warm-start a later call; a dual passed in must keep the zero last row of p_y and last column of
+    p_x that a returned one has). ``work``, a dict kept by the caller, lends scratch buffers
     to later calls of the same shape (the returned x and dual are then overwritten by the next call).
     """
     key = (tuple(b.shape), b.dtype, b.device)
