@@ -64,6 +64,33 @@ def _nice_step(span: float) -> float:
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
+Box = tuple[float, float, float, float]
+_LABEL_SPOTS = (((9, -9), "lb"), ((9, 9), "lt"), ((-9, -9), "rb"), ((-9, 9), "rt"))  # beside a marker, in this order
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place_label(draw, at: tuple[float, float], label: str, font, area: Box,
+                 taken: list[Box]) -> tuple[tuple[float, float], str]:
+    """Where a point's label goes: the first spot beside the marker (right above, right below, left above, left
+    below) that stays inside the plot ``area`` and covers none of the ``taken`` boxes; else the least bad one."""
+    best, best_cost = None, math.inf
+    for (dx, dy), anchor in _LABEL_SPOTS:
+        xy = (at[0] + dx, at[1] + dy)
+        box = draw.textbbox(xy, label, font=font, anchor=anchor)
+        outside = max(0.0, area[0] - box[0]) + max(0.0, box[2] - area[2]) + max(0.0, area[1] - box[1]) \
+            + max(0.0, box[3] - area[3])
+        cost = outside + 1000.0 * sum(_overlap(box, t) for t in taken)
+        if cost == 0:
+            return xy, anchor
+        if cost < best_cost:
+            best, best_cost = (xy, anchor), cost
+    assert best is not None
+    return best
+
+
 def _panel(img, draw, box: tuple[int, int, int, int], run: Run | None, task: str) -> None:
     x0, y0, x1, y1 = box
     f_small, f_title = _font(12), _font(14)
@@ -106,11 +133,15 @@ def _panel(img, draw, box: tuple[int, int, int, int], run: Run | None, task: str
         draw.text((px0 - 6, y), f"{v:g}", fill="black", font=f_small, anchor="rm")
         v += step
     draw.rectangle((px0, py0, px1, py1), outline="black")
+    taken: list[Box] = []  # label and marker boxes already drawn, which a later label must not cover
     for name, val in lines_:  # parameter-free baselines: dashed horizontal lines
         y = Y(val)
         for xs in range(px0 + 2, px1 - 2, 10):
             draw.line((xs, y, min(xs + 5, px1 - 2), y), fill=(110, 110, 110), width=1)
-        draw.text((px1 - 4, y - 2), _ascii(f"{name} {val:.2f}"), fill=(80, 80, 80), font=f_small, anchor="rb")
+        label = _ascii(f"{name} {val:.2f}")
+        draw.text((px1 - 4, y - 2), label, fill=(80, 80, 80), font=f_small, anchor="rb")
+        taken.append(draw.textbbox((px1 - 4, y - 2), label, font=f_small, anchor="rb"))
+    marks = []
     for name, n, val in pts:
         x, y = X(n), Y(val)
         kind = name.split(" ")[0]  # "lorun9 (γ14)" is drawn as lorun9
@@ -119,10 +150,14 @@ def _panel(img, draw, box: tuple[int, int, int, int], run: Run | None, task: str
             draw.ellipse((x - 6, y - 6, x + 6, y + 6), fill=col, outline="black")
         else:
             draw.rectangle((x - 5, y - 5, x + 5, y + 5), fill=col, outline="black")
-        label = _ascii(f"{name} {val:.2f}")
-        box = draw.textbbox((x + 9, y - 9), label, font=f_small, anchor="lb")
+        taken.append((x - 6, y - 6, x + 6, y + 6))
+        marks.append((x, y, _ascii(f"{name} {val:.2f}"), col))
+    for x, y, label, col in marks:
+        xy, anchor = _place_label(draw, (x, y), label, f_small, (px0, py0, px1, py1), taken)
+        box = draw.textbbox(xy, label, font=f_small, anchor=anchor)
+        taken.append(box)
         draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill="white")
-        draw.text((x + 9, y - 9), label, fill=col, font=f_small, anchor="lb")
+        draw.text(xy, label, fill=col, font=f_small, anchor=anchor)
     draw.text(((px0 + px1) // 2, py1 + 22), "stored parameters (network, log scale)", fill="black", font=f_small,
               anchor="mt")
     _vertical_text(img, draw, (x0 + 4, (py0 + py1) // 2), "PSNR (dB)", f_small)

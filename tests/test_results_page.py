@@ -105,3 +105,34 @@ def test_figure_draws_a_named_lorun9_as_lorun9_in_ascii(tmp_path: Path) -> None:
     assert any("lorun9 (gamma14)" in t for t in drawn) and not any("γ" in t for t in drawn)
     img = Image.open(tmp_path / "fig.png").convert("RGB")
     assert (214, 39, 40) in {c for _n, c in img.getcolors(1 << 20)}
+
+
+def test_figure_labels_of_close_points_do_not_overlap(tmp_path: Path) -> None:
+    """Two models of nearly equal PSNR a few ticks apart (CASSI lorun9 (γ14) and block9): neither label covers the
+    other label or the other marker."""
+    from PIL import Image, ImageDraw
+
+    cfg, res = next(r for r in fixed_runs()[0] if r[0]["task"] == "cassi")
+    res.rows[:] = [{"strategy": "lorun9 (γ14)", "network": 4_400_000, "psnr": 31.09},
+                   {"strategy": "block9", "network": 11_100_000, "psnr": 31.10},
+                   {"strategy": "gap-tv", "psnr": 28.16}]
+    drawn: list[tuple] = []
+    text = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, txt, *a, **k):  # type: ignore[no-untyped-def]
+        if str(txt).startswith(("lorun9", "block9")):
+            drawn.append((xy, str(txt), k.get("anchor"), k.get("font")))
+        return text(self, xy, txt, *a, **k)
+
+    ImageDraw.ImageDraw.text = spy  # type: ignore[method-assign]
+    try:
+        results_chart.draw_plot([(cfg, res)], tmp_path / "fig.png")
+    finally:
+        ImageDraw.ImageDraw.text = text  # type: ignore[method-assign]
+    scratch = ImageDraw.Draw(Image.new("RGB", (8, 8)))
+    boxes = [scratch.textbbox(xy, t, font=f, anchor=a) for xy, t, a, f in drawn]
+    assert len(boxes) == 2 and not results_chart._overlap(*boxes)
+    img = Image.open(tmp_path / "fig.png").convert("RGB")
+    blue = [(x, y) for x in range(img.width) for y in range(img.height) if img.getpixel((x, y)) == (31, 119, 180)]
+    bx0, by0 = min(p[0] for p in blue), min(p[1] for p in blue)  # block9's square (its label may be blue too)
+    assert not any(results_chart._overlap(b, (bx0, by0, bx0 + 10, by0 + 10)) for b in boxes[:1])
