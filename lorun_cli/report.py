@@ -54,7 +54,9 @@ def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: 
             used = "used" if r.get("kernel") == "auto" else "checked against --kernel"
             weight = est.get("data_weight", 1.0)
             con.print(f"  kernel estimate ({used}): nearest bundled {est['nearest']}, width {est['width']:.2f} px, "
-                      f"noise {est['noise']:.1f}/255" + (f" (data step weighted ×{weight:.2f})" if weight > 1 else ""),
+                      f"noise {est['noise']:.1f}/255"
+                      + (f", JPEG luma step {est['jpeg_step']:.1f}" if est.get("jpeg_step") is not None else "")
+                      + (f" (data step weighted ×{weight:.2f})" if weight > 1 else ""),
                       markup=False, soft_wrap=True)
         if verbose and "timings" in r:
             con.print("  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["timings"].items() if k != "load"),

@@ -184,7 +184,7 @@ def sr_estimator(required: bool) -> Any:
 
 
 def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | None = None,
-                  estimator: Any = None) -> tuple[Tensor, float, dict[str, Any] | None]:
+                  estimator: Any = None, jpeg_step: float | None = None) -> tuple[Tensor, float, dict[str, Any] | None]:
     """(kernel to restore with, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
 
     The record holds the estimated kernel itself under ``kernel`` (what ``--save-kernel`` writes).
@@ -194,19 +194,24 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     :func:`lorun_cli.physics.sr_estimate.kernel_policy`; ``policy``: how auto uses the estimate, the model's
     own ``auto_policy``) and the record says ``mismatch``. Either way the
     data-step weight grows with the estimated noise (:func:`lorun_cli.physics.sr_estimate.data_weight_policy`;
-    for an explicit kernel only from a heavier noise on). ``estimator``: another estimator than the bundled one.
+    for an explicit kernel only from a heavier noise on), and at least as much as a JPEG input's quantisation
+    asks (``jpeg_step``: the mean luma step of its file, :func:`lorun_cli.physics.sr_estimate.jpeg_data_weight`).
+    ``estimator``: another estimator than the bundled one.
     """
     from .physics import sr_estimate as E
 
     net = estimator if estimator is not None else sr_estimator(required=given is None)
     if net is None:
-        return given, 1.0, None
+        return given, E.jpeg_data_weight(jpeg_step, explicit=given is not None), None
     est = E.estimate(net, y, scale)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy)
-    weight = E.data_weight_policy(est["noise"], explicit=given is not None)
+    explicit = given is not None
+    weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(jpeg_step, explicit))
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
            "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),
            "kernel": est["kernel"]}
+    if jpeg_step is not None:
+        rec["jpeg_step"] = round(jpeg_step, 2)
     if given is not None:
         rec["given_width"] = round(E.kernel_width(given), 3)
     return k, weight, rec
@@ -264,7 +269,8 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
             y = y[:, :1].expand_as(y)
     else:
         y = img
-    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy)
+    jpeg_step = None if opts.simulate else images.jpeg_luma_step(inp)  # JPEG error is noise in y
+    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step)
     k = k.to(opts.device)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k

@@ -461,8 +461,8 @@ def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, m
     seen: list[tuple[str, torch.Tensor]] = []
     real = R.sr_kernel_for
 
-    def spy(y, scale, given, policy=None):
-        k, w, rec = real(y, scale, given, policy)
+    def spy(y, scale, given, policy=None, **kw):
+        k, w, rec = real(y, scale, given, policy, **kw)
         seen.append((policy, k))
         return k, w, rec
 
@@ -476,3 +476,45 @@ def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, m
     torch.testing.assert_close(k_raw, E.widened_kernel(est), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(k_blend, E.kernel_policy(None, est, policy="blend")[0], rtol=1e-4, atol=1e-6)
     assert not torch.allclose(k_blend, k_raw, atol=1e-4)
+
+
+def test_jpeg_luma_step_reads_the_quantisation_tables(tmp_path: Path) -> None:
+    """The mean luma step of a JPEG file's tables grows as the quality falls; other formats give None."""
+    from lorun_cli.io import images
+
+    steps = []
+    for q in (95, 75, 50):
+        _image(tmp_path / "x.png")
+        Image.open(tmp_path / "x.png").save(tmp_path / f"x{q}.jpg", quality=q)
+        steps.append(images.jpeg_luma_step(tmp_path / f"x{q}.jpg"))
+    assert steps[0] < steps[1] < steps[2] and steps[1] == pytest.approx(29.03, abs=0.01)  # IJG tables at 75
+    assert images.jpeg_luma_step(tmp_path / "x.png") is None
+    (tmp_path / "fake.jpg").write_bytes(b"not a jpeg")
+    assert images.jpeg_luma_step(tmp_path / "fake.jpg") is None
+
+
+def test_jpeg_data_weight_rises_with_the_step_and_is_capped() -> None:
+    """1 for no JPEG and fine tables, then rising with the step to a cap; with a given kernel from a coarser step."""
+    for explicit, (start, slope, cap) in ((False, E.JPEG_WEIGHT_AUTO), (True, E.JPEG_WEIGHT_GIVEN)):
+        assert E.jpeg_data_weight(None, explicit) == 1.0 and E.jpeg_data_weight(start, explicit) == 1.0
+        assert E.jpeg_data_weight(start + slope, explicit) == pytest.approx(2.0)
+        assert E.jpeg_data_weight(1e4, explicit) == cap
+    assert E.JPEG_WEIGHT_GIVEN[0] > E.JPEG_WEIGHT_AUTO[0]
+    assert 1.0 < E.jpeg_data_weight(40.0, True) < E.jpeg_data_weight(40.0) < E.jpeg_data_weight(60.0)
+
+
+def test_a_jpeg_input_weights_the_data_step_by_its_tables(in_zoo, tmp_path) -> None:
+    """The same pixels as JPEG and as PNG: only the JPEG's data step is weighted (auto and an explicit kernel),
+    and the record names its luma step."""
+    R._ESTIMATOR[:] = [_Fixed(atom=3)]
+    Image.open(_image(tmp_path / "src.png")).save(tmp_path / "lr.jpg", quality=40)  # coarse: weighted either way
+    Image.open(tmp_path / "lr.jpg").save(tmp_path / "same.png")
+    for kernel in ("auto", "K4"):
+        res = R.run_restore([tmp_path / "lr.jpg", tmp_path / "same.png"],
+                            R.RestoreOptions(task="sr", scale=2, kernel=kernel, output=tmp_path / f"o_{kernel}",
+                                             force=True))
+        jpg, png = (r["kernel_estimate"] for r in res)
+        step = jpg["jpeg_step"]
+        assert step > 20 and jpg["data_weight"] > 1
+        assert jpg["data_weight"] == pytest.approx(E.jpeg_data_weight(step, kernel != "auto"), abs=0.01)
+        assert "jpeg_step" not in png and png["data_weight"] == 1.0

@@ -608,6 +608,24 @@ def noise_data_weight(noise: float, rule: tuple[float, float, float] | None = AU
     return _ramp(255.0 * noise, lo, hi, 1.0, top)
 
 
+#: A JPEG input's data-step weight from the mean step of its file's luma quantisation table: γ = min(cap,
+#: 1 + max(0, step − start) / slope), as (start, slope, cap). The estimated noise reads about 0 on JPEG inputs (the
+#: error is not white), yet weighting the data step helped as the tables coarsen, from a coarser table on when the
+#: true kernel is given (held-out Train400 images, ×2/×3/×4; IJG quality 95 / 90 / 75 / 50 / 30 have steps
+#: 5.8 / 11.5 / 29 / 58 / 96; docs/SR_AUTO.md).
+JPEG_WEIGHT_AUTO = (10.0, 2.5, 32.0)
+JPEG_WEIGHT_GIVEN = (30.0, 2.0, 32.0)
+
+
+def jpeg_data_weight(step: float | None, explicit: bool = False) -> float:
+    """γ ≥ 1 for the data step of a JPEG input whose luma tables have mean step ``step`` (None: not a JPEG, 1);
+    ``explicit``: the kernel was given (:data:`JPEG_WEIGHT_GIVEN`), else estimated (:data:`JPEG_WEIGHT_AUTO`)."""
+    if step is None:
+        return 1.0
+    start, slope, cap = JPEG_WEIGHT_GIVEN if explicit else JPEG_WEIGHT_AUTO
+    return min(cap, 1.0 + max(0.0, step - start) / slope)
+
+
 def data_weight_policy(noise: float, explicit: bool) -> float:
     """The data-step weight ``restore`` uses for an estimated noise σ: :data:`AUTO_NOISE_WEIGHT` under
     ``--kernel auto``, :data:`GIVEN_NOISE_WEIGHT` with an explicit kernel."""
