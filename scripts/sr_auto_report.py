@@ -219,6 +219,31 @@ NOTES = [
     "(delta; PIL +0.316, was +0.211 before the reweighting), worst case −2.881; bundled +0.81, Gaussians +0.84, "
     "motion +0.32, noise5 +0.49: the narrow families came back most of the way but not past the shipped "
     "adapters, so nothing ships (`train.data.sr_train_mix` stays for further runs).",
+    "- JPEG inputs (shipped: `sr_estimate.jpeg_data_weight`). Real photos come as JPEGs; the noise estimate reads"
+    " about 0 on them (the JPEG error is not white noise), so the data step trusted the blocky LR pixels fully. "
+    "On held-out Train400 images (×2/×3/×4; PIL bicubic, plain decimation, Gaussian and bundled-kernel "
+    "degradations, the LR image saved as a JPEG by Pillow) `--kernel auto` fell from +0.45 dB over bicubic at "
+    "quality 95 to −0.35 dB at quality 50. A probe over data-step weights γ = 1 / 2 / 4 / 8 / 16 (images 0–11; "
+    "`python scripts/sr_jpeg_tune.py probe 0 12 100,90,75,50 1,2,4,8,16 pil-bicubic,delta,gauss`) found the best "
+    "γ rising with the mean step of the file's luma quantisation table: 2–4 at quality 90 (step 11.5), 8 at 75 "
+    "(29), 16 at 50 (58). A first rule, γ = 1 + step / 4 for auto and a given kernel alike, written down before "
+    "its check on images 20–39, failed it (quality 95: +0.395 → +0.372 dB; with the true kernel given, quality "
+    "75: +0.723 → +0.644). The revision, also written down before its check on images 12–19 (used for nothing "
+    "else): γ = min(32, 1 + max(0, step − 10) / 2.5) under `--kernel auto` and min(32, 1 + max(0, step − 30) / 2)"
+    " with a given kernel, never below the noise rule's γ. Check (`python scripts/sr_jpeg_tune.py check 12 4 …` "
+    "and `check 16 4 95,90,75,50,30 pil-bicubic,delta,gauss,bundled`; auto − bicubic before → after): quality 95 "
+    "+0.448 → +0.448, 90 +0.392 → +0.398, 75 +0.095 → +0.249, 50 −0.350 → +0.131, 30 −0.530 → +0.122 (cases under"
+    " bicubic at 50: 59 → 34 of 96); a given true kernel unchanged down to quality 75, then 50 +0.567 → +0.706 "
+    "(worst case −3.96 → −0.36), 30 +0.264 → +0.536: shipped. Only the file's own tables are read: a JPEG "
+    "re-saved as PNG is not recognised. The one test run afterwards (`python scripts/sr_jpeg_test.py --data "
+    "DATA`: CBSD68 first 10, RGB downscaled with Pillow's bicubic, saved as JPEG with Pillow's 4:2:0 chroma, "
+    "through `lorun restore`; the same pixels as a PNG give the unweighted restore; Pillow's bicubic upscaling as"
+    " the baseline, on the same centred grid; unweighted → weighted, minus bicubic, mean over the 10 images): ×2 "
+    "quality 90 / 75 / 50 +0.42 → +0.43, −0.03 → +0.14, −0.45 → −0.07 dB; ×3 +0.21 → +0.22, −0.37 → −0.21, −0.80 "
+    "→ −0.49; ×4 −0.15 → −0.14, −0.70 → −0.57, −1.18 → −0.88. The weighting gains at every scale and quality, but"
+    " on these PIL-downscaled photos auto stays under Pillow's bicubic at ×3 and ×4 (and at ×2 quality 50): "
+    "PIL-downscaled inputs are auto's weakest family even without JPEG, mostly for want of the grid's "
+    "registration (the registered columns above). The per-case lines: docs/logs/sr-jpeg-test-cbsd68.txt.",
 ]
 
 
