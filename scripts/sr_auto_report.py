@@ -219,6 +219,11 @@ NOTES = [
     "(delta; PIL +0.316, was +0.211 before the reweighting), worst case −2.881; bundled +0.81, Gaussians +0.84, "
     "motion +0.32, noise5 +0.49: the narrow families came back most of the way but not past the shipped "
     "adapters, so nothing ships (`train.data.sr_train_mix` stays for further runs).",
+    "- The same adapters trained 1,500 steps further with the same mix (`--init` the previous run's file, `--lr "
+    "2e-4`, 46.7 min; rule written before the run, docs/logs/sr-mix2-prereg.md: the same bar on the same 720 "
+    "held-out cases, a third use of them for a choice): mean +0.522, worst family +0.311 (now motion; delta "
+    "+0.327, PIL +0.324), worst case −2.856; bundled +0.85, Gaussians +0.81, noise5 +0.51. The narrow families "
+    "passed the shipped adapters' +0.325 but motion fell under it: not shipped (docs/logs/sr-auto-mix2-check.txt).",
     "- JPEG inputs (shipped: `sr_estimate.jpeg_data_weight`). Real photos come as JPEGs; the noise estimate reads"
     " about 0 on them (the JPEG error is not white noise), so the data step trusted the blocky LR pixels fully. "
     "On held-out Train400 images (×2/×3/×4; PIL bicubic, plain decimation, Gaussian and bundled-kernel "
