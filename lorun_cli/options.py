@@ -12,6 +12,9 @@ CUBE_EXTS = (".mat", ".npy", ".npz", ".tif", ".tiff")
 OUTPUT_SUFFIX = {"cs": "_cs.png", "cassi": "_cube.tif"}
 #: Smallest useful tile (output pixels): room for the overlap of each task (SR: 16 input pixels a side).
 MIN_TILE_SR_LR = 48
+#: ``--grid``: where the LR pixels sit on the HR grid under ``--kernel auto``: estimated, resizers' centred grid,
+#: or top-left decimation (sr_estimate.grid_centre).
+SR_GRIDS = ("auto", "centre", "top-left")
 MIN_TILE = {"cs": 96, "cassi": 64}  # CS: 3 blocks, so tiles overlap by one block
 
 
@@ -26,6 +29,7 @@ class RestoreOptions:
     scale: int = 4
     kernel: str = "auto"  # SR: K1…K12, a kernel file, or auto (estimated from the input)
     save_kernel: Path | None = None  # SR: write the kernel used (.npy)
+    grid: str = "auto"  # SR --kernel auto: the LR grid (auto: estimated; centre: resizers'; top-left: decimation)
     noise: float = 0.0
     ratio: float | None = None
     mask: Path | None = None
@@ -121,6 +125,12 @@ def check_options(opts: RestoreOptions) -> None:
         if opts.task != "sr":
             raise UsageError(f"--save-kernel is an SR option; drop it or pass --task sr (not {opts.task})")
         V.check_output_file(opts.save_kernel, "--save-kernel", (".npy",), opts.force, "a kernel")
+    opts.grid = opts.grid.strip().lower()
+    if opts.grid not in SR_GRIDS:
+        raise UsageError(f"--grid {opts.grid}: use one of {', '.join(SR_GRIDS)}")
+    if opts.grid != "auto" and (opts.task != "sr" or opts.kernel.strip().lower() != "auto"):
+        raise UsageError(f"--grid {opts.grid} places the estimated kernel of --task sr --kernel auto; drop it "
+                         "(a given kernel carries its own centre)")
     if opts.task == "sr" and opts.kernel.strip().lower() == "auto":
         opts.kernel = "auto"
     elif opts.task == "sr" and opts.kernel.strip().upper() not in {f"K{i}" for i in range(1, 13)}:

@@ -184,7 +184,8 @@ def sr_estimator(required: bool) -> Any:
 
 
 def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | None = None,
-                  estimator: Any = None, jpeg_step: float | None = None) -> tuple[Tensor, float, dict[str, Any] | None]:
+                  estimator: Any = None, jpeg_step: float | None = None,
+                  grid: str = "auto") -> tuple[Tensor, float, dict[str, Any] | None]:
     """(kernel to restore with, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
 
     The record holds the estimated kernel itself under ``kernel`` (what ``--save-kernel`` writes).
@@ -196,7 +197,8 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     data-step weight grows with the estimated noise (:func:`lorun_cli.physics.sr_estimate.data_weight_policy`;
     for an explicit kernel only from a heavier noise on), and at least as much as a JPEG input's quantisation
     asks (``jpeg_step``: the mean luma step of its file, :func:`lorun_cli.physics.sr_estimate.jpeg_data_weight`).
-    ``estimator``: another estimator than the bundled one.
+    ``estimator``: another estimator than the bundled one. ``grid`` (auto only): where the LR pixels sit
+    (:func:`lorun_cli.physics.sr_estimate.grid_centre`; ``auto``: the estimate's own centre).
     """
     from .physics import sr_estimate as E
 
@@ -204,7 +206,8 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     if net is None:
         return given, E.jpeg_data_weight(jpeg_step, explicit=given is not None), None
     est = E.estimate(net, y, scale)
-    k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy)
+    k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy,
+                                  centre=None if given is not None else E.grid_centre(grid, scale))
     explicit = given is not None
     weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(jpeg_step, explicit))
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
@@ -270,7 +273,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     else:
         y = img
     jpeg_step = None if opts.simulate else images.jpeg_luma_step(inp)  # JPEG error is noise in y
-    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step)
+    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step, grid=opts.grid)
     k = k.to(opts.device)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k

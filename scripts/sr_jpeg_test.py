@@ -5,6 +5,9 @@ pixels handed over as a PNG (restore then sees no JPEG tables: the data step as 
 and Pillow's bicubic upscaling of the same input.
 
     python scripts/sr_jpeg_test.py --data DATA_ROOT [--dataset cbsd68] [--limit 10] [--qualities 90,75,50]
+        [--grid auto|centre|top-left]
+
+Quality 100 saves the downscaled image as a PNG (no JPEG); ``--grid`` is handed to every restore.
 
 Prints one JSON line per case and a summary per scale and quality (PSNR on the BT.601 Y channel of the 8-bit
 outputs, border = scale, against the mod-cropped HR image).
@@ -44,6 +47,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=10)
     ap.add_argument("--scales", default="2,3,4")
     ap.add_argument("--qualities", default="90,75,50")
+    ap.add_argument("--grid", default="auto")
     args = ap.parse_args()
     images = DS.load_testset("sr", args.dataset, args.data)[: args.limit]
     rows = []
@@ -54,12 +58,17 @@ def main() -> int:
                 x = DS.modcrop(hr, s)
                 lr = to_pil(x).resize((x.shape[-1] // s, x.shape[-2] // s), Image.BICUBIC)
                 for q in (int(v) for v in args.qualities.split(",")):
-                    lr.save(d / "in.jpg", quality=q)
-                    Image.open(d / "in.jpg").save(d / "in.png")  # the same pixels, no JPEG tables
+                    if q >= 100:
+                        lr.save(d / "in.png")
+                        lr.save(d / "in.jpg.png")  # no JPEG at all: both runs read a PNG
+                    else:
+                        lr.save(d / "in.jpg", quality=q)
+                        Image.open(d / "in.jpg").save(d / "in.png")  # the same pixels, no JPEG tables
                     rec = {"scale": s, "image": name, "q": q}
-                    for tag, src in (("jpeg", "in.jpg"), ("png", "in.png")):
+                    for tag, src in (("jpeg", "in.jpg" if q < 100 else "in.jpg.png"), ("png", "in.png")):
                         r = subprocess.run(["lorun", "--threads", "1", "-q", "restore", "--task", "sr", "--scale",
-                                            str(s), src, "-o", f"out_{tag}.png", "--force", "--json"], cwd=d,
+                                            str(s), "--grid", args.grid, src, "-o", f"out_{tag}.png", "--force",
+                                            "--json"], cwd=d,
                                            capture_output=True, text=True, check=True)
                         rec[f"{tag}_weight"] = json.loads(r.stdout)[0]["kernel_estimate"]["data_weight"]
                         out = to_tensor(Image.open(d / f"out_{tag}.png"))

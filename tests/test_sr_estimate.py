@@ -518,3 +518,34 @@ def test_a_jpeg_input_weights_the_data_step_by_its_tables(in_zoo, tmp_path) -> N
         assert step > 20 and jpg["data_weight"] > 1
         assert jpg["data_weight"] == pytest.approx(E.jpeg_data_weight(step, kernel != "auto"), abs=0.01)
         assert "jpeg_step" not in png and png["data_weight"] == 1.0
+
+
+def test_grid_moves_the_estimate_to_the_named_lr_grid() -> None:
+    """--grid centre / top-left put auto's kernel at the resizers' centred grid / at zero, whatever the estimate's
+    own centre; auto keeps the estimate's centre (expanded)."""
+    assert E.grid_centre("auto", 3) is None and E.grid_centre("top-left", 4) == (0.0, 0.0)
+    assert E.grid_centre("centre", 3) == (-1.0, -1.0) and E.grid_centre("centre", 2) == (-0.5, -0.5)
+    with pytest.raises(ValueError):
+        E.grid_centre("middle", 2)
+    k = E.recentred(load_kernels()["K4"], (0.3, -0.2))
+    for policy in (None, "raw"):
+        for grid, want in (("centre", (-1.0, -1.0)), ("top-left", (0.0, 0.0))):
+            used, _ = E.kernel_policy(None, k, policy=policy, centre=E.grid_centre(grid, 3))
+            assert E.centroid(used) == pytest.approx(want, abs=0.02)
+        used, _ = E.kernel_policy(None, k, policy=policy, centre=None)
+        assert E.centroid(used) != pytest.approx((0.0, 0.0), abs=0.05)
+    given = load_kernels()["K2"]  # a given kernel is never moved
+    assert torch.equal(E.kernel_policy(given, given, centre=(-1.0, -1.0))[0], given)
+
+
+def test_cli_grid_option(zoo_env, tmp_path) -> None:
+    _image(tmp_path / "in.png")
+    r = run_lorun(["restore", "--task", "sr", "--scale", "2", "--grid", "centre", "in.png", "-o", "o.png", "--json"],
+                  zoo_env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    for args, msg in ((["--grid", "middle"], "--grid middle: use one of auto, centre, top-left"),
+                      (["--grid", "centre", "--kernel", "K2"], "a given kernel carries its own centre"),
+                      (["--grid", "top-left", "--task", "cs"], "--grid top-left places the estimated kernel")):
+        r = run_lorun(["restore", "--scale", "2", "in.png", "-o", "o2.png", *args], zoo_env, tmp_path)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "o2.png").exists()

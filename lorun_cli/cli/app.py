@@ -113,6 +113,10 @@ def restore(
                                         "or a kernel file (.npy/.mat/.png).")] = "auto",
     save_kernel: Annotated[Path | None, typer.Option(help="SR: write the kernel used (estimated or given) as "
                                                      ".npy.")] = None,
+    grid: Annotated[str, typer.Option(help="SR --kernel auto: where the LR pixels sit. auto (estimated), centre "
+                                      "(the input was downscaled by a resizer: Pillow, OpenCV, ImageMagick, "
+                                      "browsers) or top-left (plain decimation, as in USRNet-style benchmarks).")
+                    ] = "auto",
     noise: Annotated[float, typer.Option(help="Noise std on the 0-255 scale added by --simulate.")] = 0.0,
     ratio: Annotated[float | None, typer.Option(help="CS sampling ratio in (0, 1] (default: the model's).")] = None,
     mask: Annotated[Path | None, typer.Option(help="CASSI mask file (default: bundled 256x256).")] = None,
@@ -148,8 +152,8 @@ def restore(
     from ..options import RestoreOptions, plan
 
     opts = RestoreOptions(task=task, model=model, strategy=strategy, backbone=backbone, scale=scale, kernel=kernel,
-                          save_kernel=save_kernel, noise=noise, ratio=ratio, mask=mask, simulate=simulate, ref=ref,
-                          output=output, force=force, tile=tile, seed=STATE.seed, max_memory=max_memory,
+                          save_kernel=save_kernel, grid=grid, noise=noise, ratio=ratio, mask=mask, simulate=simulate,
+                          ref=ref, output=output, force=force, tile=tile, seed=STATE.seed, max_memory=max_memory,
                           precision=precision, score=score, warm_start=warm_start)
     pairs = plan(inputs, opts)  # every check that needs no computation, before torch is even imported
     opts.device = _setup_torch()

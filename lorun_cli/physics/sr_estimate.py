@@ -647,8 +647,23 @@ def centre_expanded(k: Tensor, gain: float = AUTO_CENTRE_GAIN) -> Tensor:
 AUTO_POLICIES = ("blend", "raw")
 
 
+def grid_centre(grid: str, scale: int) -> tuple[float, float] | None:
+    """The kernel centre of mass (row, col offsets from the centre tap) that puts the LR pixels on ``grid``:
+    ``centre`` −(s − 1)/2 px, the grid resizers use (Pillow, OpenCV, ImageMagick, browsers: each LR pixel the
+    centre of its s × s block); ``top-left`` 0, plain decimation y = (k ∗ x)↓s as in USRNet's benchmarks; ``auto``
+    None (the estimate's own centre, expanded by :data:`AUTO_CENTRE_GAIN`)."""
+    if grid == "auto":
+        return None
+    if grid == "centre":
+        return (-(scale - 1) / 2.0, -(scale - 1) / 2.0)
+    if grid == "top-left":
+        return (0.0, 0.0)
+    raise ValueError(f"unknown grid {grid!r}; use auto, centre or top-left")
+
+
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
-                  centre_gain: float = AUTO_CENTRE_GAIN, policy: str | None = None) -> tuple[Tensor, bool]:
+                  centre_gain: float = AUTO_CENTRE_GAIN, policy: str | None = None,
+                  centre: tuple[float, float] | None = None) -> tuple[Tensor, bool]:
     """(kernel to use, strong disagreement?) for an explicit kernel (or None for auto) and the estimate.
 
     Auto uses :func:`auto_kernel` of the estimate moved to ``centre_gain`` × its centre of mass
@@ -656,10 +671,12 @@ def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
     ``policy`` is ``raw``, the estimate itself (only widened to the minimum width); ``policy`` None (a model not
     trained on estimates, ``DUN.auto_policy``) means ``blend``. An explicit kernel is used
     as given unless it is much wider than the estimate (the case that rings); then it is softened toward the
-    (widened) estimate.
+    (widened) estimate. ``centre`` (:func:`grid_centre`): auto's estimate is first moved there, not expanded.
     """
     if policy is not None and policy not in AUTO_POLICIES:
         raise ValueError(f"unknown auto-kernel policy {policy!r}; use one of {', '.join(AUTO_POLICIES)}")
+    if k_given is None and centre is not None:
+        k_est, centre_gain = recentred(k_est, centre), 1.0
     if k_given is None:
         if snapped or policy == "raw":
             return widened_kernel(k_est), False
