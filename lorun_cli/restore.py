@@ -215,6 +215,8 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
            "kernel": est["kernel"]}
     if jpeg_step is not None:
         rec["jpeg_step"] = round(jpeg_step, 2)
+    if given is None and grid != "auto":
+        rec["grid"] = grid
     if given is not None:
         rec["given_width"] = round(E.kernel_width(given), 3)
     return k, weight, rec

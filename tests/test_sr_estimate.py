@@ -543,6 +543,7 @@ def test_cli_grid_option(zoo_env, tmp_path) -> None:
     r = run_lorun(["restore", "--task", "sr", "--scale", "2", "--grid", "centre", "in.png", "-o", "o.png", "--json"],
                   zoo_env, tmp_path)
     assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["kernel_estimate"]["grid"] == "centre"
     for args, msg in ((["--grid", "middle"], "--grid middle: use one of auto, centre, top-left"),
                       (["--grid", "centre", "--kernel", "K2"], "a given kernel carries its own centre"),
                       (["--grid", "top-left", "--task", "cs"], "--grid top-left places the estimated kernel")):
