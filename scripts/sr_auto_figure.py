@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""The README picture for ``--kernel auto``: one photo, downscaled ×3 with PIL's bicubic, restored four ways.
+"""The README picture for ``--kernel auto``: one photo, downscaled ×3 with PIL's bicubic, restored five ways.
 
     python scripts/sr_auto_figure.py --data DATA_ROOT --out docs/sr_auto.png
 
 Panels: the original crop, bicubic (centred, PIL's own upscaling), ``--kernel K5`` as the network would use it
 without the mismatch guard (the kernel is wrong: the photo was never blurred), ``--kernel K5`` as lorun runs it
-now (warned, softened toward the estimate), and ``--kernel auto``. Each result comes from
+now (warned, softened toward the estimate), ``--kernel auto``, and ``--kernel auto --grid centre`` (the user says a
+resizer made the image). Each result comes from
 :func:`lorun_cli.restore.run_restore` on the downscaled file (except the unguarded panel, which calls the network
 with K5 directly); PSNR on the Y channel (BT.601, 8-bit), border 3, against the original crop.
 """
@@ -50,9 +51,10 @@ def main() -> None:
         with torch.no_grad():
             raw = net(y, SRBlur(load_kernels()["K5"], SCALE))[0].clamp(0, 1)
         panels.append(("--kernel K5, unguarded", _pil(raw)))
-        for kernel, label in (("K5", "--kernel K5 (warned, softened)"), ("auto", "--kernel auto")):
-            out = Path(tmp) / f"{kernel}.png"
-            R.run_restore([lr_path], R.RestoreOptions(task="sr", scale=SCALE, kernel=kernel, output=out),
+        for kernel, grid, label in (("K5", "auto", "--kernel K5 (warned, softened)"),
+                                    ("auto", "auto", "--kernel auto"), ("auto", "centre", "auto --grid centre")):
+            out = Path(tmp) / f"{kernel}-{grid}.png"
+            R.run_restore([lr_path], R.RestoreOptions(task="sr", scale=SCALE, kernel=kernel, grid=grid, output=out),
                           on_note=notes.append)
             panels.append((label, Image.open(out).convert("RGB")))
     for n in notes:
