@@ -489,6 +489,10 @@ def test_jpeg_luma_step_reads_the_quantisation_tables(tmp_path: Path) -> None:
         steps.append(images.jpeg_luma_step(tmp_path / f"x{q}.jpg"))
     assert steps[0] < steps[1] < steps[2] and steps[1] == pytest.approx(29.03, abs=0.01)  # IJG tables at 75
     assert images.jpeg_luma_step(tmp_path / "x.png") is None
+    im = Image.open(tmp_path / "x.png")  # a multi-picture JPEG as some cameras write, named .jpg
+    im.save(tmp_path / "camera.jpg", format="MPO", quality=75, save_all=True, append_images=[im])
+    assert Image.open(tmp_path / "camera.jpg").format == "MPO"
+    assert images.jpeg_luma_step(tmp_path / "camera.jpg") == pytest.approx(steps[1])
     (tmp_path / "fake.jpg").write_bytes(b"not a jpeg")
     assert images.jpeg_luma_step(tmp_path / "fake.jpg") is None
 

@@ -191,7 +191,7 @@ def jpeg_luma_step(path: str | os.PathLike[str]) -> float | None:
 
     try:
         with Image.open(path) as img:
-            tables = getattr(img, "quantization", None) if img.format == "JPEG" else None
+            tables = getattr(img, "quantization", None) if img.format in ("JPEG", "MPO") else None  # MPO: cameras
     except (OSError, ValueError, SyntaxError):
         return None
     if not tables:
