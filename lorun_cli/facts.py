@@ -35,10 +35,14 @@ DEFAULT_RATIO: float = 0.25
 #: CS block size B (pixels per side).
 CS_BLOCK: int = 32
 
+#: SR ``--grid`` values: where the LR pixels sit on the HR grid under ``--kernel auto`` (estimated, resizers'
+#: centred grid, top-left decimation; ``sr_estimate.grid_centre``).
+SR_GRIDS: tuple[str, ...] = ("auto", "centre", "top-left")
+
 #: Training patch size per task (pixels per side; SR patches are multiples of 12 so scales 2, 3, 4 divide them).
 TRAIN_PATCH: dict[str, int] = {"cs": 32, "sr": 72, "cassi": 64}
 
 __all__ = [
     "BASELINES", "CASSI_BANDS", "CASSI_STEP", "CS_BLOCK", "DEFAULT_NOISE", "DEFAULT_RATIO", "HEADLINE_TESTSET",
-    "IMAGE_EXTS", "LEARNED", "LUMA_BT601", "TASKS", "TRAIN_PATCH", "WAVELENGTHS_28",
+    "IMAGE_EXTS", "LEARNED", "LUMA_BT601", "SR_GRIDS", "TASKS", "TRAIN_PATCH", "WAVELENGTHS_28",
 ]

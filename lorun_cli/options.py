@@ -7,14 +7,12 @@ from pathlib import Path
 
 from . import validate as V
 from .errors import UsageError
+from .facts import SR_GRIDS
 
 CUBE_EXTS = (".mat", ".npy", ".npz", ".tif", ".tiff")
 OUTPUT_SUFFIX = {"cs": "_cs.png", "cassi": "_cube.tif"}
 #: Smallest useful tile (output pixels): room for the overlap of each task (SR: 16 input pixels a side).
 MIN_TILE_SR_LR = 48
-#: ``--grid``: where the LR pixels sit on the HR grid under ``--kernel auto``: estimated, resizers' centred grid,
-#: or top-left decimation (sr_estimate.grid_centre).
-SR_GRIDS = ("auto", "centre", "top-left")
 MIN_TILE = {"cs": 96, "cassi": 64}  # CS: 3 blocks, so tiles overlap by one block
 
 

@@ -202,22 +202,22 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     """
     from .physics import sr_estimate as E
 
-    net = estimator if estimator is not None else sr_estimator(required=given is None)
+    explicit = given is not None
+    net = estimator if estimator is not None else sr_estimator(required=not explicit)
     if net is None:
-        return given, E.jpeg_data_weight(jpeg_step, explicit=given is not None), None
+        return given, E.jpeg_data_weight(jpeg_step, explicit), None
     est = E.estimate(net, y, scale)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy,
-                                  centre=None if given is not None else E.grid_centre(grid, scale))
-    explicit = given is not None
+                                  centre=None if explicit else E.grid_centre(grid, scale))
     weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(jpeg_step, explicit))
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
            "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),
            "kernel": est["kernel"]}
     if jpeg_step is not None:
         rec["jpeg_step"] = round(jpeg_step, 2)
-    if given is None and grid != "auto":
+    if not explicit and grid != "auto":
         rec["grid"] = grid
-    if given is not None:
+    if explicit:
         rec["given_width"] = round(E.kernel_width(given), 3)
     return k, weight, rec
 

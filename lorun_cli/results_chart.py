@@ -73,9 +73,10 @@ def _overlap(a: Box, b: Box) -> bool:
 
 
 def _place_label(draw, at: tuple[float, float], label: str, font, area: Box,
-                 taken: list[Box]) -> tuple[tuple[float, float], str]:
-    """Where a point's label goes: the first spot beside the marker (right above, right below, left above, left
-    below) that stays inside the plot ``area`` and covers none of the ``taken`` boxes; else the least bad one."""
+                 taken: list[Box]) -> tuple[tuple[float, float], str, Box]:
+    """Where a point's label goes (anchor point, anchor, text box): the first spot beside the marker (right above,
+    right below, left above, left below) that stays inside the plot ``area`` and covers none of the ``taken``
+    boxes; else the least bad one."""
     best, best_cost = None, math.inf
     for (dx, dy), anchor in _LABEL_SPOTS:
         xy = (at[0] + dx, at[1] + dy)
@@ -84,9 +85,9 @@ def _place_label(draw, at: tuple[float, float], label: str, font, area: Box,
             + max(0.0, box[3] - area[3])
         cost = outside + 1000.0 * sum(_overlap(box, t) for t in taken)
         if cost == 0:
-            return xy, anchor
+            return xy, anchor, box
         if cost < best_cost:
-            best, best_cost = (xy, anchor), cost
+            best, best_cost = (xy, anchor, box), cost
     assert best is not None
     return best
 
@@ -153,8 +154,7 @@ def _panel(img, draw, box: tuple[int, int, int, int], run: Run | None, task: str
         taken.append((x - 6, y - 6, x + 6, y + 6))
         marks.append((x, y, _ascii(f"{name} {val:.2f}"), col))
     for x, y, label, col in marks:
-        xy, anchor = _place_label(draw, (x, y), label, f_small, (px0, py0, px1, py1), taken)
-        box = draw.textbbox(xy, label, font=f_small, anchor=anchor)
+        xy, anchor, box = _place_label(draw, (x, y), label, f_small, (px0, py0, px1, py1), taken)
         taken.append(box)
         draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill="white")
         draw.text(xy, label, fill=col, font=f_small, anchor=anchor)

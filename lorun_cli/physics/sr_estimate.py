@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..facts import SR_GRIDS
 from .sr import load_kernels, psf2otf
 
 KSIZE = 25  # taps per side of every kernel here (the bundled kernels' size)
@@ -623,7 +624,7 @@ def jpeg_data_weight(step: float | None, explicit: bool = False) -> float:
     if step is None:
         return 1.0
     start, slope, cap = JPEG_WEIGHT_GIVEN if explicit else JPEG_WEIGHT_AUTO
-    return min(cap, 1.0 + max(0.0, step - start) / slope)
+    return _ramp(step, start, start + slope * (cap - 1.0), 1.0, cap)
 
 
 def data_weight_policy(noise: float, explicit: bool) -> float:
@@ -658,7 +659,7 @@ def grid_centre(grid: str, scale: int) -> tuple[float, float] | None:
         return (-(scale - 1) / 2.0, -(scale - 1) / 2.0)
     if grid == "top-left":
         return (0.0, 0.0)
-    raise ValueError(f"unknown grid {grid!r}; use auto, centre or top-left")
+    raise ValueError(f"unknown grid {grid!r}; use one of {', '.join(SR_GRIDS)}")
 
 
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
