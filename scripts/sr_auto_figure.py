@@ -50,7 +50,7 @@ def main() -> None:
         y = images.read_image(lr_path, "rgb").unsqueeze(0)
         with torch.no_grad():
             raw = net(y, SRBlur(load_kernels()["K5"], SCALE))[0].clamp(0, 1)
-        panels.append(("--kernel K5, unguarded", _pil(raw)))
+        panels.append(("--kernel K5, unguarded", images.to_pil(raw)))
         for kernel, grid, label in (("K5", "auto", "--kernel K5 (warned, softened)"),
                                     ("auto", "auto", "--kernel auto"), ("auto", "centre", "auto --grid centre")):
             out = Path(tmp) / f"{kernel}-{grid}.png"
@@ -76,10 +76,6 @@ def main() -> None:
     sheet.save(tmp_out)
     tmp_out.replace(args.out)
     print(f"wrote {args.out}")
-
-
-def _pil(x: torch.Tensor) -> Image.Image:
-    return Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
 if __name__ == "__main__":

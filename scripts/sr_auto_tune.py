@@ -3,7 +3,7 @@
 
     python scripts/sr_auto_tune.py --data DATA_ROOT [--model FILE] [--estimator FILE] [--scales 2,3,4] [--limit 8]
 
-Images: the last Train400 images, which the estimator never trains on (``train_sr_estimator.VAL_HOLDOUT``),
+Images: the last Train400 images, which the estimator never trains on (``train_sr_estimator.held_out_files``),
 as gray images fed to the RGB network in all three channels. Each image gets one degradation per bench family
 (:func:`lorun_cli.bench.draw_degradation`, seed 100: other draws than the bench's seed 0); the SR network
 then restores it with ``auto_kernel(k̂, keep, min_width, wide)`` and the data-step weight of the estimated noise
@@ -27,11 +27,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_sr_estimator import VAL_HOLDOUT  # noqa: E402
+from train_sr_estimator import held_out_files, held_out_hr  # noqa: E402
 
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import AUTO_FAMILIES, draw_degradation  # noqa: E402
-from lorun_cli.io import datasets as DS  # noqa: E402
 from lorun_cli.physics import sr_estimate as E  # noqa: E402
 from lorun_cli.physics.sr import SRBlur, bicubic_on_grid  # noqa: E402
 from lorun_cli.restore import PROTOCOL, load_task_model  # noqa: E402
@@ -95,7 +94,7 @@ def main() -> int:
     gain_blend = E.AUTO_CENTRE_GAIN if args.centre_gain is None else args.centre_gain
     est2 = E.load_estimator(args.also) if args.also else None
     snap_net = E.load_estimator(args.snap_estimator) if args.snap_estimator else est_net
-    files = sorted((args.data / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][args.start : args.start + args.limit]
+    files = held_out_files(args.data, args.start, args.limit)
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     wides = [parse_rule(w, E.AUTO_WIDE) for w in args.wides.split(";")]
     noise_rules = [parse_rule(w, E.AUTO_NOISE_WEIGHT) for w in args.noise_weights.split(";")]
@@ -106,8 +105,7 @@ def main() -> int:
     case_log = open(args.cases, "w") if args.cases else None  # noqa: SIM115 - closed below
     for s in (int(v) for v in args.scales.split(",")):
         for i, f in enumerate(files, start=args.start):
-            g = DS.read_gray(f).reshape(1, 1, *DS.read_gray(f).shape[-2:])
-            x = DS.modcrop(g, s).expand(1, 3, -1, -1).contiguous()
+            x = held_out_hr(f, s)
             for fam in AUTO_FAMILIES:
                 _, k_true, sigma = draw_degradation(fam, s, i, args.seed)
                 with torch.no_grad():

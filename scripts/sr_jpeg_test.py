@@ -23,21 +23,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image
 
 from lorun_cli import metrics
 from lorun_cli.io import datasets as DS
+from lorun_cli.io import images
 from lorun_cli.restore import PROTOCOL
-
-
-def to_pil(x: torch.Tensor) -> Image.Image:
-    return Image.fromarray((x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-
-
-def to_tensor(im: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(im.convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)
 
 
 def main() -> int:
@@ -49,14 +40,14 @@ def main() -> int:
     ap.add_argument("--qualities", default="90,75,50")
     ap.add_argument("--grid", default="auto")
     args = ap.parse_args()
-    images = DS.load_testset("sr", args.dataset, args.data)[: args.limit]
+    tests = DS.load_testset("sr", args.dataset, args.data)[: args.limit]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         for s in (int(v) for v in args.scales.split(",")):
-            for name, hr in images:
+            for name, hr in tests:
                 x = DS.modcrop(hr, s)
-                lr = to_pil(x).resize((x.shape[-1] // s, x.shape[-2] // s), Image.BICUBIC)
+                lr = images.to_pil(x).resize((x.shape[-1] // s, x.shape[-2] // s), Image.BICUBIC)
                 for q in (int(v) for v in args.qualities.split(",")):
                     if q >= 100:
                         lr.save(d / "in.png")
@@ -71,9 +62,10 @@ def main() -> int:
                                             "--json"], cwd=d,
                                            capture_output=True, text=True, check=True)
                         rec[f"{tag}_weight"] = json.loads(r.stdout)[0]["kernel_estimate"]["data_weight"]
-                        out = to_tensor(Image.open(d / f"out_{tag}.png"))
+                        out = images.read_image(d / f"out_{tag}.png", "rgb")
                         rec[tag] = round(metrics.score(out, x, PROTOCOL["sr"], border=s)["psnr"], 3)
-                    bic = to_tensor(Image.open(d / "in.png").resize((x.shape[-1], x.shape[-2]), Image.BICUBIC))
+                    Image.open(d / "in.png").resize((x.shape[-1], x.shape[-2]), Image.BICUBIC).save(d / "bic.png")
+                    bic = images.read_image(d / "bic.png", "rgb")
                     rec["bicubic"] = round(metrics.score(bic, x, PROTOCOL["sr"], border=s)["psnr"], 3)
                     rows.append(rec)
                     print(json.dumps(rec), flush=True)

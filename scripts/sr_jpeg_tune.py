@@ -5,7 +5,7 @@
     python scripts/sr_jpeg_tune.py check START LIMIT QUALITIES FAMILIES
     python scripts/sr_jpeg_tune.py verdict CHECK.jsonl [...]
 
-Images: the last Train400 images (``train_sr_estimator.VAL_HOLDOUT``, as ``sr_auto_tune.py``), gray, fed to the
+Images: the last Train400 images (``train_sr_estimator.held_out_files``, as ``sr_auto_tune.py``), gray, fed to the
 RGB network in all three channels, ×2/×3/×4. Each gets one degradation per family (``bench.draw_degradation``,
 seed 100), is rounded to 8 bit and saved as a JPEG of each quality with Pillow (quality 100: no JPEG), then
 restored with ``--kernel auto``'s kernel.
@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_sr_estimator import VAL_HOLDOUT  # noqa: E402
+from train_sr_estimator import held_out_files, held_out_hr  # noqa: E402
 
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import draw_degradation  # noqa: E402
@@ -89,11 +89,10 @@ def main() -> None:
     net, _ = load_task_model("sr", None)
     est_net = E.load_estimator(None)
     root = DS.data_root(None)
-    files = sorted((root / "train" / "bsd400").glob("*.png"))[-VAL_HOLDOUT:][start : start + limit]
+    files = held_out_files(root, start, limit)
     for s in (2, 3, 4):
         for i, f in enumerate(files, start=start):
-            g = DS.read_gray(f)
-            x = DS.modcrop(g.reshape(1, 1, *g.shape[-2:]), s).expand(1, 3, -1, -1).contiguous()
+            x = held_out_hr(f, s)
             for fam in fams:
                 _, k_true, _ = draw_degradation(fam, s, i, 100)
                 with torch.no_grad():

@@ -45,14 +45,30 @@ VAL_HOLDOUT = 40
 SOFT_P, SOFT_RANGE = 0.5, (0.3, 1.5)
 
 
+def train400_files(root: Path) -> list[Path]:
+    """Every Train400 image, in order; the last ``VAL_HOLDOUT`` are held out of training."""
+    return sorted((root / "train" / "bsd400").glob("*.png"))
+
+
+def held_out_files(root: Path, start: int = 0, limit: int = VAL_HOLDOUT) -> list[Path]:
+    """Held-out Train400 images ``start`` … ``start + limit − 1`` (never trained on: the tuning scripts' images)."""
+    return train400_files(root)[-VAL_HOLDOUT:][start : start + limit]
+
+
+def held_out_hr(path: Path, scale: int) -> torch.Tensor:
+    """A held-out gray image, mod-cropped to ``scale``, as the (1, 3, H, W) tensor the RGB network is fed."""
+    g = DS.read_gray(path)
+    return DS.modcrop(g.reshape(1, 1, *g.shape[-2:]), scale).expand(1, 3, -1, -1).contiguous()
+
+
 def load_images(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(train, val) lists of (1, H, W) luma images in [0, 1]."""
     t91 = sorted((root / "train" / "t91").glob("*.bmp"))
-    b400 = sorted((root / "train" / "bsd400").glob("*.png"))
+    b400 = train400_files(root)
     if not t91 or not b400:
         sys.exit(f"train_sr_estimator: no T91/Train400 images under {root}/train")
     ys = [E.luma(DS.read_rgb(p).unsqueeze(0))[0] for p in t91]
-    gs = [DS.read_gray(p).reshape(1, *DS.read_gray(p).shape[-2:]) for p in b400]
+    gs = [DS.read_gray(p).reshape(1, *DS.read_gray(p).shape[-2:]) for p in b400]  # (1, H, W)
     return ys + gs[:-VAL_HOLDOUT], gs[-VAL_HOLDOUT:]
 
 

@@ -239,6 +239,14 @@ def _image_hwc(x: Tensor) -> np.ndarray:
     return arr[..., 0] if arr.shape[-1] == 1 else arr
 
 
+def to_pil(x: Tensor) -> Any:
+    """A [0, 1] image tensor ((H, W), (C, H, W) or (1, C, H, W), C in {1, 3}) as an 8-bit Pillow image
+    (clamped and rounded as :func:`write_image` writes it)."""
+    from PIL import Image
+
+    return Image.fromarray(_to_dtype(_image_hwc(x), "uint8"))
+
+
 def _to_dtype(arr: np.ndarray, dtype: str) -> np.ndarray:
     """Convert [0, 1] floats to the output sample type (integer types are clamped and rounded)."""
     if dtype == "float32":

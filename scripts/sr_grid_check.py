@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Which LR grid a real file's ``--kernel auto`` restore should assume, on held-out *training* images (never a test
+set). The rule and its reasons: docs/logs/sr-grid-prereg.md.
+
+    python scripts/sr_grid_check.py run START LIMIT [SCALES]   # JSON lines, one per case
+    python scripts/sr_grid_check.py verdict RUN.jsonl [...]
+
+Images: the last Train400 images (``train_sr_estimator.held_out_files``), gray, fed to the RGB network in all three
+channels. Resizer families: Pillow ``resize`` of the 8-bit image with each filter in ``RESIZERS`` (baseline: Pillow's
+bicubic upscaling, the same centred grid); top-left families: ``bench.draw_degradation`` at seed 100, rounded to
+8 bit (baseline: bicubic on the true kernel's grid). Each case is restored by sr-lorun9 with the kernel and data
+weight ``restore.sr_kernel_for`` gives under each ``--grid``; PSNR − baseline on the gray image, 8-bit, border = scale.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics as st
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_sr_estimator import held_out_files, held_out_hr  # noqa: E402
+
+from lorun_cli import metrics  # noqa: E402
+from lorun_cli.bench import draw_degradation  # noqa: E402
+from lorun_cli.facts import SR_GRIDS  # noqa: E402
+from lorun_cli.io import datasets as DS  # noqa: E402
+from lorun_cli.physics import sr_estimate as E  # noqa: E402
+from lorun_cli.physics.sr import SRBlur, bicubic_on_grid  # noqa: E402
+from lorun_cli.restore import PROTOCOL, load_task_model, sr_kernel_for  # noqa: E402
+
+RESIZERS = {"pil-bicubic": Image.BICUBIC, "pil-lanczos": Image.LANCZOS, "pil-bilinear": Image.BILINEAR,
+            "pil-box": Image.BOX}
+TOP_LEFT = ("delta", "gauss", "bundled")
+
+
+def gray3(a: np.ndarray) -> torch.Tensor:
+    """An 8-bit gray array as the (1, 3, h, w) float tensor restore feeds the RGB network."""
+    t = torch.from_numpy(a.astype(np.float32) / 255.0)
+    return t.reshape(1, 1, *t.shape).expand(1, 3, -1, -1).contiguous()
+
+
+def to8(y: torch.Tensor) -> np.ndarray:
+    return (y[0, 0].clamp(0, 1) * 255).round().byte().numpy()
+
+
+def run(start: int, limit: int, scales: list[int]) -> None:
+    torch.set_num_threads(1)
+    net, _ = load_task_model("sr", None)
+    files = held_out_files(DS.data_root(None), start, limit)
+    for s in scales:
+        for i, f in enumerate(files, start=start):
+            x = held_out_hr(f, s)
+            hr8 = to8(x)
+            h, w = hr8.shape
+            for fam in (*RESIZERS, *TOP_LEFT):
+                with torch.no_grad():
+                    if fam in RESIZERS:
+                        lr = Image.fromarray(hr8).resize((w // s, h // s), RESIZERS[fam])
+                        y = gray3(np.asarray(lr))
+                        bic = gray3(np.asarray(lr.resize((w, h), Image.BICUBIC)))
+                    else:
+                        _, k_true, _ = draw_degradation(fam, s, i, 100)
+                        y = gray3(to8(SRBlur(k_true, s).A(x)))
+                        bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
+                    p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
+                    rec = {"s": s, "i": i, "fam": fam, "bic": round(p_bic, 3)}
+                    for grid in SR_GRIDS:
+                        k, weight, _ = sr_kernel_for(y, s, None, net.auto_policy, grid=grid)
+                        out = net(y, SRBlur(k, s, data_weight=weight)).clamp(0, 1).mean(1, keepdim=True)
+                        p = metrics.score(out.expand(1, 3, -1, -1), x, PROTOCOL["sr"], border=s)["psnr"]
+                        rec[grid] = round(p - p_bic, 3)
+                print(json.dumps(rec), flush=True)
+
+
+def verdict(files: list[str]) -> None:
+    """Per family and grid: mean PSNR − baseline, cases under it, worst case; then the rule's verdict."""
+    rows = [json.loads(line) for f in files for line in open(f) if line.startswith("{")]
+    print(f"{len(rows)} cases")
+    for fam in (*RESIZERS, *TOP_LEFT):
+        rs = [r for r in rows if r["fam"] == fam]
+        if rs:
+            print(f"{fam:13s} n={len(rs):3d} " + " | ".join(
+                f"{g} {st.mean(r[g] for r in rs):+.3f} (under {sum(r[g] < 0 for r in rs)}, worst "
+                f"{min(r[g] for r in rs):+.2f})" for g in SR_GRIDS))
+    rz = [r for r in rows if r["fam"] in RESIZERS]
+    mean = {g: st.mean(r[g] for r in rz) for g in SR_GRIDS}
+    under = {g: sum(r[g] < 0 for r in rz) for g in SR_GRIDS}
+    fam_ok = all(st.mean(r["centre"] for r in rz if r["fam"] == f) >= st.mean(r["auto"] for r in rz if r["fam"] == f)
+                 - 0.05 for f in RESIZERS if any(r["fam"] == f for r in rz))
+    print(f"resizers n={len(rz)}: mean auto {mean['auto']:+.3f} centre {mean['centre']:+.3f}; under bicubic auto "
+          f"{under['auto']} centre {under['centre']}; every family within 0.05 dB: {fam_ok}")
+    ok = mean["centre"] >= mean["auto"] and under["centre"] <= under["auto"] and fam_ok
+    print("VERDICT:", "real files default to centre" if ok else "the default stays auto")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "verdict":
+        verdict(sys.argv[2:])
+    else:
+        scales = sys.argv[4] if len(sys.argv) > 4 else "2,3,4"
+        run(int(sys.argv[2]), int(sys.argv[3]), [int(v) for v in scales.split(",")])
