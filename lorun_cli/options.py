@@ -27,7 +27,7 @@ class RestoreOptions:
     scale: int = 4
     kernel: str = "auto"  # SR: K1…K12, a kernel file, or auto (estimated from the input)
     save_kernel: Path | None = None  # SR: write the kernel used (.npy)
-    grid: str = "auto"  # SR --kernel auto: the LR grid (auto: estimated; centre: resizers'; top-left: decimation)
+    grid: str | None = None  # SR --kernel auto: the LR grid (None: sr_estimate.default_grid; see facts.SR_GRIDS)
     noise: float = 0.0
     ratio: float | None = None
     mask: Path | None = None
@@ -123,12 +123,13 @@ def check_options(opts: RestoreOptions) -> None:
         if opts.task != "sr":
             raise UsageError(f"--save-kernel is an SR option; drop it or pass --task sr (not {opts.task})")
         V.check_output_file(opts.save_kernel, "--save-kernel", (".npy",), opts.force, "a kernel")
-    opts.grid = opts.grid.strip().lower()
-    if opts.grid not in SR_GRIDS:
-        raise UsageError(f"--grid {opts.grid}: use one of {', '.join(SR_GRIDS)}")
-    if opts.grid != "auto" and (opts.task != "sr" or opts.kernel.strip().lower() != "auto"):
-        raise UsageError(f"--grid {opts.grid} places the estimated kernel of --task sr --kernel auto; drop it "
-                         "(a given kernel carries its own centre)")
+    if opts.grid is not None:
+        opts.grid = opts.grid.strip().lower()
+        if opts.grid not in SR_GRIDS:
+            raise UsageError(f"--grid {opts.grid}: use one of {', '.join(SR_GRIDS)}")
+        if opts.task != "sr" or opts.kernel.strip().lower() != "auto":
+            raise UsageError(f"--grid {opts.grid} places the estimated kernel of --task sr --kernel auto; drop it "
+                             "(a given kernel carries its own centre)")
     if opts.task == "sr" and opts.kernel.strip().lower() == "auto":
         opts.kernel = "auto"
     elif opts.task == "sr" and opts.kernel.strip().upper() not in {f"K{i}" for i in range(1, 13)}:

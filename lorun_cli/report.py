@@ -56,7 +56,7 @@ def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: 
             con.print(f"  kernel estimate ({used}): nearest bundled {est['nearest']}, width {est['width']:.2f} px, "
                       f"noise {est['noise']:.1f}/255"
                       + (f", JPEG luma step {est['jpeg_step']:.1f}" if est.get("jpeg_step") is not None else "")
-                      + (f", placed on the {est['grid']} grid" if est.get("grid") else "")
+                      + (f", grid {est['grid']}" if est.get("grid") else "")
                       + (f" (data step weighted ×{weight:.2f})" if weight > 1 else ""),
                       markup=False, soft_wrap=True)
         if verbose and "timings" in r:

@@ -215,7 +215,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
            "kernel": est["kernel"]}
     if jpeg_step is not None:
         rec["jpeg_step"] = round(jpeg_step, 2)
-    if not explicit and grid != "auto":
+    if not explicit:
         rec["grid"] = grid
     if explicit:
         rec["given_width"] = round(E.kernel_width(given), 3)
@@ -275,7 +275,10 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     else:
         y = img
     jpeg_step = None if opts.simulate else images.jpeg_luma_step(inp)  # JPEG error is noise in y
-    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step, grid=opts.grid)
+    from .physics.sr_estimate import default_grid
+
+    grid = opts.grid or default_grid(opts.simulate)
+    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step, grid=grid)
     k = k.to(opts.device)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k

@@ -5,8 +5,9 @@
 
 Panels: the original crop, bicubic (centred, PIL's own upscaling), ``--kernel K5`` as the network would use it
 without the mismatch guard (the kernel is wrong: the photo was never blurred), ``--kernel K5`` as lorun runs it
-now (warned, softened toward the estimate), ``--kernel auto``, and ``--kernel auto --grid centre`` (the user says a
-resizer made the image). Each result comes from
+now (warned, softened toward the estimate), ``--kernel auto --grid auto`` (the estimator's own guess of where the
+LR pixels sit) and ``--kernel auto`` as a file is restored by default (``--grid centre``: the resizers' grid).
+Each result comes from
 :func:`lorun_cli.restore.run_restore` on the downscaled file (except the unguarded panel, which calls the network
 with K5 directly); PSNR on the Y channel (BT.601, 8-bit), border 3, against the original crop.
 """
@@ -51,8 +52,8 @@ def main() -> None:
         with torch.no_grad():
             raw = net(y, SRBlur(load_kernels()["K5"], SCALE))[0].clamp(0, 1)
         panels.append(("--kernel K5, unguarded", images.to_pil(raw)))
-        for kernel, grid, label in (("K5", "auto", "--kernel K5 (warned, softened)"),
-                                    ("auto", "auto", "--kernel auto"), ("auto", "centre", "auto --grid centre")):
+        for kernel, grid, label in (("K5", None, "--kernel K5 (warned, softened)"),
+                                    ("auto", "auto", "auto, --grid auto"), ("auto", None, "--kernel auto")):
             out = Path(tmp) / f"{kernel}-{grid}.png"
             R.run_restore([lr_path], R.RestoreOptions(task="sr", scale=SCALE, kernel=kernel, grid=grid, output=out),
                           on_note=notes.append)

@@ -467,8 +467,8 @@ def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, m
         return k, w, rec
 
     monkeypatch.setattr(R, "sr_kernel_for", spy)
-    _restore(tmp_path, "auto", model=str(blind))
-    _restore(tmp_path, "auto", force=True)  # the zoo has no blind entry: sr-lorun9 under the blend rules
+    _restore(tmp_path, "auto", model=str(blind), grid="auto")  # the estimate's own centre (a file's default moves it)
+    _restore(tmp_path, "auto", force=True, grid="auto")  # the zoo has no blind entry: sr-lorun9 under the blend rules
     (p_raw, k_raw), (p_blend, k_blend) = seen
     with torch.no_grad():
         est = R._ESTIMATOR[0].kernel(torch.nn.functional.one_hot(torch.tensor([3]), 48).float() * 100)[0]
@@ -548,6 +548,12 @@ def test_cli_grid_option(zoo_env, tmp_path) -> None:
                   zoo_env, tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)[0]["kernel_estimate"]["grid"] == "centre"
+    for args, want in (([], "centre"), (["--simulate"], "top-left"), (["--grid", "auto"], "auto")):
+        r = run_lorun(["restore", "--task", "sr", "--scale", "2", *args, "in.png", "-o", "d.png", "--force", "--json"],
+                      zoo_env, tmp_path)  # a file: the resizers' grid; lorun's own simulation: its top-left grid
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)[0]["kernel_estimate"]["grid"] == want
+    assert E.default_grid(simulated=False) == "centre" and E.default_grid(simulated=True) == "top-left"
     for args, msg in ((["--grid", "middle"], "--grid middle: use one of auto, centre, top-left"),
                       (["--grid", "centre", "--kernel", "K2"], "a given kernel carries its own centre"),
                       (["--grid", "top-left", "--task", "cs"], "--grid top-left places the estimated kernel")):

@@ -113,10 +113,11 @@ def restore(
                                         "or a kernel file (.npy/.mat/.png).")] = "auto",
     save_kernel: Annotated[Path | None, typer.Option(help="SR: write the kernel used (estimated or given) as "
                                                      ".npy.")] = None,
-    grid: Annotated[str, typer.Option(help="SR --kernel auto: where the LR pixels sit. auto (estimated), centre "
-                                      "(the input was downscaled by a resizer: Pillow, OpenCV, ImageMagick, "
-                                      "browsers) or top-left (plain decimation, as in USRNet-style benchmarks).")
-                    ] = "auto",
+    grid: Annotated[str | None, typer.Option(
+        help="SR --kernel auto: where the LR pixels sit. centre (made smaller by a resizer: Pillow, OpenCV, "
+             "ImageMagick, browsers; the default for a file), top-left (decimation x[::s, ::s] after a blur, as in "
+             "USRNet-style benchmarks; the default under --simulate, which degrades so) or auto (the estimator's "
+             "guess).", show_default=False)] = None,
     noise: Annotated[float, typer.Option(help="Noise std on the 0-255 scale added by --simulate.")] = 0.0,
     ratio: Annotated[float | None, typer.Option(help="CS sampling ratio in (0, 1] (default: the model's).")] = None,
     mask: Annotated[Path | None, typer.Option(help="CASSI mask file (default: bundled 256x256).")] = None,

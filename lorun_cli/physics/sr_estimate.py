@@ -443,9 +443,9 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
 
 
 __all__ = ["AUTO_POLICIES", "ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel",
-           "centre_expanded", "centroids", "data_weight_policy", "degrade_valid", "delta_kernel", "disagreement",
-           "estimate", "estimate_batch", "gaussian_kernel", "grid_shift", "kernel_error", "kernel_policy",
-           "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled", "noise_data_weight",
+           "centre_expanded", "centroids", "data_weight_policy", "default_grid", "degrade_valid", "delta_kernel",
+           "disagreement", "estimate", "estimate_batch", "gaussian_kernel", "grid_shift", "kernel_error",
+           "kernel_policy", "kernel_width", "load_estimator", "motion_kernel", "nearest_bundled", "noise_data_weight",
            "pil_bicubic_kernel", "recentred", "retrieve_kernel", "sample_kernel", "scaled_kernel", "shift_kernels",
            "softened_kernel", "widened_kernel"]
 
@@ -660,6 +660,14 @@ def grid_centre(grid: str, scale: int) -> tuple[float, float] | None:
     if grid == "top-left":
         return (0.0, 0.0)
     raise ValueError(f"unknown grid {grid!r}; use one of {', '.join(SR_GRIDS)}")
+
+
+def default_grid(simulated: bool) -> str:
+    """The ``--grid`` a restore assumes when none is given: ``top-left`` under ``--simulate`` (lorun's own
+    degradation decimates so, :meth:`~lorun_cli.physics.sr.SRBlur.A`), ``centre`` for a file: images are made
+    smaller by resizers, and decimation by array slicing is a benchmark convention (``--grid top-left`` says so).
+    Checked on held-out images against ``auto`` by a rule written first (docs/logs/sr-grid-prereg.md)."""
+    return "top-left" if simulated else "centre"
 
 
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
