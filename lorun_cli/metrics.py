@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lorun_cli.errors import LorunError, UsageError
@@ -112,10 +111,19 @@ def _gaussian_taps(device: torch.device, dtype: torch.dtype = torch.float64) -> 
 
 
 def _filter_valid(x: Tensor, taps: Tensor) -> Tensor:
-    """Separable Gaussian filtering of (M, 1, H, W) keeping only fully-covered ('valid') positions."""
+    """Separable Gaussian filtering of (M, 1, H, W) keeping only fully-covered ('valid') positions.
+
+    Each pass is a sum of shifted views scaled by the taps (a single-channel conv2d ran ~3× slower on CPU)."""
     k = taps.numel()
-    x = F.conv2d(x, taps.view(1, 1, 1, k))
-    return F.conv2d(x, taps.view(1, 1, k, 1))
+    w, h = x.shape[-1] - k + 1, x.shape[-2] - k + 1
+    taps = taps.tolist()
+    rows = x[..., :w] * taps[0]
+    for i in range(1, k):
+        rows.add_(x[..., i : i + w], alpha=taps[i])
+    out = rows[..., :h, :] * taps[0]
+    for i in range(1, k):
+        out.add_(rows[..., i : i + h, :], alpha=taps[i])
+    return out
 
 
 def _ssim_per_channel(x: Tensor, ref: Tensor, data_range: float) -> Tensor:
