@@ -398,3 +398,23 @@ def test_corrupt_or_missing_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "junk.safetensors")
     with pytest.raises(LorunError, match="not found"):
         load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_read_applies_exif_orientation(tmp_path: Path) -> None:
+    """A phone photo stored sideways with EXIF orientation 6 ("rotate 90° clockwise to view") is read as viewers
+    show it: its left column becomes the top row, and height and width swap; orientation 1 changes nothing."""
+    raw = np.zeros((20, 40, 3), np.uint8)
+    raw[:, :4] = (255, 0, 0)  # a red left edge
+    for orientation, shape in ((6, (3, 40, 20)), (1, (3, 20, 40))):
+        im = Image.fromarray(raw)
+        exif = im.getexif()
+        exif[0x0112] = orientation
+        p = tmp_path / f"o{orientation}.png"
+        im.save(p, exif=exif)
+        x = read_image(p, "rgb")
+        assert tuple(x.shape) == shape
+        red = x[0] > 0.5
+        if orientation == 6:
+            assert bool(red[:4].all()) and not bool(red[4:].any())  # the top rows
+        else:
+            assert bool(red[:, :4].all()) and not bool(red[:, 4:].any())

@@ -22,6 +22,7 @@ from lorun_cli.facts import IMAGE_EXTS, LUMA_BT601
 from lorun_cli.io.checkpoint import atomic_path
 
 TIFF_EXTS = (".tif", ".tiff")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag cameras set instead of rotating the pixels
 WRITE_DTYPES = ("uint8", "uint16", "float32")
 
 
@@ -163,7 +164,7 @@ def _read_tiff_array(p: Path) -> np.ndarray:
 
 
 def _load_image_array(p: Path) -> np.ndarray:
-    """Read any supported image file to float32 (H, W) or (H, W, 3)."""
+    """Read any supported image file to float32 (H, W) or (H, W, 3), turned as its EXIF orientation says."""
     from PIL import Image, UnidentifiedImageError
 
     is_tiff = p.suffix.lower() in TIFF_EXTS
@@ -172,6 +173,10 @@ def _load_image_array(p: Path) -> np.ndarray:
     try:
         with Image.open(p) as img:
             img.load()
+            if img.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1):  # a phone photo: the pixels as viewers show them
+                from PIL import ImageOps
+
+                return _hwc_image(_pil_array(ImageOps.exif_transpose(img), p), p)
             return _hwc_image(_pil_array(img, p), p)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         if is_tiff:
