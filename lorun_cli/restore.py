@@ -665,7 +665,7 @@ class _Pipeline:
         o = Path(rec["output"])
         written = [o, o.with_name(o.stem + "_preview.png")] if self.opts.task == "cassi" else [o]
         t = time.perf_counter()
-        _write(o, out, self.opts)
+        _write(o, out, self.opts, Path(rec["input"]))
         if self.opts.task == "sr" and self.opts.save_kernel is not None:
             _save_kernel(self.opts.save_kernel, info["kernel"], o)
             rec["saved_kernel"] = str(self.opts.save_kernel)
@@ -704,7 +704,8 @@ def _save_kernel(path: Path, k: Tensor, image: Path) -> None:
         raise
 
 
-def _write(path: Path, out: Tensor, opts: RestoreOptions) -> None:
+def _write(path: Path, out: Tensor, opts: RestoreOptions, source: Path | None = None) -> None:
+    """Write one result; an image keeps the colour profile of its ``source`` file."""
     out = out.detach().cpu()
     if not torch.isfinite(out).all():  # never write garbage with exit 0
         raise LorunError(f"the result for {path} holds NaN values; nothing was written (check the input)")
@@ -718,4 +719,4 @@ def _write(path: Path, out: Tensor, opts: RestoreOptions) -> None:
             path.unlink(missing_ok=True)
             raise
     else:
-        images.write_image(path, out, force=opts.force)
+        images.write_image(path, out, force=opts.force, icc=None if source is None else images.icc_profile(source))

@@ -418,3 +418,32 @@ def test_read_applies_exif_orientation(tmp_path: Path) -> None:
             assert bool(red[:4].all()) and not bool(red[4:].any())  # the top rows
         else:
             assert bool(red[:, :4].all()) and not bool(red[:, 4:].any())
+
+
+def test_written_images_keep_the_input_colour_profile(tmp_path: Path) -> None:
+    """A photo's ICC profile (a wide-gamut phone photo's, say) travels to restore's output in PNG, JPEG and TIFF;
+    a profile of another colour space (RGB for a gray result) is left out, and a file without one gives None."""
+    from PIL import ImageCms
+
+    from lorun_cli import restore as R
+    from lorun_cli.io.images import icc_profile
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "in.jpg"
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(src, icc_profile=icc)
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "plain.png")
+    assert icc_profile(src) == icc and icc_profile(tmp_path / "plain.png") is None
+    assert icc_profile(tmp_path / "missing.png") is None
+    x = torch.rand(3, 8, 8)
+    for ext in (".png", ".jpg", ".tif"):
+        out = tmp_path / f"o{ext}"
+        R._write(out, x, R.RestoreOptions(task="sr"), src)
+        if ext == ".tif":
+            with tifffile.TiffFile(out) as tf:
+                got = bytes(tf.pages[0].tags[34675].value)
+        else:
+            got = Image.open(out).info.get("icc_profile")
+        assert got == icc, ext
+    gray = write_image(tmp_path / "g.png", torch.rand(1, 8, 8), icc=icc)
+    assert "icc_profile" not in Image.open(gray).info
+    assert "icc_profile" not in Image.open(write_image(tmp_path / "n.png", x)).info

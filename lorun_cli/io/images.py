@@ -205,6 +205,27 @@ def jpeg_luma_step(path: str | os.PathLike[str]) -> float | None:
     return float(np.mean(np.asarray(luma, dtype=np.float64)))
 
 
+def icc_profile(path: str | os.PathLike[str]) -> bytes | None:
+    """The ICC colour profile embedded in an image file (None when it has none or Pillow cannot open it).
+
+    Phones and cameras tag wide-gamut photos (Display P3, Adobe RGB) this way; a restored image written without
+    the profile would be shown as sRGB, its colours duller than the input's.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            icc = img.info.get("icc_profile")
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return bytes(icc) if icc else None
+
+
+def _icc_fits(icc: bytes | None, arr: np.ndarray) -> bool:
+    """Whether an ICC profile's colour space (header bytes 16–20) is the image's: RGB or gray."""
+    return icc is not None and len(icc) >= 20 and icc[16:20] == (b"RGB " if arr.ndim == 3 else b"GRAY")
+
+
 # --------------------------------------------------------------------------- images
 
 
@@ -265,12 +286,15 @@ def _to_dtype(arr: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def write_image(
-    path: str | os.PathLike[str], x: Tensor, force: bool = False, dtype: str | None = None
+    path: str | os.PathLike[str], x: Tensor, force: bool = False, dtype: str | None = None,
+    icc: bytes | None = None,
 ) -> Path:
     """Write an image atomically; format from the extension.
 
     .png: 8-bit (``dtype="uint16"`` gives a 16-bit gray PNG); .tif/.tiff: 16-bit by default, or
     ``dtype`` "uint8"/"float32"; .bmp/.jpg: 8-bit. Refuses an existing file unless ``force``.
+    ``icc``: an ICC profile to embed (:func:`icc_profile` of the input), kept when its colour space is the
+    image's (RGB or gray) and the format holds one (PNG, TIFF, JPEG).
     """
     p = _check_target(path, force)
     ext = p.suffix.lower()
@@ -288,8 +312,9 @@ def write_image(
         import tifffile
 
         photometric = "rgb" if arr.ndim == 3 else "minisblack"
+        extra = {"iccprofile": icc} if _icc_fits(icc, arr) else {}
         with atomic_path(p) as tmp:
-            tifffile.imwrite(tmp, arr, photometric=photometric)
+            tifffile.imwrite(tmp, arr, photometric=photometric, **extra)
         return p
     if dt != "uint8" and not (ext == ".png" and dt == "uint16" and arr.ndim == 2):
         raise UsageError(
@@ -300,6 +325,8 @@ def write_image(
     img = Image.fromarray(arr)
     fmt = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG"}[ext]
     options: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {}
+    if fmt != "BMP" and _icc_fits(icc, arr):
+        options["icc_profile"] = icc
     with atomic_path(p) as tmp:
         img.save(tmp, format=fmt, **options)
     return p
