@@ -229,8 +229,11 @@ def sr_bicubic(y: Tensor, scale: int) -> Tensor:
 
 
 # --- CASSI ---------------------------------------------------------------------------------------------
-TV_BAND_GROUP = 2  # bands per TV prox call; on an AMD EPYC 1, 2 and 4 ran about as fast (7 and 14: 1.3–1.5×
-# longer), on a 2-core Intel Xeon 2 took 0.89× the time of 4 and 0.80× that of 1 (28 bands, 256²)
+TV_BAND_GROUP = 1  # bands per TV prox call. Since the prox runs in place on three rotating dual buffers, one
+# band per call is fastest on a 2-core Intel Xeon (256², one thread, min of 3 over three rounds, identical output):
+# GAP-TV 20 iterations on 28 bands 0.85–0.97 s against 0.93–0.95 s (2) and 1.08–1.13 s (4); the shipped 45-iteration
+# start on 8 spectral components 0.85–0.90 s against 0.94–1.02 s (2) and 1.02–1.15 s (4). (Before that rewrite 2
+# was fastest there, and 1, 2 and 4 ran about as fast on an AMD EPYC.)
 
 
 def _tv_by_band(x: Tensor, lam: float, inner: int, work: dict | None = None) -> Tensor:
