@@ -233,6 +233,16 @@ NOTES = [
     "every one of these resized photos down to quality 75 restores above Pillow's bicubic (quality 50: 8 of 30 "
     "cases up to 0.09 dB under). Per-case lines: docs/logs/sr-jpeg-test-cbsd68-grid-centre.txt, "
     "sr-jpeg-test-cbsd68-q100.txt. (Then made the default for files, next note.)",
+    "- Keeping more of the estimate's shape, with a data step weighted against its errors (measured, not shipped). "
+    "The blend keeps 0.75 of the estimate; a confident estimate would restore the Gaussian and bundled kernels "
+    "better with more of it, and a data-step weight γ > 1 trusts a wrong kernel less. Probe on held-out images 0–11 "
+    "(216 cases, ×2/×3/×4, one degradation per family; `sr_auto_tune.py --keeps 0.75,0.9,1.0 --noise-weights "
+    "'default;-2,-1,1.5;-2,-1,2;-2,-1,3'`, γ constant for every case in the last three): the shipped keep 0.75 mean "
+    "+0.581 dB over bicubic, worst family +0.279, worst case −2.24, 47 cases under; keep 0.9 +0.613 / +0.207 / −3.53 / "
+    "57, with γ = 3 +0.559 / +0.321 / −2.99 / 51; keep 1 +0.506 / −0.071 / −4.57 / 65, with γ = 3 +0.485 / +0.196 / "
+    "−3.78 / 57. More shape lifts the bundled kernels (+0.87 → +1.22) and Gaussians but loses on motion blurs and PIL "
+    "inputs; no setting beat the shipped one on mean, worst case and cases under bicubic together, so none went to "
+    "a check (docs/logs/sr-keep-weight-probe.txt).",
     "- A file's default grid is `centre` (shipped: `sr_estimate.default_grid`; `--simulate`, whose own degradation "
     "decimates on the top-left grid, defaults to `top-left`; the bench's auto columns keep `--grid auto`, since its "
     "degradations mix both grids). Rule written before the check (docs/logs/sr-grid-prereg.md): on the 40 held-out "
