@@ -1,6 +1,6 @@
 """One `lorun restore` command with the CASSI start x⁰ timed inside it (the share of the start in a whole restore).
 
-    python docs/logs/cassi_start_share.py [lorun arguments...]   # prints "start S s" to stderr, then lorun's output
+    python scripts/time_cassi_share.py [lorun arguments...]   # prints "start S s" to stderr, then lorun's output
 """
 
 import sys
