@@ -526,6 +526,10 @@ def _record(f: Path, o: Path, out: Tensor, ref: Tensor | None, name: str, net: D
                         + "; try --kernel auto")
     if opts.task == "cs":
         rec["ratio"] = net.op.ratio
+    if opts.task != "cassi":
+        info["bits"] = bits = images.sample_bits(f)
+        if bits > 8 and images.output_dtype(bits, o, out.shape[0]) is None and on_note is not None:
+            on_note(f"{f.name} has {bits}-bit samples and {o.name} holds 8; name a .tif output to keep them")
     if ref is not None and opts.score:
         border = opts.scale if opts.task == "sr" else 0
         proto = PROTOCOL[opts.task] if not (opts.task == "sr" and out.shape[0] == 1) else "gray8"
@@ -665,7 +669,7 @@ class _Pipeline:
         o = Path(rec["output"])
         written = [o, o.with_name(o.stem + "_preview.png")] if self.opts.task == "cassi" else [o]
         t = time.perf_counter()
-        _write(o, out, self.opts, Path(rec["input"]))
+        _write(o, out, self.opts, Path(rec["input"]), info.get("bits", 8))
         if self.opts.task == "sr" and self.opts.save_kernel is not None:
             _save_kernel(self.opts.save_kernel, info["kernel"], o)
             rec["saved_kernel"] = str(self.opts.save_kernel)
@@ -704,8 +708,9 @@ def _save_kernel(path: Path, k: Tensor, image: Path) -> None:
         raise
 
 
-def _write(path: Path, out: Tensor, opts: RestoreOptions, source: Path | None = None) -> None:
-    """Write one result; an image keeps the colour profile of its ``source`` file."""
+def _write(path: Path, out: Tensor, opts: RestoreOptions, source: Path | None = None, bits: int = 8) -> None:
+    """Write one result; an image keeps the colour profile of its ``source`` file and, where the format allows,
+    its ``bits`` per sample (16-bit and float inputs)."""
     out = out.detach().cpu()
     if not torch.isfinite(out).all():  # never write garbage with exit 0
         raise LorunError(f"the result for {path} holds NaN values; nothing was written (check the input)")
@@ -719,4 +724,5 @@ def _write(path: Path, out: Tensor, opts: RestoreOptions, source: Path | None = 
             path.unlink(missing_ok=True)
             raise
     else:
-        images.write_image(path, out, force=opts.force, icc=None if source is None else images.icc_profile(source))
+        images.write_image(path, out, force=opts.force, dtype=images.output_dtype(bits, path, out.shape[0]),
+                           icc=None if source is None else images.icc_profile(source))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from conftest import LORUN_ENV_KEYS, run_lorun
 from PIL import Image
@@ -285,6 +286,30 @@ def test_restore_cs_bundled_sample(lorun, tmp_path):
     out = Image.open(tmp_path / "house_cs.png")
     assert out.size == Image.open(CS_SAMPLE).size and out.mode == "L"
     assert "cs-lorun9-r25" in r.stderr and "PSNR" in r.stderr and "CS protocol" in r.stderr
+
+
+def test_restore_keeps_16_bit_and_float_inputs(lorun, tmp_path):
+    """A 16-bit gray PNG gives a 16-bit PNG, a 16-bit RGB TIFF a 16-bit TIFF and a float TIFF a float TIFF; a 16-bit
+    RGB input written as PNG (8-bit only here) says so in a note. An 8-bit input keeps the 8-bit default."""
+    g = (np.linspace(0, 65535, 48 * 48).reshape(48, 48) + 0.5).astype(np.uint16)
+    Image.fromarray(g).save(tmp_path / "g16.png")
+    tifffile.imwrite(tmp_path / "rgb16.tif", np.dstack([g, g[::-1], g.T]), photometric="rgb")
+    tifffile.imwrite(tmp_path / "f32.tif", (g / 65535.0).astype(np.float32))
+    for args, out, check in (
+            (["--task", "cs", "g16.png"], "g16_cs.png", lambda p: Image.open(p).mode == "I;16"),
+            (["--task", "sr", "--scale", "2", "--kernel", "K1", "rgb16.tif", "-o", "o.tif"], "o.tif",
+             lambda p: tifffile.imread(p).dtype == np.uint16),
+            (["--task", "cs", "f32.tif", "-o", "f.tif"], "f.tif", lambda p: tifffile.imread(p).dtype == np.float32)):
+        r = lorun("restore", *args)
+        assert_ok(r)
+        assert check(tmp_path / out), out
+    r = lorun("restore", "--task", "sr", "--scale", "2", "--kernel", "K1", "rgb16.tif", "-o", "o8.png")
+    assert_ok(r)
+    assert "rgb16.tif has 16-bit samples and o8.png holds 8; name a .tif output" in r.stderr
+    assert Image.open(tmp_path / "o8.png").mode == "RGB"
+    Image.fromarray((g >> 8).astype(np.uint8)).save(tmp_path / "g8.png")
+    assert_ok(lorun("restore", "--task", "cs", "g8.png"))
+    assert Image.open(tmp_path / "g8_cs.png").mode == "L"
 
 
 def test_restore_cassi_simulate_writes_float_cube_and_preview(lorun, tmp_path):

@@ -221,6 +221,36 @@ def icc_profile(path: str | os.PathLike[str]) -> bytes | None:
     return bytes(icc) if icc else None
 
 
+def sample_bits(path: str | os.PathLike[str]) -> int:
+    """Bits per sample of an image file, from its header: 16 (16-bit PNG or TIFF), 32 (float TIFF), else 8."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() in TIFF_EXTS:
+            import tifffile
+
+            with tifffile.TiffFile(p) as tf:
+                dt = np.dtype(tf.pages[0].dtype)
+            return 32 if dt.kind == "f" else max(8, min(16, 8 * dt.itemsize))
+        from PIL import Image
+
+        with Image.open(p) as img:
+            mode = img.mode
+    except Exception:  # unreadable here: the reader reports it
+        return 8
+    return 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 8
+
+
+def output_dtype(bits: int, path: str | os.PathLike[str], channels: int) -> str | None:
+    """The sample type that keeps an input's ``bits`` in an output ``path`` (None: the format's default):
+    a float input gives a float TIFF, a 16-bit one a 16-bit TIFF or gray PNG."""
+    ext = Path(path).suffix.lower()
+    if bits <= 8:
+        return None
+    if ext in TIFF_EXTS:
+        return "float32" if bits == 32 else "uint16"
+    return "uint16" if ext == ".png" and channels == 1 else None
+
+
 def _icc_fits(icc: bytes | None, arr: np.ndarray) -> bool:
     """Whether an ICC profile's colour space (header bytes 16–20) is the image's: RGB or gray."""
     return icc is not None and len(icc) >= 20 and icc[16:20] == (b"RGB " if arr.ndim == 3 else b"GRAY")
