@@ -39,10 +39,13 @@ CS_BLOCK: int = 32
 #: centred grid, top-left decimation; ``sr_estimate.grid_centre``).
 SR_GRIDS: tuple[str, ...] = ("auto", "centre", "top-left")
 
+#: SR scales the models and the kernel estimator are trained on (restore also runs ×1 and ×5–×8).
+SR_SCALES: tuple[int, ...] = (2, 3, 4)
+
 #: Training patch size per task (pixels per side; SR patches are multiples of 12 so scales 2, 3, 4 divide them).
 TRAIN_PATCH: dict[str, int] = {"cs": 32, "sr": 72, "cassi": 64}
 
 __all__ = [
     "BASELINES", "CASSI_BANDS", "CASSI_STEP", "CS_BLOCK", "DEFAULT_NOISE", "DEFAULT_RATIO", "HEADLINE_TESTSET",
-    "IMAGE_EXTS", "LEARNED", "LUMA_BT601", "SR_GRIDS", "TASKS", "TRAIN_PATCH", "WAVELENGTHS_28",
+    "IMAGE_EXTS", "LEARNED", "LUMA_BT601", "SR_GRIDS", "SR_SCALES", "TASKS", "TRAIN_PATCH", "WAVELENGTHS_28",
 ]

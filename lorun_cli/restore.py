@@ -14,7 +14,7 @@ from torch import Tensor
 
 from . import memory, metrics, models
 from .errors import Interrupted, LorunError, OptionError, UsageError
-from .facts import DEFAULT_RATIO, WAVELENGTHS_28
+from .facts import DEFAULT_RATIO, SR_SCALES, WAVELENGTHS_28
 from .io import images
 from .io.weights import load_manifest, resolve_model
 from .options import CUBE_EXTS, RestoreOptions, expand_inputs, min_tile, output_path, plan
@@ -463,6 +463,9 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
     precision, why = resolve_precision(opts.precision, opts.device)
     if why and on_note is not None:
         on_note(why)
+    if opts.task == "sr" and opts.scale not in SR_SCALES and on_note is not None:
+        on_note(f"×{opts.scale} lies outside the scales the SR models were trained on "
+                f"({', '.join(map(str, SR_SCALES))}): it runs, with less gain over bicubic (README, Bundled models)")
     net, name = load_task_model(opts.task, opts.model, opts.strategy, opts.ratio, opts.backbone, opts.device,
                                 precision, kernel=opts.kernel if opts.task == "sr" else None,
                                 warm_start=opts.warm_start)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchOptions, BenchResult
-from .facts import BASELINES, DEFAULT_RATIO, LEARNED
+from .facts import BASELINES, DEFAULT_RATIO, LEARNED, SR_SCALES
 from .io.datasets import DATASET_DIRS
 
 Config = dict[str, Any]
@@ -88,7 +88,7 @@ def _expand(cfg: Config, models: list[dict[str, Any]]) -> list[Config]:
 
         names = list(load_kernels()) if cfg.get("kernels") == "each" else [cfg["kernels"]]
         return [{**cfg, "key": f"{cfg['key']}-x{sc}-{k}", "title": f"{cfg['title']}: ×{sc} {k}", "scale": sc,
-                 "kernels": k, "grid": cfg["key"], "grid_title": cfg["title"]} for sc in (2, 3, 4) for k in names]
+                 "kernels": k, "grid": cfg["key"], "grid_title": cfg["title"]} for sc in SR_SCALES for k in names]
     if cfg["task"] != "cs":
         return [dict(cfg)]
     if cfg.get("ratio") == "each":

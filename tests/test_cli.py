@@ -312,6 +312,15 @@ def test_restore_keeps_16_bit_and_float_inputs(lorun, tmp_path):
     assert Image.open(tmp_path / "g8_cs.png").mode == "L"
 
 
+def test_restore_sr_outside_the_trained_scales_runs_with_a_note(lorun, tmp_path):
+    Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(tmp_path / "s.png")
+    for scale, noted in (("5", True), ("3", False)):
+        r = lorun("restore", "--task", "sr", "--scale", scale, "--kernel", "K1", "s.png", "--force")
+        assert_ok(r)
+        assert ("outside the scales the SR models were trained on (2, 3, 4)" in r.stderr) == noted
+        assert Image.open(tmp_path / f"s_x{scale}.png").size == (40 * int(scale),) * 2
+
+
 def test_restore_cassi_simulate_writes_float_cube_and_preview(lorun, tmp_path):
     import tifffile
 

@@ -108,7 +108,8 @@ def restore(
                                               "CASSI also takes gap-tv (classical GAP-TV, no model).")] = None,
     strategy: Annotated[str, typer.Option(help="Bundled model to use: lorun9, block9, block1, share9.")] = "lorun9",
     backbone: Annotated[Path | None, typer.Option(help="Backbone file for an adapter checkpoint.")] = None,
-    scale: Annotated[int, typer.Option(help="SR scale factor (2, 3 or 4).")] = 4,
+    scale: Annotated[int, typer.Option(help="SR scale factor: 2, 3 or 4 (trained); 1 (deblurring) and 5–8 also "
+                                       "run, with less gain.")] = 4,
     kernel: Annotated[str, typer.Option(help="SR blur kernel: auto (estimated from the input, the default), K1…K12 "
                                         "or a kernel file (.npy/.mat/.png).")] = "auto",
     save_kernel: Annotated[Path | None, typer.Option(help="SR: write the kernel used (estimated or given) as "

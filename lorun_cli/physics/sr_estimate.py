@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..facts import SR_GRIDS
+from ..facts import SR_GRIDS, SR_SCALES
 from .sr import load_kernels, psf2otf
 
 KSIZE = 25  # taps per side of every kernel here (the bundled kernels' size)
-SCALES = (2, 3, 4)
+SCALES = SR_SCALES  # the one-hot scale input; other scales use the last (×4) slot
 FAMILIES = ("bundled", "gauss-iso", "gauss-aniso", "motion", "delta", "pil-bicubic")
 ESTIMATOR_NAME = "sr-kernel-estimator"
 MAX_SIDE = 192  # the estimator sees at most a centred MAX_SIDE × MAX_SIDE LR crop

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from lorun_cli.errors import LorunError, UsageError
-from lorun_cli.facts import DEFAULT_NOISE, TASKS, TRAIN_PATCH, WAVELENGTHS_28
+from lorun_cli.facts import DEFAULT_NOISE, SR_SCALES, TASKS, TRAIN_PATCH, WAVELENGTHS_28
 from lorun_cli.io.datasets import (
     CASSI_VAL_REGIONS,
     CAVE_BAND_IDS,
@@ -306,7 +306,7 @@ def _kernel_bank(kernels: Mapping[str, Tensor]) -> Tensor:
 
 
 def sample_sr_degradation(batch: Tensor, kernels: Mapping[str, Tensor],
-                          generator: torch.Generator | None = None, scales: Sequence[int] = (2, 3, 4),
+                          generator: torch.Generator | None = None, scales: Sequence[int] = SR_SCALES,
                           noise_max: float = DEFAULT_NOISE,
                           extra_random_kernels: bool = False) -> tuple[int, Tensor, Tensor]:
     """Random SR degradation for an HR batch: ``(scale, kernels (N, k, k), sigma (N,))``.
@@ -362,7 +362,7 @@ SR_PERTURB_SHARE, SR_PERTURB_MAX = 0.25, 1.25
 
 
 def sample_sr_training_degradation(n: int, kernels: Mapping[str, Tensor], generator: torch.Generator,
-                                   scales: Sequence[int] = (2, 3, 4), mix: Mapping[str, float] = SR_TRAIN_MIX,
+                                   scales: Sequence[int] = SR_SCALES, mix: Mapping[str, float] = SR_TRAIN_MIX,
                                    noise_max: float = SR_NOISE_MAX, perturb_share: float = SR_PERTURB_SHARE,
                                    ) -> tuple[int, Tensor, Tensor, Tensor]:
     """Broad SR degradations for ``n`` samples: ``(scale, true kernels, given kernels, sigma)``, kernels (n, 25, 25).
