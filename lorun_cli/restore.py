@@ -536,8 +536,11 @@ def _record(f: Path, o: Path, out: Tensor, ref: Tensor | None, name: str, net: D
     if ref is not None and opts.score:
         border = opts.scale if opts.task == "sr" else 0
         proto = PROTOCOL[opts.task] if not (opts.task == "sr" and out.shape[0] == 1) else "gray8"
-        rec.update(metrics.score(out, ref, proto, border=border, dtype=torch.float32),
-                   protocol=metrics.PROTOCOL_TEXT[proto])
+        try:
+            rec.update(metrics.score(out, ref, proto, border=border, dtype=torch.float32),
+                       protocol=metrics.PROTOCOL_TEXT[proto])
+        except LorunError as e:  # e.g. an image too small for SSIM: the result itself is fine
+            raise LorunError(f"{f.name}: {e}, or skip scoring with --no-score") from None
         if not all(math.isfinite(float(rec[k])) for k in ("psnr", "ssim") if k in rec):
             raise LorunError(f"{f}: the score is not a number; check the input and --ref for invalid values")
     if not torch.isfinite(out).all():  # never write garbage with exit 0
