@@ -346,6 +346,9 @@ CASES: list[Case] = [
                                                       np.full((28, 256, 256), 0.5)).astype(np.float32))),
     Case("d03-float-tiff-with-nan", [*SR, "f.tif"], RUNTIME, "NaN", ("f_x2.png",),
          lambda d, _m: __import__("tifffile").imwrite(d / "f.tif", np.full((16, 16), np.nan, np.float32))),
+    Case("d03-image-too-small-to-score", ["restore", "--task", "cs", "t.png"], RUNTIME,
+         "t.png: SSIM needs images of at least 11x11, got 8x8; use a larger image, or skip scoring with --no-score",
+         ("t_cs.png",), gray("t.png", 8)),
     # 4. --noise
     Case("d04-noise-nan", [*SR, "--noise", "nan", "in.png"], USAGE, "--noise nan is not a finite number",
          ("in_x2.png",), IN),
