@@ -274,7 +274,8 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
             y = y[:, :1].expand_as(y)
     else:
         y = img
-    jpeg_step = None if opts.simulate else images.jpeg_luma_step(inp)  # JPEG error is noise in y
+    facts = info["facts"] if info and "facts" in info else images.file_facts(inp)
+    jpeg_step = None if opts.simulate else facts.jpeg_step  # JPEG error is noise in y
     from .physics.sr_estimate import default_grid
 
     grid = opts.grid or default_grid(opts.simulate)
@@ -475,9 +476,9 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
     results = []
     fn = {"sr": _restore_sr, "cs": _restore_cs, "cassi": _restore_cassi}[opts.task]
     with _Pipeline(pairs, opts) as io:
-        for f, o, data, t_read in io.inputs():
+        for f, o, data, facts, t_read in io.inputs():
             t0 = time.perf_counter()
-            info: dict[str, Any] = {}
+            info: dict[str, Any] = {"facts": facts}
             try:
                 out, ref = fn(net, f, opts, gen, guard, data, info) if opts.task == "sr" else \
                     fn(net, f, opts, gen, guard, data)
@@ -530,7 +531,7 @@ def _record(f: Path, o: Path, out: Tensor, ref: Tensor | None, name: str, net: D
     if opts.task == "cs":
         rec["ratio"] = net.op.ratio
     if opts.task != "cassi":
-        info["bits"] = bits = images.sample_bits(f)
+        bits = info["facts"].bits
         if bits > 8 and images.output_dtype(bits, o, out.shape[0]) is None and on_note is not None:
             on_note(f"{f.name} has {bits}-bit samples and {o.name} holds 8; name a .tif output to keep them")
     if ref is not None and opts.score:
@@ -629,14 +630,15 @@ class _Pipeline:
                     return
                 t = time.perf_counter()
                 data = read_input(f, self.opts)
-                self._put(self.read_q, (f, o, data, time.perf_counter() - t))
+                facts = images.file_facts(f) if self.opts.task != "cassi" else images.FileFacts()
+                self._put(self.read_q, (f, o, data, facts, time.perf_counter() - t))
         except BaseException as e:  # noqa: BLE001 - handed to the main thread in its turn
             self._put(self.read_q, e)
             return
         self._put(self.read_q, None)
 
     def inputs(self):
-        """(input, output, pixels, read seconds) in order; raises a reader or writer error."""
+        """(input, output, pixels, header facts, read seconds) in order; raises a reader or writer error."""
         import queue
 
         while True:
@@ -675,7 +677,7 @@ class _Pipeline:
         o = Path(rec["output"])
         written = [o, o.with_name(o.stem + "_preview.png")] if self.opts.task == "cassi" else [o]
         t = time.perf_counter()
-        _write(o, out, self.opts, Path(rec["input"]), info.get("bits", 8))
+        _write(o, out, self.opts, info["facts"])
         if self.opts.task == "sr" and self.opts.save_kernel is not None:
             _save_kernel(self.opts.save_kernel, info["kernel"], o)
             rec["saved_kernel"] = str(self.opts.save_kernel)
@@ -714,9 +716,10 @@ def _save_kernel(path: Path, k: Tensor, image: Path) -> None:
         raise
 
 
-def _write(path: Path, out: Tensor, opts: RestoreOptions, source: Path | None = None, bits: int = 8) -> None:
-    """Write one result; an image keeps the colour profile of its ``source`` file and, where the format allows,
-    its ``bits`` per sample (16-bit and float inputs)."""
+def _write(path: Path, out: Tensor, opts: RestoreOptions, facts: images.FileFacts | None = None) -> None:
+    """Write one result; an image keeps its input file's colour profile and, where the format allows, its depth
+    (16-bit and float inputs; ``facts``: :func:`lorun_cli.io.images.file_facts` of the input)."""
+    facts = facts or images.FileFacts()
     out = out.detach().cpu()
     if not torch.isfinite(out).all():  # never write garbage with exit 0
         raise LorunError(f"the result for {path} holds NaN values; nothing was written (check the input)")
@@ -730,5 +733,5 @@ def _write(path: Path, out: Tensor, opts: RestoreOptions, source: Path | None = 
             path.unlink(missing_ok=True)
             raise
     else:
-        images.write_image(path, out, force=opts.force, dtype=images.output_dtype(bits, path, out.shape[0]),
-                           icc=None if source is None else images.icc_profile(source))
+        images.write_image(path, out, force=opts.force, dtype=images.output_dtype(facts.bits, path, out.shape[0]),
+                           icc=facts.icc)

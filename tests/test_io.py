@@ -420,24 +420,36 @@ def test_read_applies_exif_orientation(tmp_path: Path) -> None:
             assert bool(red[:, :4].all()) and not bool(red[:, 4:].any())
 
 
+def test_file_facts_read_depth_from_the_header(tmp_path: Path) -> None:
+    """16-bit PNG and TIFF, float TIFF and 8-bit files, as the header says (no pixels decoded)."""
+    from lorun_cli.io.images import file_facts
+
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((4, 4, 3), np.uint16), photometric="rgb")
+    tifffile.imwrite(tmp_path / "c.tif", np.zeros((4, 4), np.float32))
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "d.png")
+    assert [file_facts(tmp_path / n).bits for n in ("a.png", "b.tif", "c.tif", "d.png")] == [16, 16, 32, 8]
+    assert file_facts(tmp_path / "d.png").jpeg_step is None
+
+
 def test_written_images_keep_the_input_colour_profile(tmp_path: Path) -> None:
     """A photo's ICC profile (a wide-gamut phone photo's, say) travels to restore's output in PNG, JPEG and TIFF;
     a profile of another colour space (RGB for a gray result) is left out, and a file without one gives None."""
     from PIL import ImageCms
 
     from lorun_cli import restore as R
-    from lorun_cli.io.images import icc_profile
+    from lorun_cli.io.images import file_facts
 
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     src = tmp_path / "in.jpg"
     Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(src, icc_profile=icc)
     Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "plain.png")
-    assert icc_profile(src) == icc and icc_profile(tmp_path / "plain.png") is None
-    assert icc_profile(tmp_path / "missing.png") is None
+    assert file_facts(src).icc == icc and file_facts(tmp_path / "plain.png").icc is None
+    assert file_facts(tmp_path / "missing.png").icc is None
     x = torch.rand(3, 8, 8)
     for ext in (".png", ".jpg", ".tif"):
         out = tmp_path / f"o{ext}"
-        R._write(out, x, R.RestoreOptions(task="sr"), src)
+        R._write(out, x, R.RestoreOptions(task="sr"), file_facts(src))
         if ext == ".tif":
             with tifffile.TiffFile(out) as tf:
                 got = bytes(tf.pages[0].tags[34675].value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,58 +187,53 @@ def _load_image_array(p: Path) -> np.ndarray:
         ) from e
 
 
-def jpeg_luma_step(path: str | os.PathLike[str]) -> float | None:
-    """The mean step of a JPEG file's luma quantisation table (its header only; None for other files).
+@dataclass(frozen=True)
+class FileFacts:
+    """What an image file's header says beyond its pixels (:func:`file_facts`)."""
 
-    JPEG's error on an image grows with these steps (quality 95 / 75 / 50 give about 5.8 / 29 / 58 with the
-    standard tables); SR reads it as noise in the measurement (:func:`lorun_cli.physics.sr_estimate.jpeg_data_weight`).
+    jpeg_step: float | None = None  # mean step of a JPEG's luma quantisation table (None: not a JPEG)
+    icc: bytes | None = None  # embedded ICC colour profile
+    bits: int = 8  # bits per sample: 16 (16-bit PNG or TIFF), 32 (float TIFF), else 8
+
+
+def file_facts(path: str | os.PathLike[str]) -> FileFacts:
+    """One read of an image file's header: its JPEG quantisation, colour profile and sample depth.
+
+    JPEG's error on an image grows with the luma table's steps (quality 95 / 75 / 50 give about 5.8 / 29 / 58 with
+    the standard tables); SR reads it as noise in the measurement
+    (:func:`lorun_cli.physics.sr_estimate.jpeg_data_weight`).
+    Phones and cameras tag wide-gamut photos (Display P3, Adobe RGB) with a profile, which a restored image keeps.
+    A file the header reader cannot open gives the defaults (the pixel reader reports it).
     """
     from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            tables = getattr(img, "quantization", None) if img.format in ("JPEG", "MPO") else None  # MPO: cameras
-    except (OSError, ValueError, SyntaxError):
-        return None
-    if not tables:
-        return None
-    luma = tables.get(0) or next(iter(tables.values()))
-    return float(np.mean(np.asarray(luma, dtype=np.float64)))
-
-
-def icc_profile(path: str | os.PathLike[str]) -> bytes | None:
-    """The ICC colour profile embedded in an image file (None when it has none or Pillow cannot open it).
-
-    Phones and cameras tag wide-gamut photos (Display P3, Adobe RGB) this way; a restored image written without
-    the profile would be shown as sRGB, its colours duller than the input's.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            icc = img.info.get("icc_profile")
-    except (OSError, ValueError, SyntaxError):
-        return None
-    return bytes(icc) if icc else None
-
-
-def sample_bits(path: str | os.PathLike[str]) -> int:
-    """Bits per sample of an image file, from its header: 16 (16-bit PNG or TIFF), 32 (float TIFF), else 8."""
     p = Path(path)
     try:
-        if p.suffix.lower() in TIFF_EXTS:
-            import tifffile
+        with Image.open(p) as img:
+            tables = getattr(img, "quantization", None) if img.format in ("JPEG", "MPO") else None  # MPO: cameras
+            icc, mode = img.info.get("icc_profile"), img.mode
+    except (OSError, ValueError, SyntaxError):
+        tables, icc, mode = None, None, ""
+    step = None
+    if tables:
+        luma = tables.get(0) or next(iter(tables.values()))
+        step = float(np.mean(np.asarray(luma, dtype=np.float64)))
+    bits = 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 8
+    if p.suffix.lower() in TIFF_EXTS:  # PIL misreads some TIFFs (float, 16-bit RGB): ask tifffile
+        import tifffile
 
+        try:
             with tifffile.TiffFile(p) as tf:
                 dt = np.dtype(tf.pages[0].dtype)
-            return 32 if dt.kind == "f" else max(8, min(16, 8 * dt.itemsize))
-        from PIL import Image
+            bits = 32 if dt.kind == "f" else max(8, min(16, 8 * dt.itemsize))
+        except Exception:  # noqa: BLE001 - unreadable here: the pixel reader reports it
+            pass
+    return FileFacts(step, bytes(icc) if icc else None, bits)
 
-        with Image.open(p) as img:
-            mode = img.mode
-    except Exception:  # unreadable here: the reader reports it
-        return 8
-    return 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 8
+
+def jpeg_luma_step(path: str | os.PathLike[str]) -> float | None:
+    """The mean step of a JPEG file's luma quantisation table (None for other files); see :func:`file_facts`."""
+    return file_facts(path).jpeg_step
 
 
 def output_dtype(bits: int, path: str | os.PathLike[str], channels: int) -> str | None:
