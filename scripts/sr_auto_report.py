@@ -242,7 +242,10 @@ NOTES = [
     "57, with γ = 3 +0.559 / +0.321 / −2.99 / 51; keep 1 +0.506 / −0.071 / −4.57 / 65, with γ = 3 +0.485 / +0.196 / "
     "−3.78 / 57. More shape lifts the bundled kernels (+0.87 → +1.22) and Gaussians but loses on motion blurs and PIL "
     "inputs; no setting beat the shipped one on mean, worst case and cases under bicubic together, so none went to "
-    "a check (docs/logs/sr-keep-weight-probe.txt).",
+    "a check. The estimates also run wide on held-out images (σ_eff +0.2 to +0.3 px on Gaussians, +0.4 to +0.6 on "
+    "plain decimation); narrowing them before the blend (`--shrink 0.15 / 0.3`, about the centre of mass) gave mean "
+    "+0.568 / +0.520, worst family +0.240 / +0.177, worst case −2.00 / −1.72: the bias helps more than it costs, "
+    "and it stays (docs/logs/sr-keep-weight-probe.txt).",
     "- A file's default grid is `centre` (shipped: `sr_estimate.default_grid`; `--simulate`, whose own degradation "
     "decimates on the top-left grid, defaults to `top-left`; the bench's auto columns keep `--grid auto`, since its "
     "degradations mix both grids). Rule written before the check (docs/logs/sr-grid-prereg.md): on the 40 held-out "

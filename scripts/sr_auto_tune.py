@@ -82,6 +82,8 @@ def main() -> int:
     ap.add_argument("--bootstrap", type=float, default=0.0,
                     help="> 0: correct the estimate by a parametric bootstrap of this gain: restore once, blur the "
                          "restoration with the estimate, estimate again (k̂′) and use k̂ + gain·(k̂ − k̂′), clipped at 0")
+    ap.add_argument("--shrink", type=float, default=0.0, help="> 0: narrow the estimate by this many px of width "
+                    "(σ_eff, about its centre of mass; at most halved) before it is used")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--start", type=int, default=0, help="skip the first START held-out images")
     ap.add_argument("--seed", type=int, default=100)
@@ -125,6 +127,9 @@ def main() -> int:
                         else:
                             k_est = (k_est + args.bootstrap * (k_est - k_again)).clamp_min(0)
                             k_est = k_est / k_est.sum()
+                    if args.shrink > 0:  # the estimate narrowed about its centre of mass
+                        w = E.kernel_width(k_est)
+                        k_est = E.scaled_kernel(k_est, max(0.5, (w - args.shrink) / max(w, 1e-6)), E.centroid(k_est))
                     best = E.estimate(snap_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
                     if est2 is not None:  # an ensemble of two estimators: the mean kernel
                         k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
@@ -159,6 +164,7 @@ def main() -> int:
         gain = "" if args.centre_gain is None else f" ×{args.centre_gain:g} centre"
         what = "bootstrap centre" if args.bootstrap_centre else "bootstrap"
         boot = f", {what} {args.bootstrap:g}" if args.bootstrap > 0 else ""
+        boot += f", shrink {args.shrink:g} px" if args.shrink > 0 else ""
         row = {"model": args.model or "sr-lorun9", "policy": policy + gain + boot, "keep": keep, "min_width": mw,
                "snap": snap,
                "wide": _rule_text(wide), "noise_weight": _rule_text(nrule)}

@@ -132,13 +132,16 @@ def kernel_width(k: Tensor) -> float:
     return math.sqrt(max(var, 0.0))
 
 
-def scaled_kernel(k: Tensor, c: float) -> Tensor:
-    """k_c(p) ∝ k(p / c): the same shape with every width multiplied by ``c`` (bilinear resampling, sum 1)."""
+def scaled_kernel(k: Tensor, c: float, about: tuple[float, float] = (0.0, 0.0)) -> Tensor:
+    """k_c(p) ∝ k(a + (p − a) / c): the same shape with every width multiplied by ``c`` about the point ``a``
+    (``about``: row, col offsets from the centre tap), one bilinear resampling, sum 1."""
     if c == 1.0:
         return k
     size = k.shape[-1]
-    r = (torch.arange(size, dtype=torch.float32) - size // 2) / c / (size // 2)  # normalised sample positions
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    half = size // 2
+    d = torch.arange(size, dtype=torch.float32) - half
+    ry, rx = (about[0] + (d - about[0]) / c) / half, (about[1] + (d - about[1]) / c) / half  # normalised positions
+    yy, xx = torch.meshgrid(ry, rx, indexing="ij")
     grid = torch.stack([xx, yy], dim=-1)[None]
     out = F.grid_sample(k.float()[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0, 0]
     out = out.clamp_min(0)
