@@ -560,3 +560,13 @@ def test_cli_grid_option(zoo_env, tmp_path) -> None:
         r = run_lorun(["restore", "--scale", "2", "in.png", "-o", "o2.png", *args], zoo_env, tmp_path)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert not (tmp_path / "o2.png").exists()
+
+
+def test_scaled_kernel_about_a_point_keeps_that_point() -> None:
+    """Scaling about the centre of mass narrows a kernel without moving it; the default scales about the centre tap."""
+    k = E.recentred(E.gaussian_kernel(1.5, 1.0, 0.3)[0], (-1.0, -1.0))
+    narrow = E.scaled_kernel(k, 0.7, E.centroid(k))
+    assert E.centroid(narrow) == pytest.approx((-1.0, -1.0), abs=1e-3)
+    assert E.kernel_width(narrow) < 0.85 * E.kernel_width(k)
+    moved = E.scaled_kernel(k, 0.7)  # about the centre tap: the centre of mass moves in with the widths
+    assert E.centroid(moved) == pytest.approx((-0.7, -0.7), abs=0.05)
