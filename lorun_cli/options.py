@@ -26,7 +26,7 @@ class RestoreOptions:
     backbone: Path | None = None
     scale: int = 4
     kernel: str = "auto"  # SR: K1…K12, a kernel file, or auto (estimated from the input)
-    save_kernel: Path | None = None  # SR: write the kernel used (.npy)
+    save_kernel: Path | None = None  # SR: write the estimated kernel (.npy; the given one without an estimator)
     grid: str | None = None  # SR --kernel auto: the LR grid (None: sr_estimate.default_grid; see facts.SR_GRIDS)
     noise: float = 0.0
     ratio: float | None = None

@@ -112,8 +112,9 @@ def restore(
                                        "run, with less gain.")] = 4,
     kernel: Annotated[str, typer.Option(help="SR blur kernel: auto (estimated from the input, the default), K1…K12 "
                                         "or a kernel file (.npy/.mat/.png).")] = "auto",
-    save_kernel: Annotated[Path | None, typer.Option(help="SR: write the kernel used (estimated or given) as "
-                                                     ".npy.")] = None,
+    save_kernel: Annotated[Path | None, typer.Option(help="SR: write the kernel estimated from the input (as the "
+                                                     "estimator gives it; the given kernel when there is no "
+                                                     "estimator) as .npy.")] = None,
     grid: Annotated[str | None, typer.Option(
         help="SR --kernel auto: where the LR pixels sit. centre (made smaller by a resizer: Pillow, OpenCV, "
              "ImageMagick, browsers; the default for a file), top-left (decimation x[::s, ::s] after a blur, as in "
