@@ -117,6 +117,18 @@ def _is_manifest_name(spec: str) -> bool:
     return spec in model_names(load_manifest())
 
 
+def _precisions(opts: BenchOptions) -> list[str]:
+    """fp32, then the other ``--precision`` values, each one this device runs as asked (bench measures what runs)."""
+    from .restore import resolve_precision
+
+    precisions = list(dict.fromkeys(["fp32", *opts.precisions]))
+    for p in precisions:
+        ran, why = resolve_precision(p, opts.device)
+        if ran != p:
+            raise OptionError("precisions", p, f"{why}; drop it")
+    return precisions
+
+
 class Method:
     """A learned network or a classical baseline behind one call: restore(x_clean) -> (estimate, reference)."""
 
@@ -366,12 +378,7 @@ def run_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
     if opts.task == "sr" and opts.kernels.strip().lower().startswith("auto"):
         return run_sr_auto_bench(opts, quiet)
     dataset, items = _testset(opts)
-    from .restore import resolve_precision
-
-    precisions = [p for p in dict.fromkeys(["fp32", *opts.precisions])]
-    for p in precisions:
-        if resolve_precision(p, opts.device)[0] != p:
-            raise OptionError("precisions", p, resolve_precision(p, opts.device)[1])
+    precisions = _precisions(opts)
     methods = [(Method("lorun9", opts, is_model=True), True)]
     ref_op = methods[0][0].cs_op  # classical CS baselines measure with the model under test's Φ
     methods += [(Method("lorun9", opts, is_model=True, precision=p), False) for p in precisions[1:]]
@@ -613,12 +620,7 @@ def run_speed(opts: BenchOptions, quiet: bool = False) -> dict[str, Any]:
     with the rest): "stages" GFLOP/s divide by the forward time without it."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .restore import resolve_precision
-
-    precisions = list(dict.fromkeys(["fp32", *opts.precisions]))
-    for p in precisions:
-        if resolve_precision(p, opts.device)[0] != p:
-            raise OptionError("precisions", p, resolve_precision(p, opts.device)[1])
+    precisions = _precisions(opts)
     gen = torch.Generator().manual_seed(opts.seed)
     size = SPEED_SIZE[opts.task]
     methods = [Method("lorun9", opts, is_model=True, precision=p) for p in precisions]

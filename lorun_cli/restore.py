@@ -56,13 +56,22 @@ def default_model_name(task: str, strategy: str, ratio: float | None = None, ker
     return entries[0]["name"]
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 itself: AVX512-BF16 or AMX on x86. oneDNN also runs bf16 on plain AVX-512,
+    emulated (its own check says yes there), at about 3.4× the fp32 time of an SR forward (docs/SPEED.md)."""
+    cpu = torch.cpu
+    if getattr(cpu, "_is_avx512_supported", lambda: False)():  # x86 with AVX-512: ask for the bf16 units
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def resolve_precision(precision: str, device: str) -> tuple[str, str]:
     """The precision to run (and a note when it differs): fp16 needs CUDA; bf16 on a CPU without native
     bf16 (AVX512-BF16 / AMX) would be emulated, slower than fp32, so fp32 runs instead."""
     if precision == "fp16" and not device.startswith("cuda"):
         raise OptionError("precision", "fp16", "needs a CUDA device; on a CPU use bf16 (or fp32)")
-    if precision == "bf16" and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "fp32", "this CPU has no native bf16 (AVX512-BF16 or AMX); running fp32"
+    if precision == "bf16" and device == "cpu" and not native_bf16_cpu():
+        return "fp32", "this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it runs slower than fp32"
     return precision, ""
 
 
@@ -463,7 +472,7 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
         _load_mask(opts.mask)  # fail fast on a bad mask
     precision, why = resolve_precision(opts.precision, opts.device)
     if why and on_note is not None:
-        on_note(why)
+        on_note(f"{why}; running fp32")
     if opts.task == "sr" and opts.scale not in SR_SCALES and on_note is not None:
         on_note(f"×{opts.scale} lies outside the scales the SR models were trained on "
                 f"({', '.join(map(str, SR_SCALES))}): it runs, with less gain over bicubic (README, Bundled models)")

@@ -92,7 +92,7 @@ def test_channels_last_inference_matches_the_plain_layout() -> None:
     assert (a - b).abs().max() <= 1e-5
 
 
-@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no native bf16 on this CPU")
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no bf16 in oneDNN on this CPU")
 def test_bf16_inference_is_close_and_float32_out() -> None:
     """bf16 autocast of the denoisers: a float32 result close to fp32 (the data steps stay float32)."""
     net = _cs_net()
@@ -257,14 +257,29 @@ def test_fast_exit_flushes_everything(zoo_env: dict[str, str], tmp_path: Path) -
     assert r.returncode == 2 and r.stderr.strip().startswith("lorun: error:") and "--force" in r.stderr
 
 
+def test_native_bf16_means_the_bf16_units_not_onednn_emulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On x86 with AVX-512, bf16 counts as native only with AVX512-BF16 or AMX (oneDNN's own check also says yes
+    on plain AVX-512, where it emulates bf16 at several times fp32's time)."""
+    from lorun_cli import restore as R
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: True)
+    for bf16, amx, native in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert R.native_bf16_cpu() is native
+
+
 def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """--precision bf16 on a CPU without native bf16 runs fp32 with a note; fp16 needs CUDA."""
     from lorun_cli import restore as R
     from lorun_cli.errors import UsageError
 
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(R, "native_bf16_cpu", lambda: False)
     precision, note = R.resolve_precision("bf16", "cpu")
     assert precision == "fp32" and "no native bf16" in note
+    monkeypatch.setattr(R, "native_bf16_cpu", lambda: True)
+    assert R.resolve_precision("bf16", "cpu") == ("bf16", "")
     assert R.resolve_precision("bf16", "cuda") == ("bf16", "")
     assert R.resolve_precision("fp32", "cpu") == ("fp32", "")
     with pytest.raises(UsageError):
