@@ -96,3 +96,22 @@ def test_a_tiling_without_context_is_caught() -> None:
         naive = R.run_tiled(fn, y, 48, overlap=4, out_scale=2).clamp(0, 1)
     mse = float((whole - naive).square().mean())
     assert 10 * math.log10(1 / mse) < MIN_DB
+
+
+def test_balanced_tile_covers_with_the_least_work() -> None:
+    """The largest tile that fits is not the one to use: 992 on a 1024 side overlaps almost wholly (3.75× the
+    pixels); the balanced tile is never larger and covers the image with far less."""
+    def work(sizes: list[int], t: int, o: int, a: int) -> int:
+        out = 1
+        for n in sizes:
+            out *= len(R._tile_starts(n, t, o, a)) * min(t, n) if n > t else n
+        return out
+
+    assert R.balanced_tile([1024, 1024], 992, 32, 32) == 544
+    for sizes, tile, o, a in (([1024, 1024], 992, 32, 32), ([1112, 1952], 496, 16, 4), ([32, 32], 31, 4, 1),
+                              ([256], 200, 32, 8), ([300, 90], 96, 8, 4)):
+        t = R.balanced_tile(sizes, tile, o, a)
+        assert t <= tile and t % a == 0 and t > 2 * o
+        assert work(sizes, t, o, a) <= work(sizes, tile, o, a)
+        for n in sizes:  # the tiles still reach the far edge
+            assert n <= t or R._tile_starts(n, t, o, a)[-1] + t >= n
