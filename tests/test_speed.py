@@ -284,3 +284,17 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(monkeypatch: pytest.MonkeyP
     assert R.resolve_precision("fp32", "cpu") == ("fp32", "")
     with pytest.raises(UsageError):
         R.resolve_precision("fp16", "cpu")
+
+
+def test_bench_refuses_a_precision_this_cpu_would_only_emulate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench measures what runs: bf16 without the bf16 units is refused in one line, not timed as fp32 or emulated."""
+    from lorun_cli import bench as B
+    from lorun_cli import restore as R
+    from lorun_cli.errors import OptionError
+
+    monkeypatch.setattr(R, "native_bf16_cpu", lambda: False)
+    with pytest.raises(OptionError, match="no native bf16.*drop it"):
+        B._precisions(B.BenchOptions(task="sr", precisions=["bf16"]))
+    assert B._precisions(B.BenchOptions(task="sr", precisions=["fp32"])) == ["fp32"]
+    monkeypatch.setattr(R, "native_bf16_cpu", lambda: True)
+    assert B._precisions(B.BenchOptions(task="sr", precisions=["bf16"])) == ["fp32", "bf16"]
