@@ -77,21 +77,23 @@ def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: 
 
 
 class RestoreProgress:
-    """A progress bar (images/s) on stderr for several inputs, when stderr is a terminal; else silent."""
+    """Progress on stderr when it is a terminal (else silent): images/s for several inputs, and the tiles of a
+    tiled input (a large image restored in tiles can take minutes)."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.progress, self.task = total, None, None
-        if enabled and total > 1 and sys.stderr.isatty():
+        self.total, self.progress, self.task, self.tile_task = total, None, None, None
+        if enabled and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn("restore"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]} images/s"), TimeElapsedColumn(),
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                                      console=Console(stderr=True), transient=True)
 
     def __enter__(self) -> RestoreProgress:
         if self.progress is not None:
             self.progress.start()
-            self.task = self.progress.add_task("restore", total=self.total, rate="–")
+            if self.total > 1:
+                self.task = self.progress.add_task("restore", total=self.total, rate="– images/s")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -100,11 +102,21 @@ class RestoreProgress:
 
     def __call__(self, rec: dict[str, Any]) -> None:
         """One more input done."""
-        if self.progress is not None:
-            task = self.progress.tasks[0]
+        if self.task is not None:
+            task = self.progress.tasks[self.task]
             done = task.completed + 1
             rate = done / task.elapsed if task.elapsed else 0.0
-            self.progress.update(self.task, completed=done, rate=f"{rate:.2f}")
+            self.progress.update(self.task, completed=done, rate=f"{rate:.2f} images/s")
+
+    def tile(self, done: int, total: int) -> None:
+        """``done`` of the ``total`` tiles of the input in progress are restored."""
+        if self.progress is None:
+            return
+        if self.tile_task is None or done == 1:
+            if self.tile_task is not None:
+                self.progress.remove_task(self.tile_task)
+            self.tile_task = self.progress.add_task("tiles", total=total, rate="")
+        self.progress.update(self.tile_task, completed=done, total=total)
 
 
 def bench_table(result: Any) -> Table:

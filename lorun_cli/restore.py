@@ -138,12 +138,12 @@ def balanced_tile(sizes: Sequence[int], tile: int, overlap: int, align: int = 1)
 
 
 def run_tiled(fn, y: Tensor, tile: int, overlap: int, out_scale: int, axes: tuple[int, ...] = (-2, -1),
-              align: int = 1) -> Tensor:
+              align: int = 1, progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Apply ``fn`` to overlapping tiles of ``y`` along ``axes`` and stitch the tile centres.
 
     ``out_scale`` maps input to output pixels (SR); ``align`` keeps tile starts on a grid (CS blocks).
     ``tile`` is the largest tile memory allows; the tiles used are :func:`balanced_tile`'s (no larger).
-    Memory is bounded by one tile.
+    Memory is bounded by one tile. ``progress(done, total)`` hears of each finished tile.
     """
     if tile <= 0 or all(y.shape[a] <= tile for a in axes):
         return fn(y)
@@ -151,7 +151,7 @@ def run_tiled(fn, y: Tensor, tile: int, overlap: int, out_scale: int, axes: tupl
     starts = [_tile_starts(y.shape[a], tile, overlap, align) for a in axes]
     out = None
     grid = [(i,) for i in starts[0]] if len(axes) == 1 else [(i, j) for i in starts[0] for j in starts[1]]
-    for pos in grid:
+    for done, pos in enumerate(grid, 1):
         sl = [slice(None)] * y.dim()
         for a, p in zip(axes, pos, strict=True):
             sl[a] = slice(p, p + tile)
@@ -170,6 +170,8 @@ def run_tiled(fn, y: Tensor, tile: int, overlap: int, out_scale: int, axes: tupl
             osl[a] = slice(lo * out_scale, hi * out_scale)
             rsl[a] = slice((lo - p) * out_scale, (hi - p) * out_scale)
         out[tuple(osl)] = res[tuple(rsl)]
+        if progress is not None:
+            progress(done, len(grid))
     return out
 
 
@@ -266,9 +268,11 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
 class _Guard:
     """The memory guard for one run: budget, and a callback for its notes."""
 
-    def __init__(self, opts: RestoreOptions, on_note: Callable[[str], None] | None) -> None:
+    def __init__(self, opts: RestoreOptions, on_note: Callable[[str], None] | None,
+                 on_tile: Callable[[int, int], None] | None = None) -> None:
         self.budget, self.how = memory.budget_bytes(opts.max_memory, opts.device)
         self.on_note = on_note or (lambda _m: None)
+        self.on_tile = on_tile  # (tiles done, tiles) of the image in progress
 
     def tile(self, net: DUN, inp: Path, opts: RestoreOptions, out_hw: tuple[int, int], batch: int, min_tile: int,
              align: int = 32, rows_only: bool = False) -> int:
@@ -335,7 +339,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
         return net(t, SRBlur(k, s, data_weight=data_weight))
 
     with torch.no_grad():
-        out = _sr_run(fn, y, tile // s, s)
+        out = _sr_run(fn, y, tile // s, s, guard.on_tile)
     out = out.clamp(0, 1)[0]
     if gray:  # a gray input gives a gray output (no colour fringes from the RGB network)
         out = out.mean(dim=0, keepdim=True)
@@ -347,7 +351,8 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
 SR_OVERLAP = 16  # input pixels of context around an SR tile (tiled matches whole to > 60 dB)
 
 
-def _sr_run(fn: Callable[[Tensor], Tensor], y: Tensor, tile_lr: int, s: int) -> Tensor:
+def _sr_run(fn: Callable[[Tensor], Tensor], y: Tensor, tile_lr: int, s: int,
+            progress: Callable[[int, int], None] | None = None) -> Tensor:
     """SR of the whole image or in tiles, with one result.
 
     The image is restored as a periodic signal (the blur is circular): it is padded circularly by the
@@ -363,7 +368,7 @@ def _sr_run(fn: Callable[[Tensor], Tensor], y: Tensor, tile_lr: int, s: int) -> 
     eh, ew = -(h + 2 * p) % a, -(w + 2 * p) % a  # far-side extra, so tiles end on the grid too
     padded = torch.nn.functional.pad(y, (p, p + ew, p, p + eh), mode="circular")
     if tile_lr and max(padded.shape[-2:]) > tile_lr:
-        out = run_tiled(fn, padded, max(a, tile_lr // a * a), overlap=p, out_scale=s, align=a)
+        out = run_tiled(fn, padded, max(a, tile_lr // a * a), overlap=p, out_scale=s, align=a, progress=progress)
     else:
         out = fn(padded)
     return out[..., p * s : (p + h) * s, p * s : (p + w) * s]
@@ -384,8 +389,8 @@ def _restore_cs(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
         def fn(t: Tensor) -> Tensor:  # t: (N, C, m, hb, wb) measurement blocks
             return net(t)
 
-        xpad = run_tiled(fn, y, tile_blocks, overlap=_cs_overlap(tile_blocks), out_scale=B) if tile_blocks \
-            else net(y)
+        xpad = run_tiled(fn, y, tile_blocks, overlap=_cs_overlap(tile_blocks), out_scale=B,
+                         progress=guard.on_tile) if tile_blocks else net(y)
         out = op.crop(xpad)
     return out[:, 0].clamp(0, 1), img
 
@@ -442,13 +447,14 @@ def _restore_cassi(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generat
     tile = guard.tile(net, inp, opts, tuple(mask.shape), 1, min_tile(opts.task, 1), align=8, rows_only=True)
     with torch.no_grad():
         if tile and y.shape[-2] > tile:
-            out = _cassi_rows(net, y, mask, tile)
+            out = _cassi_rows(net, y, mask, tile, progress=guard.on_tile)
         else:
             out = net(y, op)
     return out.clamp(0, 1)[0], ref
 
 
-def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 32, align: int = 8) -> Tensor:
+def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 32, align: int = 8,
+                progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Row tiles for CASSI: each tile uses its own rows of the mask (exact: the dispersion runs along W).
 
     Tiles start on a grid of ``align`` rows (the denoiser's pooling grid); the last one runs to the
@@ -477,6 +483,8 @@ def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 32,
         lo = 0 if p == 0 else p + overlap
         hi = h if end >= h else end - overlap
         out[..., lo:hi, :] = res[..., lo - p : hi - p, :]
+        if progress is not None:
+            progress(i + 1, len(starts))
     return out
 
 
@@ -484,13 +492,15 @@ PROTOCOL = {"cs": "gray8", "sr": "y", "cassi": "bands"}
 
 
 def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str], None] | None = None,
-                on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                on_result: Callable[[dict[str, Any]], None] | None = None,
+                on_tile: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Restore every input; returns one result record per input (what reports print).
 
     Everything checkable is checked first (:func:`lorun_cli.options.plan`); the memory guard then keeps
     each input within the budget, tiling it when needed (``on_note`` receives the announcement).
     One model load serves every input; inputs are read ahead and results written behind the computation
-    (:class:`_Pipeline`); ``on_result`` receives each record as its input is done (a progress bar).
+    (:class:`_Pipeline`); ``on_result`` receives each record as its input is done (a progress bar), and
+    ``on_tile`` (tiles done, tiles) each tile of a tiled input.
     Records carry ``seconds`` (the input's own compute and score time) and ``timings`` (read, compute,
     score, write; ``load`` on the first); the last also ``peak_rss_mb`` (the process's peak so far).
     """
@@ -515,7 +525,7 @@ def run_restore(inputs: list[Path], opts: RestoreOptions, on_note: Callable[[str
                                 warm_start=opts.warm_start)
     t_load = time.perf_counter() - t_start
     gen = torch.Generator().manual_seed(opts.seed)
-    guard = _Guard(opts, on_note)
+    guard = _Guard(opts, on_note, on_tile)
     results = []
     fn = {"sr": _restore_sr, "cs": _restore_cs, "cassi": _restore_cassi}[opts.task]
     with _Pipeline(pairs, opts) as io:

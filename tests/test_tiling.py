@@ -115,3 +115,13 @@ def test_balanced_tile_covers_with_the_least_work() -> None:
         assert work(sizes, t, o, a) <= work(sizes, tile, o, a)
         for n in sizes:  # the tiles still reach the far edge
             assert n <= t or R._tile_starts(n, t, o, a)[-1] + t >= n
+
+
+def test_tiled_runs_report_each_tile() -> None:
+    """run_tiled tells its progress callback about every tile, in order, with the tile count."""
+    seen: list[tuple[int, int]] = []
+    y = torch.rand(1, 1, 100, 70)
+    out = R.run_tiled(lambda t: t * 2, y, 48, overlap=4, out_scale=1, progress=lambda d, n: seen.append((d, n)))
+    assert torch.allclose(out, 2 * y)
+    n = seen[0][1]
+    assert n > 1 and seen == [(i, n) for i in range(1, n + 1)]

@@ -166,7 +166,8 @@ def restore(
 
     startup = process_seconds()
     with RestoreProgress(len(pairs), enabled=not (STATE.quiet or json_out)) as progress:
-        results = run_restore(inputs, opts, on_note=None if STATE.quiet else _note, on_result=progress)
+        results = run_restore(inputs, opts, on_note=None if STATE.quiet else _note, on_result=progress,
+                              on_tile=progress.tile)
     print_restore(results, json_out=json_out, quiet=STATE.quiet, command_seconds=process_seconds(),
                   startup_seconds=startup, verbose=verbose)
 
