@@ -121,7 +121,7 @@ def balanced_tile(sizes: Sequence[int], tile: int, overlap: int, align: int = 1)
     def area(t: int) -> int:
         out = 1
         for n in sizes:
-            out *= len(_tile_starts(n, t, overlap, align)) * min(t, n) if n > t else n
+            out *= n if n <= t else len(_tile_starts(n, t, overlap, align)) * t  # one tile, or several of t
         return out
 
     floor = 2 * overlap + align  # a tile must advance

@@ -104,7 +104,7 @@ def test_balanced_tile_covers_with_the_least_work() -> None:
     def work(sizes: list[int], t: int, o: int, a: int) -> int:
         out = 1
         for n in sizes:
-            out *= len(R._tile_starts(n, t, o, a)) * min(t, n) if n > t else n
+            out *= n if n <= t else len(R._tile_starts(n, t, o, a)) * t
         return out
 
     assert R.balanced_tile([1024, 1024], 992, 32, 32) == 544
