@@ -256,7 +256,10 @@ NOTES = [
     "bicubic 195 / 14 / 478 of 480; per filter, auto → centre: bicubic +0.48 → +0.95, Lanczos +0.15 → +0.58, "
     "bilinear +0.51 → +1.37, box −1.01 → +0.59. The cost, on the same images made by slicing (plain decimation, "
     "Gaussian and bundled blurs from seed 100, 360 cases): centre −1.10 dB under bicubic on average against auto "
-    "+0.58 and top-left +0.71 (docs/logs/sr-grid-check.txt).",
+    "+0.58 and top-left +0.71 (docs/logs/sr-grid-check.txt). Outside the rule, Pillow's NEAREST downscaling (made "
+    "smaller without blur by a resizer; 120 cases): auto −2.44, centre −0.29, top-left −2.57 dB against bicubic; at "
+    "×3, where NEAREST keeps the block centre, centre +0.21 (7 of 40 under); at ×2 / ×4 it keeps a pixel half a "
+    "pixel past the centre, and centre stays under bicubic (−0.67 / −0.42).",
     "- The same adapters trained 1,500 steps further with the same mix (`--init` the previous run's file, `--lr "
     "2e-4`, 46.7 min; rule written before the run, docs/logs/sr-mix2-prereg.md: the same bar on the same 720 "
     "held-out cases, a third use of them for a choice): mean +0.522, worst family +0.311 (now motion; delta "

@@ -2,7 +2,7 @@
 """Which LR grid a real file's ``--kernel auto`` restore should assume, on held-out *training* images (never a test
 set). The rule and its reasons: docs/logs/sr-grid-prereg.md.
 
-    python scripts/sr_grid_check.py run START LIMIT [SCALES]   # JSON lines, one per case
+    python scripts/sr_grid_check.py run START LIMIT [SCALES] [FAMILIES]   # JSON lines, one per case
     python scripts/sr_grid_check.py verdict RUN.jsonl [...]
 
 Images: the last Train400 images (``train_sr_estimator.held_out_files``), gray, fed to the RGB network in all three
@@ -36,6 +36,7 @@ from lorun_cli.restore import PROTOCOL, load_task_model, sr_kernel_for  # noqa: 
 
 RESIZERS = {"pil-bicubic": Image.BICUBIC, "pil-lanczos": Image.LANCZOS, "pil-bilinear": Image.BILINEAR,
             "pil-box": Image.BOX}
+EXTRA = {"pil-nearest": Image.NEAREST}  # "downscaled without blur" by a resizer (not part of the rule's families)
 TOP_LEFT = ("delta", "gauss", "bundled")
 
 
@@ -49,7 +50,7 @@ def to8(y: torch.Tensor) -> np.ndarray:
     return (y[0, 0].clamp(0, 1) * 255).round().byte().numpy()
 
 
-def run(start: int, limit: int, scales: list[int]) -> None:
+def run(start: int, limit: int, scales: list[int], families: list[str]) -> None:
     torch.set_num_threads(1)
     net, _ = load_task_model("sr", None)
     files = held_out_files(DS.data_root(None), start, limit)
@@ -58,10 +59,10 @@ def run(start: int, limit: int, scales: list[int]) -> None:
             x = held_out_hr(f, s)
             hr8 = to8(x)
             h, w = hr8.shape
-            for fam in (*RESIZERS, *TOP_LEFT):
+            for fam in families:
                 with torch.no_grad():
-                    if fam in RESIZERS:
-                        lr = Image.fromarray(hr8).resize((w // s, h // s), RESIZERS[fam])
+                    if fam in RESIZERS or fam in EXTRA:
+                        lr = Image.fromarray(hr8).resize((w // s, h // s), {**RESIZERS, **EXTRA}[fam])
                         y = gray3(np.asarray(lr))
                         bic = gray3(np.asarray(lr.resize((w, h), Image.BICUBIC)))
                     else:
@@ -82,13 +83,16 @@ def verdict(files: list[str]) -> None:
     """Per family and grid: mean PSNR − baseline, cases under it, worst case; then the rule's verdict."""
     rows = [json.loads(line) for f in files for line in open(f) if line.startswith("{")]
     print(f"{len(rows)} cases")
-    for fam in (*RESIZERS, *TOP_LEFT):
+    for fam in (*RESIZERS, *EXTRA, *TOP_LEFT):
         rs = [r for r in rows if r["fam"] == fam]
         if rs:
             print(f"{fam:13s} n={len(rs):3d} " + " | ".join(
                 f"{g} {st.mean(r[g] for r in rs):+.3f} (under {sum(r[g] < 0 for r in rs)}, worst "
                 f"{min(r[g] for r in rs):+.2f})" for g in SR_GRIDS))
     rz = [r for r in rows if r["fam"] in RESIZERS]
+    if not rz:
+        print("no cases of the rule's resizer families: no verdict")
+        return
     mean = {g: st.mean(r[g] for r in rz) for g in SR_GRIDS}
     under = {g: sum(r[g] < 0 for r in rz) for g in SR_GRIDS}
     fam_ok = all(st.mean(r["centre"] for r in rz if r["fam"] == f) >= st.mean(r["auto"] for r in rz if r["fam"] == f)
@@ -104,4 +108,5 @@ if __name__ == "__main__":
         verdict(sys.argv[2:])
     else:
         scales = sys.argv[4] if len(sys.argv) > 4 else "2,3,4"
-        run(int(sys.argv[2]), int(sys.argv[3]), [int(v) for v in scales.split(",")])
+        fams = sys.argv[5].split(",") if len(sys.argv) > 5 else [*RESIZERS, *TOP_LEFT]
+        run(int(sys.argv[2]), int(sys.argv[3]), [int(v) for v in scales.split(",")], fams)
