@@ -486,15 +486,15 @@ def test_jpeg_luma_step_reads_the_quantisation_tables(tmp_path: Path) -> None:
     for q in (95, 75, 50):
         _image(tmp_path / "x.png")
         Image.open(tmp_path / "x.png").save(tmp_path / f"x{q}.jpg", quality=q)
-        steps.append(images.jpeg_luma_step(tmp_path / f"x{q}.jpg"))
+        steps.append(images.file_facts(tmp_path / f"x{q}.jpg").jpeg_step)
     assert steps[0] < steps[1] < steps[2] and steps[1] == pytest.approx(29.03, abs=0.01)  # IJG tables at 75
-    assert images.jpeg_luma_step(tmp_path / "x.png") is None
+    assert images.file_facts(tmp_path / "x.png").jpeg_step is None
     im = Image.open(tmp_path / "x.png")  # a multi-picture JPEG as some cameras write, named .jpg
     im.save(tmp_path / "camera.jpg", format="MPO", quality=75, save_all=True, append_images=[im])
     assert Image.open(tmp_path / "camera.jpg").format == "MPO"
-    assert images.jpeg_luma_step(tmp_path / "camera.jpg") == pytest.approx(steps[1])
+    assert images.file_facts(tmp_path / "camera.jpg").jpeg_step == pytest.approx(steps[1])
     (tmp_path / "fake.jpg").write_bytes(b"not a jpeg")
-    assert images.jpeg_luma_step(tmp_path / "fake.jpg") is None
+    assert images.file_facts(tmp_path / "fake.jpg").jpeg_step is None
 
 
 def test_jpeg_data_weight_rises_with_the_step_and_is_capped() -> None:

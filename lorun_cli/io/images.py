@@ -138,20 +138,24 @@ def _hwc_image(arr: np.ndarray, source: Path) -> np.ndarray:
     )
 
 
-def _tiff_needs_tifffile(p: Path) -> bool:
-    """True for TIFFs PIL would misread: float samples, or >8-bit multi-sample pixels."""
+def _tiff_sample(p: Path) -> tuple[np.dtype | None, int]:
+    """(sample type, samples per pixel) of a TIFF's first page, from its header; (None, 1) when tifffile cannot
+    tell (the pixel reader reports an unreadable file)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(p) as tf:
             page = tf.pages[0]
             dtype = np.dtype(page.dtype) if page.dtype is not None else None
-            spp = int(getattr(page, "samplesperpixel", 1))
-    except Exception:
-        return False
-    if dtype is None:
-        return False
-    return dtype.kind == "f" or (dtype.itemsize > 1 and spp > 1)
+            return dtype, int(getattr(page, "samplesperpixel", 1))
+    except Exception:  # noqa: BLE001 - any tifffile failure means "cannot tell"
+        return None, 1
+
+
+def _tiff_needs_tifffile(p: Path) -> bool:
+    """True for TIFFs PIL would misread: float samples, or >8-bit multi-sample pixels."""
+    dtype, spp = _tiff_sample(p)
+    return dtype is not None and (dtype.kind == "f" or (dtype.itemsize > 1 and spp > 1))
 
 
 def _read_tiff_array(p: Path) -> np.ndarray:
@@ -219,21 +223,10 @@ def file_facts(path: str | os.PathLike[str]) -> FileFacts:
         luma = tables.get(0) or next(iter(tables.values()))
         step = float(np.mean(np.asarray(luma, dtype=np.float64)))
     bits = 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 8
-    if p.suffix.lower() in TIFF_EXTS:  # PIL misreads some TIFFs (float, 16-bit RGB): ask tifffile
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(p) as tf:
-                dt = np.dtype(tf.pages[0].dtype)
-            bits = 32 if dt.kind == "f" else max(8, min(16, 8 * dt.itemsize))
-        except Exception:  # noqa: BLE001 - unreadable here: the pixel reader reports it
-            pass
+    dt = _tiff_sample(p)[0] if p.suffix.lower() in TIFF_EXTS else None  # PIL misreads some (float, 16-bit RGB)
+    if dt is not None:
+        bits = 32 if dt.kind == "f" else max(8, min(16, 8 * dt.itemsize))
     return FileFacts(step, bytes(icc) if icc else None, bits)
-
-
-def jpeg_luma_step(path: str | os.PathLike[str]) -> float | None:
-    """The mean step of a JPEG file's luma quantisation table (None for other files); see :func:`file_facts`."""
-    return file_facts(path).jpeg_step
 
 
 def output_dtype(bits: int, path: str | os.PathLike[str], channels: int) -> str | None:
@@ -319,7 +312,7 @@ def write_image(
 
     .png: 8-bit (``dtype="uint16"`` gives a 16-bit gray PNG); .tif/.tiff: 16-bit by default, or
     ``dtype`` "uint8"/"float32"; .bmp/.jpg: 8-bit. Refuses an existing file unless ``force``.
-    ``icc``: an ICC profile to embed (:func:`icc_profile` of the input), kept when its colour space is the
+    ``icc``: an ICC profile to embed (:func:`file_facts` of the input), kept when its colour space is the
     image's (RGB or gray) and the format holds one (PNG, TIFF, JPEG).
     """
     p = _check_target(path, force)
