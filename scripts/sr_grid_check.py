@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_sr_estimator import held_out_files, held_out_hr  # noqa: E402
+from train_sr_estimator import gray8, gray_input, held_out_files, held_out_hr  # noqa: E402
 
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import draw_degradation  # noqa: E402
@@ -37,17 +37,8 @@ from lorun_cli.restore import PROTOCOL, load_task_model, sr_kernel_for  # noqa: 
 RESIZERS = {"pil-bicubic": Image.BICUBIC, "pil-lanczos": Image.LANCZOS, "pil-bilinear": Image.BILINEAR,
             "pil-box": Image.BOX}
 EXTRA = {"pil-nearest": Image.NEAREST}  # "downscaled without blur" by a resizer (not part of the rule's families)
+FILTERS = {**RESIZERS, **EXTRA}
 TOP_LEFT = ("delta", "gauss", "bundled")
-
-
-def gray3(a: np.ndarray) -> torch.Tensor:
-    """An 8-bit gray array as the (1, 3, h, w) float tensor restore feeds the RGB network."""
-    t = torch.from_numpy(a.astype(np.float32) / 255.0)
-    return t.reshape(1, 1, *t.shape).expand(1, 3, -1, -1).contiguous()
-
-
-def to8(y: torch.Tensor) -> np.ndarray:
-    return (y[0, 0].clamp(0, 1) * 255).round().byte().numpy()
 
 
 def run(start: int, limit: int, scales: list[int], families: list[str]) -> None:
@@ -57,17 +48,17 @@ def run(start: int, limit: int, scales: list[int], families: list[str]) -> None:
     for s in scales:
         for i, f in enumerate(files, start=start):
             x = held_out_hr(f, s)
-            hr8 = to8(x)
+            hr8 = gray8(x)
             h, w = hr8.shape
             for fam in families:
                 with torch.no_grad():
-                    if fam in RESIZERS or fam in EXTRA:
-                        lr = Image.fromarray(hr8).resize((w // s, h // s), {**RESIZERS, **EXTRA}[fam])
-                        y = gray3(np.asarray(lr))
-                        bic = gray3(np.asarray(lr.resize((w, h), Image.BICUBIC)))
+                    if fam in FILTERS:
+                        lr = Image.fromarray(hr8).resize((w // s, h // s), FILTERS[fam])
+                        y = gray_input(np.asarray(lr))
+                        bic = gray_input(np.asarray(lr.resize((w, h), Image.BICUBIC)))
                     else:
                         _, k_true, _ = draw_degradation(fam, s, i, 100)
-                        y = gray3(to8(SRBlur(k_true, s).A(x)))
+                        y = gray_input(gray8(SRBlur(k_true, s).A(x)))
                         bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     rec = {"s": s, "i": i, "fam": fam, "bic": round(p_bic, 3)}
@@ -83,7 +74,7 @@ def verdict(files: list[str]) -> None:
     """Per family and grid: mean PSNR − baseline, cases under it, worst case; then the rule's verdict."""
     rows = [json.loads(line) for f in files for line in open(f) if line.startswith("{")]
     print(f"{len(rows)} cases")
-    for fam in (*RESIZERS, *EXTRA, *TOP_LEFT):
+    for fam in (*FILTERS, *TOP_LEFT):
         rs = [r for r in rows if r["fam"] == fam]
         if rs:
             print(f"{fam:13s} n={len(rs):3d} " + " | ".join(

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_sr_estimator import held_out_files, held_out_hr  # noqa: E402
+from train_sr_estimator import gray8, gray_input, held_out_files, held_out_hr  # noqa: E402
 
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import draw_degradation  # noqa: E402
@@ -42,17 +42,15 @@ from lorun_cli.restore import PROTOCOL, load_task_model  # noqa: E402
 
 def jpeg(y: torch.Tensor, q: int) -> tuple[torch.Tensor, float]:
     """The gray LR image (1, 3, h, w) in 8 bit, through a JPEG of quality ``q`` (100: none), and its mean luma step."""
-    a = (y[0, 0].clamp(0, 1) * 255).round().byte().numpy()
+    a = gray8(y)
     if q >= 100:
-        b = torch.from_numpy(a.astype(np.float32) / 255.0)
-        return b.reshape(1, 1, *b.shape).expand(1, 3, -1, -1).contiguous(), 0.0
+        return gray_input(a), 0.0
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, "JPEG", quality=q)
     buf.seek(0)
     im = Image.open(buf)
     step = float(np.mean(im.quantization[0]))
-    b = torch.from_numpy(np.asarray(im.convert("L"), np.float32) / 255.0)
-    return b.reshape(1, 1, *b.shape).expand(1, 3, -1, -1).contiguous(), step
+    return gray_input(np.asarray(im.convert("L"))), step
 
 
 def verdict(files: list[str]) -> None:

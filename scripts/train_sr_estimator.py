@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -59,6 +60,17 @@ def held_out_hr(path: Path, scale: int) -> torch.Tensor:
     """A held-out gray image, mod-cropped to ``scale``, as the (1, 3, H, W) tensor the RGB network is fed."""
     g = DS.read_gray(path)
     return DS.modcrop(g.reshape(1, 1, *g.shape[-2:]), scale).expand(1, 3, -1, -1).contiguous()
+
+
+def gray8(y: torch.Tensor) -> np.ndarray:
+    """The gray image of a (1, 3, h, w) tensor fed to the RGB network, rounded to an 8-bit array (h, w)."""
+    return (y[0, 0].clamp(0, 1) * 255).round().byte().numpy()
+
+
+def gray_input(a: np.ndarray) -> torch.Tensor:
+    """An 8-bit gray array as the (1, 3, h, w) tensor the RGB network is fed (the inverse of :func:`gray8`)."""
+    t = torch.from_numpy(a.astype(np.float32) / 255.0)
+    return t.reshape(1, 1, *t.shape).expand(1, 3, -1, -1).contiguous()
 
 
 def load_images(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
