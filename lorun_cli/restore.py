@@ -104,10 +104,11 @@ def load_task_model(task: str, model: str | None, strategy: str = "lorun9", rati
 
 
 def _tile_starts(n: int, tile: int, overlap: int, align: int) -> list[int]:
-    """Where :func:`run_tiled` starts its tiles along an axis of ``n``: every ``tile − 2·overlap`` (on the
-    ``align`` grid), the last one clipped to end at the edge."""
+    """Where :func:`run_tiled` and :func:`_cassi_rows` start their tiles along an axis of ``n``: every
+    ``tile − 2·overlap`` (on the ``align`` grid), the last one clipped to end at the edge; on the grid it may start
+    up to ``align − 1`` short of that, so the last tile runs to the edge (up to ``align − 1`` longer)."""
     step = max(align, (tile - 2 * overlap) // align * align)
-    return [min(v, max(0, n - tile)) // align * align for v in range(0, max(1, n - tile) + step, step)]
+    return sorted({min(v, max(0, n - tile)) // align * align for v in range(0, max(1, n - tile) + step, step)})
 
 
 def balanced_tile(sizes: Sequence[int], tile: int, overlap: int, align: int = 1) -> int:
@@ -153,8 +154,8 @@ def run_tiled(fn, y: Tensor, tile: int, overlap: int, out_scale: int, axes: tupl
     grid = [(i,) for i in starts[0]] if len(axes) == 1 else [(i, j) for i in starts[0] for j in starts[1]]
     for done, pos in enumerate(grid, 1):
         sl = [slice(None)] * y.dim()
-        for a, p in zip(axes, pos, strict=True):
-            sl[a] = slice(p, p + tile)
+        for a, p, ps in zip(axes, pos, starts, strict=True):
+            sl[a] = slice(p, None if p == ps[-1] else p + tile)  # the last tile runs to the edge
         res = fn(y[tuple(sl)])
         if out is None:
             shape = list(res.shape)
@@ -163,10 +164,10 @@ def run_tiled(fn, y: Tensor, tile: int, overlap: int, out_scale: int, axes: tupl
             out = res.new_zeros(shape)
         osl = [slice(None)] * res.dim()
         rsl = [slice(None)] * res.dim()
-        for a, p in zip(axes, pos, strict=True):
+        for a, p, ps in zip(axes, pos, starts, strict=True):
             n = y.shape[a]
             lo = 0 if p == 0 else p + overlap
-            hi = n if p + tile >= n else p + tile - overlap
+            hi = n if p == ps[-1] else p + tile - overlap
             osl[a] = slice(lo * out_scale, hi * out_scale)
             rsl[a] = slice((lo - p) * out_scale, (hi - p) * out_scale)
         out[tuple(osl)] = res[tuple(rsl)]
@@ -468,11 +469,7 @@ def _cassi_rows(net: DUN, y: Tensor, mask: Tensor, tile: int, overlap: int = 32,
     overlap = min(overlap, (tile - align) // 2)  # every tile keeps at least ``align`` rows of its own
     tile = balanced_tile([h], tile, overlap, align)  # no larger than memory allows, the least work
     overlap = min(overlap, (tile - align) // 2)
-    step = max(align, (tile - 2 * overlap) // align * align)
-    starts = list(range(0, max(1, h - tile + 1), step))
-    last = max(0, h - tile) // align * align
-    if starts[-1] < last:
-        starts.append(last)
+    starts = _tile_starts(h, tile, overlap, align)
     out = None
     for i, p in enumerate(starts):
         end = h if i == len(starts) - 1 else p + tile

@@ -113,8 +113,18 @@ def test_balanced_tile_covers_with_the_least_work() -> None:
         t = R.balanced_tile(sizes, tile, o, a)
         assert t <= tile and t % a == 0 and t > 2 * o
         assert work(sizes, t, o, a) <= work(sizes, tile, o, a)
-        for n in sizes:  # the tiles still reach the far edge
-            assert n <= t or R._tile_starts(n, t, o, a)[-1] + t >= n
+        for n in sizes:  # the last tile starts within the grid step of the far edge (and runs to it)
+            starts = R._tile_starts(n, t, o, a)
+            assert n <= t or (starts[-1] + t + a > n and starts == sorted(set(starts)))
+
+
+def test_tiles_off_the_grid_reach_every_edge() -> None:
+    """A side that is not a whole number of grid steps past the tile still gets every pixel: the last tile runs
+    to the edge (once left a strip of zeros when the last start rounded down to the grid)."""
+    y = torch.rand(1, 1, 90, 301)
+    for tile, align in ((88, 4), (64, 8), (96, 32)):
+        out = R.run_tiled(lambda t: t + 1, y, tile, overlap=8, out_scale=1, align=align)
+        assert torch.equal(out, y + 1)
 
 
 def test_tiled_runs_report_each_tile() -> None:
