@@ -507,14 +507,14 @@ def run_sr_auto_bench(opts: BenchOptions, quiet: bool = False) -> BenchResult:
                 t0 = time.perf_counter()
                 est = E.estimate(est_net, y, s)
                 t1 = time.perf_counter()
-                k_auto, _ = E.kernel_policy(None, est["kernel"], est["snapped"], policy=policy)
+                k_auto, _ = E.kernel_policy(None, est["kernel"], est["snapped"], policy=policy, spread=est["spread"])
                 weight = E.data_weight_policy(est["noise"], explicit=False)
                 out_auto = auto_model(y, SRBlur(k_auto.to(opts.device), s, data_weight=weight))
                 t2 = time.perf_counter()
                 w_given = E.data_weight_policy(est["noise"], explicit=True)  # as `restore --kernel K` runs
                 out_oracle = model(y, SRBlur(k_true.to(opts.device), s, data_weight=w_given))
                 k_reg, _ = E.kernel_policy(None, E.recentred(est["kernel"], E.centroid(k_true)), est["snapped"],
-                                           centre_gain=1.0, policy=policy)
+                                           centre_gain=1.0, policy=policy, spread=est["spread"])
                 out_reg = auto_model(y, SRBlur(k_reg.to(opts.device), s, data_weight=weight))
                 bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
             t_est += t1 - t0

@@ -252,7 +252,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
         return given, E.jpeg_data_weight(jpeg_step, explicit), None
     est = E.estimate(net, y, scale)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy,
-                                  centre=None if explicit else E.grid_centre(grid, scale))
+                                  centre=None if explicit else E.grid_centre(grid, scale), spread=est["spread"])
     weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(jpeg_step, explicit))
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
            "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),

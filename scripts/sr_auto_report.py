@@ -290,6 +290,17 @@ NOTES = [
     " on these PIL-downscaled photos auto stays under Pillow's bicubic at ×3 and ×4 (and at ×2 quality 50): "
     "PIL-downscaled inputs are auto's weakest family even without JPEG, mostly for want of the grid's "
     "registration (the registered columns above). The per-case lines: docs/logs/sr-jpeg-test-cbsd68.txt.",
+    "- Views of the LR image (measured, not shipped). The transpose of an LR image is as valid an LR image, of the "
+    "transposed scene through the transposed kernel on the same grid; flipped images are valid too, but on another "
+    "grid (a flip moves top-left decimation's sample to the block's far end), so they carry the kernel's shape only "
+    "(`sr_estimate.estimate(views=…)`, `VIEWS`). How much 8 views disagree on the shape (the spread) tracked the "
+    "true kernel error (correlation 0.65–0.70 on held-out images 0–11; the quarter of cases with the largest spread "
+    "gained +0.07 dB over bicubic, the smallest +0.95), though it hardly told which keep suits a case. The proposal, "
+    "chosen on images 0–11 and written down before its check (docs/logs/sr-views-prereg.md): the mean of the image's "
+    "and its transpose's estimates, keep 0.9 where 4 views agree (spread ≤ 0.045) falling to 0.75 at 0.075. Check on "
+    "images 12–39 (504 cases, `sr_auto_tune.py --start 12 --limit 28 --views 4 --spread-rules 0.045,0.075,0.9,0.75`"
+    "; docs/logs/sr-views-check.txt): mean +0.425 → +0.467 dB over bicubic, worst family +0.231 → +0.235, but cases "
+    "under bicubic 99 → 109 (8 more at ×4), which the rule forbids: not shipped.",
 ]
 
 
@@ -303,10 +314,18 @@ def _auto_text(policy: str = "blend") -> str:
     from lorun_cli.physics import sr_estimate as E
 
     widen = f"widened to at least σ = {E.MIN_WIDTH:g} px"
+    views = ""
+    if E.AUTO_VIEWS > 1:
+        views = (f"the estimate averaged over the LR image and its transpose; the spread: how much {E.AUTO_VIEWS} "
+                 "views of the image (`sr_estimate.VIEWS`) disagree on the kernel's shape; ")
     if policy == "raw" or (E.AUTO_KEEP >= 1 and E.AUTO_WIDE is None):
-        text = f"the estimate itself, {widen}"
+        text = f"{views}the estimate itself, {widen}"
+    elif E.AUTO_SPREAD is not None and E.AUTO_VIEWS > 1:
+        lo, hi, sure, unsure = E.AUTO_SPREAD
+        text = (f"{views}a × the estimate + (1 − a) × the narrowest kernel, each {widen}, a = {sure:g} where the "
+                f"views agree (spread ≤ {lo:g}), falling to {unsure:g} at spread {hi:g}")
     else:
-        text = f"{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
+        text = f"{views}{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
     if E.AUTO_WIDE is not None and policy != "raw":
         lo, hi, keep = E.AUTO_WIDE
         text += (f"; estimates wider than {lo:g} px keep less of their shape, {keep:g} × from {hi:g} px on "

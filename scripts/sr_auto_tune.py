@@ -50,7 +50,7 @@ def parse_rule(text: str, default: tuple[float, float, float] | None) -> tuple[f
     return lo, hi, value
 
 
-def _rule_text(rule: tuple[float, float, float] | None) -> str:
+def _rule_text(rule: tuple[float, ...] | None) -> str:
     return "none" if rule is None else ",".join(f"{v:g}" for v in rule)
 
 
@@ -84,6 +84,10 @@ def main() -> int:
                          "restoration with the estimate, estimate again (k̂′) and use k̂ + gain·(k̂ − k̂′), clipped at 0")
     ap.add_argument("--shrink", type=float, default=0.0, help="> 0: narrow the estimate by this many px of width "
                     "(σ_eff, about its centre of mass; at most halved) before it is used")
+    ap.add_argument("--views", type=int, default=E.AUTO_VIEWS, choices=(1, 2, 4, 8),
+                    help="estimate over this many views of the LR image (sr_estimate.VIEWS; default AUTO_VIEWS)")
+    ap.add_argument("--spread-rules", default="default", help="keep by the views' spread, ';'-separated: "
+                    "'FROM,TO,SURE,UNSURE' (see sr_estimate.AUTO_SPREAD), 'default' or 'none' (the keep grid)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--start", type=int, default=0, help="skip the first START held-out images")
     ap.add_argument("--seed", type=int, default=100)
@@ -100,8 +104,10 @@ def main() -> int:
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     wides = [parse_rule(w, E.AUTO_WIDE) for w in args.wides.split(";")]
     noise_rules = [parse_rule(w, E.AUTO_NOISE_WEIGHT) for w in args.noise_weights.split(";")]
-    grid = [(k, w, p, wd, nr) for k in floats(args.keeps) for w in floats(args.min_widths) for p in floats(args.snaps)
-            for wd in wides for nr in noise_rules]
+    spread_rules = [None if r == "none" else E.AUTO_SPREAD if r == "default" else tuple(float(v) for v in r.split(","))
+                    for r in args.spread_rules.split(";")]
+    grid = [(k, w, p, wd, nr, sr) for k in floats(args.keeps) for w in floats(args.min_widths)
+            for p in floats(args.snaps) for wd in wides for nr in noise_rules for sr in spread_rules]
     tags = ("",) if args.no_reg else ("", "reg ")  # as estimated, and registered to the true centre of mass
     diffs: dict[tuple, dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags} for g in grid}
     case_log = open(args.cases, "w") if args.cases else None  # noqa: SIM115 - closed below
@@ -114,7 +120,7 @@ def main() -> int:
                     y = SRBlur(k_true, s).A(x)
                     if sigma:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
-                    first = E.estimate(est_net, y, s, snap_p=2.0)
+                    first = E.estimate(est_net, y, s, snap_p=2.0, views=args.views)
                     k_est = first["kernel"]
                     if args.bootstrap > 0:  # what the estimator makes of a scene like this one blurred with k̂
                         k_first = E.kernel_policy(None, k_est)[0]  # the shipped blend rules, as restore runs them
@@ -136,7 +142,7 @@ def main() -> int:
                     bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     centre = E.centroid(k_true)
-                    for keep, mw, snap, wide, nrule in grid:
+                    for keep, mw, snap, wide, nrule, srule in grid:
                         snapped = best["snapped"] and best["exact_p"] >= snap
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
@@ -146,28 +152,33 @@ def main() -> int:
                             else:
                                 moved = k if snapped else E.centre_expanded(k, gain_blend)
                                 k = E.recentred(k, centre) if tag else moved
-                                k = E.widened_kernel(k, mw) if snapped else E.auto_kernel(k, keep, mw, wide)
+                                k = (E.widened_kernel(k, mw) if snapped
+                                     else E.auto_kernel(k, keep, mw, wide, first["spread"], srule))
                             weight = E.noise_data_weight(first["noise"], nrule)
                             out = net(y, SRBlur(k, s, data_weight=weight))
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
-                            diffs[(keep, mw, snap, wide, nrule)][tag].setdefault(fam, []).append(p - p_bic)
+                            diffs[(keep, mw, snap, wide, nrule, srule)][tag].setdefault(fam, []).append(p - p_bic)
                             if case_log is not None and not tag:
                                 case_log.write(json.dumps({"scale": s, "image": i, "family": fam, "keep": keep,
+                                                           "spread_rule": _rule_text(srule),
                                                            "width": round(first["width"], 4),
                                                            "noise": round(255 * first["noise"], 3),
+                                                           "spread": round(first["spread"], 4),
+                                                           "kernel_error": round(E.kernel_error(k_est, k_true), 4),
                                                            "auto_minus_bicubic": round(p - p_bic, 4)}) + "\n")
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
     if case_log is not None:
         case_log.close()
     rows = []
-    for (keep, mw, snap, wide, nrule), by_tag in diffs.items():
+    for (keep, mw, snap, wide, nrule, srule), by_tag in diffs.items():
         gain = "" if args.centre_gain is None else f" ×{args.centre_gain:g} centre"
         what = "bootstrap centre" if args.bootstrap_centre else "bootstrap"
         boot = f", {what} {args.bootstrap:g}" if args.bootstrap > 0 else ""
         boot += f", shrink {args.shrink:g} px" if args.shrink > 0 else ""
         row = {"model": args.model or "sr-lorun9", "policy": policy + gain + boot, "keep": keep, "min_width": mw,
                "snap": snap,
-               "wide": _rule_text(wide), "noise_weight": _rule_text(nrule)}
+               "wide": _rule_text(wide), "noise_weight": _rule_text(nrule), "spread_rule": _rule_text(srule),
+               "views": args.views}
         for tag, fams in by_tag.items():
             allv = [v for vs in fams.values() for v in vs]
             fam_mean = {tag + f: round(statistics.fmean(v), 3) for f, v in fams.items()}

@@ -307,6 +307,58 @@ def test_auto_keep_falls_for_wide_estimates() -> None:
     assert E.kernel_width(E.auto_kernel(k9)) < E.kernel_width(E.auto_kernel(k9, wide=None))
 
 
+def test_auto_keep_follows_the_views_spread() -> None:
+    """Views that agree keep more of the estimate, views that disagree less; the wide rule still caps it."""
+    rule = lo, hi, sure, unsure = (0.045, 0.075, 0.9, 0.75)  # the rule checked in docs/logs/sr-views-prereg.md
+    assert E.auto_keep(1.0, spread=0.0, spread_rule=rule) == sure == E.auto_keep(1.0, spread=lo, spread_rule=rule)
+    assert E.auto_keep(1.0, spread=(lo + hi) / 2, spread_rule=rule) == pytest.approx((sure + unsure) / 2)
+    assert E.auto_keep(1.0, spread=hi + 1.0, spread_rule=rule) == unsure
+    assert E.auto_keep(1.0, spread=0.0, spread_rule=None) == E.AUTO_KEEP and E.auto_keep(1.0) == E.AUTO_KEEP
+    assert E.auto_keep(E.AUTO_WIDE[1] + 1.0, spread=0.0, spread_rule=rule) == pytest.approx(E.AUTO_WIDE[2])
+    k4 = load_kernels()["K4"]
+    widths = [E.kernel_width(E.auto_kernel(k4, spread=v, spread_rule=rule)) for v in (0.0, 1.0)]
+    assert widths[0] > widths[1]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_views_of_an_lr_image_map_back_to_its_kernel(scale: int) -> None:
+    """Each view (transpose, flips) of y = (x ⊛ k)↓s is the same degradation of the viewed scene by a kernel whose
+    shape, mapped back, is k's; flips move the kernel by s − 1 px (top-left decimation), transposes do not."""
+    torch.manual_seed(scale)
+    x = torch.rand(1, 1, 12 * scale, 15 * scale)
+    k = E.recentred(E.motion_kernel(torch.Generator().manual_seed(7)), (0.6, -1.2))
+    y = SRBlur(k, scale).A(x)
+    for view in E.VIEWS:
+        t, fr, fc = view
+        kv = k.t() if t else k
+        dims = [d for d, f in ((-2, fr), (-1, fc)) if f]
+        if dims:
+            shift = torch.tensor([[-(scale - 1.0) if fr else 0.0, -(scale - 1.0) if fc else 0.0]])
+            kv = E.shift_kernels(kv.flip(dims)[None], shift)[0]
+        torch.testing.assert_close(E._view(y, view), SRBlur(kv, scale).A(E._view(x, view)), atol=1e-5, rtol=0)
+        back = E._shape_from_view(kv, view)
+        torch.testing.assert_close(E.recentred(back, E.centroid(k)), k, atol=1e-5, rtol=0)
+        assert (E.centroid(back) == pytest.approx(E.centroid(k), abs=1e-4)) == (not dims)
+
+
+def test_estimate_over_views_averages_the_unflipped_and_reports_their_spread() -> None:
+    torch.manual_seed(1)
+    net = E.KernelEstimator(centre_head=True).eval()
+    y = torch.rand(1, 3, 30, 40)
+    one, four = E.estimate(net, y, 2, views=1), E.estimate(net, y, 2, views=4)
+    _, k0, n0 = E._predict(net, y, 2)
+    assert torch.equal(one["kernel"], k0[0]) and one["spread"] == 0.0 and one["noise"] == pytest.approx(float(n0[0]))
+    _, kt, nt = E._predict(net, y.transpose(-1, -2), 2)
+    mean = (k0[0] + kt[0].t()) / 2  # the identity's and the transpose's estimates, mapped back
+    torch.testing.assert_close(four["kernel"], mean / mean.sum(), atol=2e-3, rtol=0)
+    assert four["noise"] == pytest.approx((float(n0[0]) + float(nt[0])) / 2, abs=1e-6)
+    assert four["spread"] > 0 and float(four["kernel"].sum()) == pytest.approx(1.0, abs=1e-5)
+    sym = torch.rand(1, 3, 32, 32)
+    sym = (sym + sym.transpose(-1, -2)) / 2  # an image equal to its transpose has a symmetric 2-view estimate
+    k_sym = E.estimate(net, sym, 2, views=2)["kernel"]
+    torch.testing.assert_close(k_sym, k_sym.t(), atol=1e-6, rtol=0)
+
+
 def test_noise_data_weight_rises_with_the_estimated_noise() -> None:
     lo, hi, top = E.AUTO_NOISE_WEIGHT
     assert E.noise_data_weight(0.0) == 1.0 and E.noise_data_weight(lo / 255) == 1.0
@@ -323,7 +375,7 @@ def test_auto_restore_weights_the_data_step_by_the_estimated_noise(monkeypatch: 
     from lorun_cli import restore
 
     fake = {"kernel": E.delta_kernel(), "noise": 6 / 255, "width": 0.0, "nearest": "K1", "nearest_error": 0.0,
-            "snapped": False}
+            "snapped": False, "spread": 0.0}
     monkeypatch.setattr(restore, "sr_estimator", lambda required: object())
     monkeypatch.setattr(E, "estimate", lambda net, y, s, **kw: dict(fake))
     y = torch.rand(1, 3, 16, 16)
@@ -359,7 +411,7 @@ def test_batch_estimate_matches_the_single_image_estimate() -> None:
     ks, noise = E.estimate_batch(net, y, 3)
     assert ks.shape == (3, 25, 25) and noise.shape == (3,)
     for i in range(3):
-        one = E.estimate(net, y[i], 3)
+        one = E.estimate(net, y[i], 3, views=1)
         torch.testing.assert_close(ks[i], one["kernel"], rtol=1e-5, atol=1e-6)
         assert float(noise[i]) == pytest.approx(one["noise"], abs=1e-6)
 
@@ -470,11 +522,11 @@ def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, m
     _restore(tmp_path, "auto", model=str(blind), grid="auto")  # the estimate's own centre (a file's default moves it)
     _restore(tmp_path, "auto", force=True, grid="auto")  # the zoo has no blind entry: sr-lorun9 under the blend rules
     (p_raw, k_raw), (p_blend, k_blend) = seen
-    with torch.no_grad():
-        est = R._ESTIMATOR[0].kernel(torch.nn.functional.one_hot(torch.tensor([3]), 48).float() * 100)[0]
+    est = E.estimate(R._ESTIMATOR[0], torch.rand(1, 3, 20, 20), 2)  # the stand-in ignores the image
     assert p_raw == "raw" and p_blend is None  # a model not trained on estimates: the blend rules
-    torch.testing.assert_close(k_raw, E.widened_kernel(est), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(k_blend, E.kernel_policy(None, est, policy="blend")[0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(k_raw, E.widened_kernel(est["kernel"]), rtol=1e-4, atol=1e-6)
+    blend = E.kernel_policy(None, est["kernel"], policy="blend", spread=est["spread"])[0]
+    torch.testing.assert_close(k_blend, blend, rtol=1e-4, atol=1e-6)
     assert not torch.allclose(k_blend, k_raw, atol=1e-4)
 
 

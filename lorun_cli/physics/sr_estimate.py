@@ -424,16 +424,73 @@ def estimate_batch(net: KernelEstimator, y: Tensor, scale: int) -> tuple[Tensor,
     return ks, noise
 
 
-def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P) -> dict[str, Any]:
+#: The dihedral views of an LR image: (transpose, flip rows, flip columns); the identity and the transpose first,
+#: as they keep the image's grid (see :func:`_predict_views`). ``estimate(views=n)`` averages over the first n.
+VIEWS = ((False, False, False), (True, False, False), (False, False, True), (True, False, True),
+         (False, True, False), (True, True, False), (False, True, True), (True, True, True))
+#: Views of the LR image ``restore`` and ``bench`` estimate over (:func:`estimate`). 4 views with the keep set by
+#: their spread (:data:`AUTO_SPREAD` (0.045, 0.075, 0.9, 0.75)) raised the mean gain over bicubic on held-out images
+#: (+0.425 → +0.467 dB) but put 10 more of 504 cases under it, which its pre-registered rule forbids
+#: (docs/logs/sr-views-prereg.md): not shipped; ``scripts/sr_auto_tune.py --views 4 --spread-rules …`` keeps it.
+AUTO_VIEWS = 1
+
+
+def _view(y: Tensor, view: tuple[bool, bool, bool]) -> Tensor:
+    t, fr, fc = view
+    y = y.transpose(-1, -2) if t else y
+    dims = [d for d, f in ((-2, fr), (-1, fc)) if f]
+    return (y.flip(dims) if dims else y).contiguous()
+
+
+def _shape_from_view(k: Tensor, view: tuple[bool, bool, bool]) -> Tensor:
+    """The kernel shape of an LR image from the kernel estimated on one of its views (flips and transposes undone).
+
+    Only the shape carries over: flipping y = (x ⊛ k)↓s along an axis gives (x′ ⊛ k′)↓s with k′ the flipped k
+    moved by −(s − 1) px (the block's first pixel becomes its last), a grid the estimator's training never shows, so
+    a flipped view's centre of mass says nothing; :func:`_predict_views` takes the centre from unflipped views."""
+    t, fr, fc = view
+    dims = [d for d, f in ((-2, fr), (-1, fc)) if f]
+    k = k.flip(dims) if dims else k
+    return k.t().contiguous() if t else k
+
+
+def _predict_views(net: KernelEstimator, y: Tensor, scale: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_predict` of one image (1, C, h, w) over its first ``n`` :data:`VIEWS`: (logits (n, D), kernels
+    (n, 25, 25) as shapes of the image's own kernel, each moved to the mean centre of mass of the unflipped views,
+    noise (n,)). Views of one shape run as one batch."""
+    views = VIEWS[:n]
+    outs: dict[tuple[bool, bool, bool], tuple[Tensor, Tensor, Tensor]] = {}
+    for t in (False, True):
+        group = [v for v in views if v[0] == t]
+        if group:
+            logits, ks, noise = _predict(net, torch.cat([_view(y, v) for v in group]), scale)
+            outs.update({v: (logits[i], _shape_from_view(ks[i], v), noise[i]) for i, v in enumerate(group)})
+    logits, shapes, noise = (torch.stack([outs[v][j] for v in views]) for j in range(3))
+    if n > 1:
+        kept = [i for i, v in enumerate(views) if not (v[1] or v[2])]
+        cy, cx = centroids(shapes[kept].double()).mean(0).tolist()
+        shapes = torch.stack([recentred(k, (cy, cx)) for k in shapes])
+    return logits, shapes, noise
+
+
+def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P,
+             views: int = AUTO_VIEWS) -> dict[str, Any]:
     """Kernel and noise of one LR image ``y`` (C, h, w) or (1, C, h, w) in [0, 1].
 
     Returns ``kernel`` (25, 25), ``noise`` (σ on the 0–1 scale), ``width`` (σ_eff in HR pixels),
     ``nearest`` (closest bundled kernel name), ``nearest_error`` and ``snapped``. For an estimator with exact
     atoms, ``exact`` names the exact atom with the largest retrieval weight and ``exact_p`` gives that weight;
     when it is ≥ ``snap_p`` the kernel *is* that atom (``snapped``), else the retrieved blend.
+
+    Over ``views`` > 1 of :data:`VIEWS` the kernel (and noise, and retrieval weights) is the mean over the unflipped
+    views, and ``spread`` the views' disagreement: the RMS distance of their shapes to the mean shape, relative to
+    its norm (0 for one view). A large spread marks an estimate to trust less (:func:`auto_keep`).
     """
-    logits, ks, noise = _predict(net, y.unsqueeze(0) if y.dim() == 3 else y, scale)
-    k, w = ks[0], torch.softmax(logits[0], dim=-1)
+    logits, ks, noise = _predict_views(net, y.unsqueeze(0) if y.dim() == 3 else y, scale, views)
+    spread = float(((ks - ks.mean(0)) ** 2).sum((-2, -1)).mean().sqrt() / ks.mean(0).norm())
+    unflipped = [i for i, v in enumerate(VIEWS[:views]) if not (v[1] or v[2])]
+    k, w = ks[unflipped].mean(0), torch.softmax(logits[unflipped], dim=-1).mean(0)
+    k, noise = (k / k.sum() if len(unflipped) > 1 else k), noise[unflipped].mean(0, keepdim=True)
     extra: dict[str, Any] = {"snapped": False}
     if net.exact_names:
         i = int(w[net.n_learned:].argmax())
@@ -442,7 +499,7 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
             k, extra["snapped"] = net.fixed[i].cpu().clone(), True
     name, err = nearest_bundled(k)
     return {"kernel": k, "noise": float(noise[0]), "width": kernel_width(k), "nearest": name,
-            "nearest_error": err, **extra}
+            "nearest_error": err, "spread": spread, **extra}
 
 
 __all__ = ["AUTO_POLICIES", "ESTIMATOR_NAME", "FAMILIES", "KernelEstimator", "auto_keep", "auto_kernel",
@@ -575,6 +632,9 @@ def grid_shift(k: Tensor) -> tuple[float, float]:
     return -cy, -cx
 
 
+#: The estimate's weight in :func:`auto_kernel` by how well the views agree (``estimate``'s ``spread``), as
+#: (from spread, to spread, keep where they agree, keep where they do not); None: :data:`AUTO_KEEP` for every spread.
+AUTO_SPREAD: tuple[float, float, float, float] | None = None
 def _ramp(x: float, lo: float, hi: float, start: float, end: float) -> float:
     """``start`` up to ``lo``, ``end`` from ``hi`` on, linear in between."""
     if x <= lo:
@@ -582,10 +642,15 @@ def _ramp(x: float, lo: float, hi: float, start: float, end: float) -> float:
     return end if x >= hi else start + (end - start) * (x - lo) / (hi - lo)
 
 
-def auto_keep(width: float, keep: float = AUTO_KEEP,
-              wide: tuple[float, float, float] | None = AUTO_WIDE) -> float:
-    """The estimate's weight in :func:`auto_kernel` for an estimate ``width`` px wide: ``keep``, falling
-    linearly to ``wide[2]`` between ``wide[0]`` and ``wide[1]`` px (``wide`` None: ``keep`` at every width)."""
+def auto_keep(width: float, keep: float = AUTO_KEEP, wide: tuple[float, float, float] | None = AUTO_WIDE,
+              spread: float | None = None,
+              spread_rule: tuple[float, float, float, float] | None = AUTO_SPREAD) -> float:
+    """The estimate's weight in :func:`auto_kernel` for an estimate ``width`` px wide: ``keep`` (or, given the
+    views' ``spread`` and a ``spread_rule``, the rule's keep for it), falling linearly to ``wide[2]`` between
+    ``wide[0]`` and ``wide[1]`` px (``wide`` None: at every width)."""
+    if spread is not None and spread_rule is not None:
+        lo, hi, sure, unsure = spread_rule
+        keep = _ramp(spread, lo, hi, sure, unsure)
     if wide is None:
         return keep
     lo, hi, k_wide = wide
@@ -593,14 +658,15 @@ def auto_keep(width: float, keep: float = AUTO_KEEP,
 
 
 def auto_kernel(k_est: Tensor, keep: float = AUTO_KEEP, min_width: float = MIN_WIDTH,
-                wide: tuple[float, float, float] | None = AUTO_WIDE) -> Tensor:
+                wide: tuple[float, float, float] | None = AUTO_WIDE, spread: float | None = None,
+                spread_rule: tuple[float, float, float, float] | None = AUTO_SPREAD) -> Tensor:
     """The kernel ``--kernel auto`` restores with: a·widened(k̂) + (1 − a)·widened(δ at k̂'s centroid),
-    a = :func:`auto_keep` of k̂'s width.
+    a = :func:`auto_keep` of k̂'s width (and of the views' ``spread``).
 
     The narrow part sits where the estimate's mass is, so the mix keeps the estimate's shift (PIL's
     bicubic downscaling, for one, is (s − 1)/2 pixels off the top-left grid)."""
     dy, dx = centroid(k_est)
-    a = auto_keep(kernel_width(k_est), keep, wide)
+    a = auto_keep(kernel_width(k_est), keep, wide, spread, spread_rule)
     return softened_kernel(widened_kernel(k_est, min_width), widened_kernel(point_kernel(dy, dx), min_width), a)
 
 
@@ -675,15 +741,16 @@ def default_grid(simulated: bool) -> str:
 
 def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
                   centre_gain: float = AUTO_CENTRE_GAIN, policy: str | None = None,
-                  centre: tuple[float, float] | None = None) -> tuple[Tensor, bool]:
+                  centre: tuple[float, float] | None = None, spread: float | None = None) -> tuple[Tensor, bool]:
     """(kernel to use, strong disagreement?) for an explicit kernel (or None for auto) and the estimate.
 
     Auto uses :func:`auto_kernel` of the estimate moved to ``centre_gain`` × its centre of mass
-    (:func:`centre_expanded`), or, when the estimate is a ``snapped`` exact atom (see :func:`estimate`) or the
-    ``policy`` is ``raw``, the estimate itself (only widened to the minimum width); ``policy`` None (a model not
-    trained on estimates, ``DUN.auto_policy``) means ``blend``. An explicit kernel is used
-    as given unless it is much wider than the estimate (the case that rings); then it is softened toward the
-    (widened) estimate. ``centre`` (:func:`grid_centre`): auto's estimate is first moved there, not expanded.
+    (:func:`centre_expanded`; ``spread``: how well the estimate's views agree, :func:`auto_keep`), or, when the
+    estimate is a ``snapped`` exact atom (see :func:`estimate`) or the ``policy`` is ``raw``, the estimate itself
+    (only widened to the minimum width); ``policy`` None (a model not trained on estimates, ``DUN.auto_policy``)
+    means ``blend``. An explicit kernel is used as given unless it is much wider than the estimate (the case that
+    rings); then it is softened toward the (widened) estimate. ``centre`` (:func:`grid_centre`): auto's estimate
+    is first moved there, not expanded.
     """
     if policy is not None and policy not in AUTO_POLICIES:
         raise ValueError(f"unknown auto-kernel policy {policy!r}; use one of {', '.join(AUTO_POLICIES)}")
@@ -692,7 +759,7 @@ def kernel_policy(k_given: Tensor | None, k_est: Tensor, snapped: bool = False,
     if k_given is None:
         if snapped or policy == "raw":
             return widened_kernel(k_est), False
-        return auto_kernel(centre_expanded(k_est, centre_gain)), False
+        return auto_kernel(centre_expanded(k_est, centre_gain), spread=spread), False
     if disagreement(k_given, k_est) <= MISMATCH_LOG_RATIO:
         return k_given, False
     too_wide = kernel_width(k_given) > kernel_width(k_est)
