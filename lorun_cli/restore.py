@@ -267,7 +267,8 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
 
 
 class _Guard:
-    """The memory guard for one run: budget, and a callback for its notes."""
+    """The tiling of one run: the memory budget that sets each input's tile (:meth:`tile`), where its notes go,
+    and who hears of each finished tile (``on_tile``, passed on to the tiled runs)."""
 
     def __init__(self, opts: RestoreOptions, on_note: Callable[[str], None] | None,
                  on_tile: Callable[[int, int], None] | None = None) -> None:
