@@ -425,7 +425,7 @@ def estimate_batch(net: KernelEstimator, y: Tensor, scale: int) -> tuple[Tensor,
 
 
 #: The dihedral views of an LR image: (transpose, flip rows, flip columns); the identity and the transpose first,
-#: as they keep the image's grid (see :func:`_predict_views`). ``estimate(views=n)`` averages over the first n.
+#: as they keep the image's grid (see :func:`_predict_views`). ``estimate(views=n)`` reads the first n.
 VIEWS = ((False, False, False), (True, False, False), (False, False, True), (True, False, True),
          (False, True, False), (True, True, False), (False, True, True), (True, True, True))
 #: Views of the LR image ``restore`` and ``bench`` estimate over (:func:`estimate`). 4 views with the keep set by
@@ -635,6 +635,8 @@ def grid_shift(k: Tensor) -> tuple[float, float]:
 #: The estimate's weight in :func:`auto_kernel` by how well the views agree (``estimate``'s ``spread``), as
 #: (from spread, to spread, keep where they agree, keep where they do not); None: :data:`AUTO_KEEP` for every spread.
 AUTO_SPREAD: tuple[float, float, float, float] | None = None
+
+
 def _ramp(x: float, lo: float, hi: float, start: float, end: float) -> float:
     """``start`` up to ``lo``, ``end`` from ``hi`` on, linear in between."""
     if x <= lo:
