@@ -446,6 +446,10 @@ def test_written_images_keep_the_input_colour_profile(tmp_path: Path) -> None:
     Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "plain.png")
     assert file_facts(src).icc == icc and file_facts(tmp_path / "plain.png").icc is None
     assert file_facts(tmp_path / "missing.png").icc is None
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "in.tif", icc_profile=icc)
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "plain.tif")
+    tif = file_facts(tmp_path / "in.tif")
+    assert (tif.jpeg_step, tif.icc, tif.bits) == (None, icc, 8) and file_facts(tmp_path / "plain.tif").icc is None
     x = torch.rand(3, 8, 8)
     for ext in (".png", ".jpg", ".tif"):
         out = tmp_path / f"o{ext}"

@@ -138,23 +138,24 @@ def _hwc_image(arr: np.ndarray, source: Path) -> np.ndarray:
     )
 
 
-def _tiff_sample(p: Path) -> tuple[np.dtype | None, int]:
-    """(sample type, samples per pixel) of a TIFF's first page, from its header; (None, 1) when tifffile cannot
-    tell (the pixel reader reports an unreadable file)."""
+def _tiff_sample(p: Path) -> tuple[np.dtype | None, int, bytes | None]:
+    """(sample type, samples per pixel, ICC profile) of a TIFF's first page, from its header; (None, 1, None) when
+    tifffile cannot tell (the pixel reader reports an unreadable file)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(p) as tf:
             page = tf.pages[0]
             dtype = np.dtype(page.dtype) if page.dtype is not None else None
-            return dtype, int(getattr(page, "samplesperpixel", 1))
+            icc = page.tags.get(34675)  # InterColorProfile
+            return dtype, int(getattr(page, "samplesperpixel", 1)), bytes(icc.value) if icc is not None else None
     except Exception:  # noqa: BLE001 - any tifffile failure means "cannot tell"
-        return None, 1
+        return None, 1, None
 
 
 def _tiff_needs_tifffile(p: Path) -> bool:
     """True for TIFFs PIL would misread: float samples, or >8-bit multi-sample pixels."""
-    dtype, spp = _tiff_sample(p)
+    dtype, spp, _ = _tiff_sample(p)
     return dtype is not None and (dtype.kind == "f" or (dtype.itemsize > 1 and spp > 1))
 
 
@@ -212,6 +213,10 @@ def file_facts(path: str | os.PathLike[str]) -> FileFacts:
     from PIL import Image
 
     p = Path(path)
+    if p.suffix.lower() in TIFF_EXTS:  # tifffile's header (PIL misreads some: float, 16-bit RGB)
+        dt, _, icc = _tiff_sample(p)
+        bits = 8 if dt is None else 32 if dt.kind == "f" else max(8, min(16, 8 * dt.itemsize))
+        return FileFacts(None, icc or None, bits)
     try:
         with Image.open(p) as img:
             tables = getattr(img, "quantization", None) if img.format in ("JPEG", "MPO") else None  # MPO: cameras
@@ -223,9 +228,6 @@ def file_facts(path: str | os.PathLike[str]) -> FileFacts:
         luma = tables.get(0) or next(iter(tables.values()))
         step = float(np.mean(np.asarray(luma, dtype=np.float64)))
     bits = 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 8
-    dt = _tiff_sample(p)[0] if p.suffix.lower() in TIFF_EXTS else None  # PIL misreads some (float, 16-bit RGB)
-    if dt is not None:
-        bits = 32 if dt.kind == "f" else max(8, min(16, 8 * dt.itemsize))
     return FileFacts(step, bytes(icc) if icc else None, bits)
 
 
