@@ -250,9 +250,10 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     net = estimator if estimator is not None else sr_estimator(required=not explicit)
     if net is None:
         return given, E.jpeg_data_weight(jpeg_step, explicit), None
-    est = E.estimate(net, y, scale)
-    k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy,
-                                  centre=None if explicit else E.grid_centre(grid, scale), spread=est["spread"])
+    centre = None if explicit else E.grid_centre(grid, scale)
+    est = E.estimate(net, y, scale) if centre is None else E.estimate(net, y, scale, views=E.GRID_VIEWS, centre=centre)
+    k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy, centre=centre,
+                                  spread=est["spread"])
     weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(jpeg_step, explicit))
     rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
            "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),

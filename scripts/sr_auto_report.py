@@ -301,6 +301,15 @@ NOTES = [
     "images 12–39 (504 cases, `sr_auto_tune.py --start 12 --limit 28 --views 4 --spread-rules 0.045,0.075,0.9,0.75`"
     "; docs/logs/sr-views-check.txt): mean +0.425 → +0.467 dB over bicubic, worst family +0.231 → +0.235, but cases "
     "under bicubic 99 → 109 (8 more at ×4), which the rule forbids: not shipped.",
+    "- Views on a named grid (shipped). A restore on a named grid (`--grid centre`, a file's default; `--grid "
+    "top-left`, `--simulate`'s) takes the kernel's centre from the grid, so there every view's shape counts, flips "
+    "included: the kernel is the mean of the 8 views' shapes placed at the grid's centre (`sr_estimate.GRID_VIEWS`; "
+    "nothing tuned). By a rule written before its check (docs/logs/sr-grid-views-prereg.md), on the 40 held-out "
+    "images (`sr_grid_check.py run 0 40 … centre|top-left 8`; docs/logs/sr-grid-views-check.txt): 480 resizer cases "
+    "under `centre` +0.872 → +0.901 dB over Pillow's bicubic, 14 → 13 cases under it, worst −2.73 → −1.37, no family "
+    "lower; 360 slicing-made cases under `top-left` +0.713 → +0.705, 44 → 43 under. The estimator then costs 2.7–5.9 % "
+    "of the SR forward (0.5–1.0 % with one view). `bench --kernels auto` scores `--grid auto`, whose estimate stays "
+    "one view, so the tables here are unchanged.",
 ]
 
 

@@ -2,7 +2,7 @@
 """Which LR grid a real file's ``--kernel auto`` restore should assume, on held-out *training* images (never a test
 set). The rule and its reasons: docs/logs/sr-grid-prereg.md.
 
-    python scripts/sr_grid_check.py run START LIMIT [SCALES] [FAMILIES]   # JSON lines, one per case
+    python scripts/sr_grid_check.py run START LIMIT [SCALES] [FAMILIES] [GRIDS] [VIEWS]   # JSON lines, one per case
     python scripts/sr_grid_check.py verdict RUN.jsonl [...]
 
 Images: the last Train400 images (``train_sr_estimator.held_out_files``), gray, fed to the RGB network in all three
@@ -41,8 +41,13 @@ FILTERS = {**RESIZERS, **EXTRA}
 TOP_LEFT = ("delta", "gauss", "bundled")
 
 
-def run(start: int, limit: int, scales: list[int], families: list[str]) -> None:
+def run(start: int, limit: int, scales: list[int], families: list[str], grids: tuple[str, ...] = SR_GRIDS,
+        views: int | None = None) -> None:
+    """One JSON line per case: PSNR − baseline under each of ``grids``; ``views``: the estimate's views on a named
+    grid (``sr_estimate.GRID_VIEWS`` when None)."""
     torch.set_num_threads(1)
+    if views is not None:
+        E.GRID_VIEWS = views
     net, _ = load_task_model("sr", None)
     files = held_out_files(DS.data_root(None), start, limit)
     for s in scales:
@@ -62,7 +67,7 @@ def run(start: int, limit: int, scales: list[int], families: list[str]) -> None:
                         bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                     rec = {"s": s, "i": i, "fam": fam, "bic": round(p_bic, 3)}
-                    for grid in SR_GRIDS:
+                    for grid in grids:
                         k, weight, _ = sr_kernel_for(y, s, None, net.auto_policy, grid=grid)
                         out = net(y, SRBlur(k, s, data_weight=weight)).clamp(0, 1).mean(1, keepdim=True)
                         p = metrics.score(out.expand(1, 3, -1, -1), x, PROTOCOL["sr"], border=s)["psnr"]
@@ -100,4 +105,6 @@ if __name__ == "__main__":
     else:
         scales = sys.argv[4] if len(sys.argv) > 4 else "2,3,4"
         fams = sys.argv[5].split(",") if len(sys.argv) > 5 else [*RESIZERS, *TOP_LEFT]
-        run(int(sys.argv[2]), int(sys.argv[3]), [int(v) for v in scales.split(",")], fams)
+        grids = tuple(sys.argv[6].split(",")) if len(sys.argv) > 6 else SR_GRIDS
+        views = int(sys.argv[7]) if len(sys.argv) > 7 else None
+        run(int(sys.argv[2]), int(sys.argv[3]), [int(v) for v in scales.split(",")], fams, grids, views)

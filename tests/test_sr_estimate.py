@@ -212,7 +212,10 @@ def test_auto_path_uses_the_estimate_and_reports_it(in_zoo, tmp_path) -> None:
     res, notes = _restore(tmp_path, "auto", save_kernel=tmp_path / "k.npy")
     est = res[0]["kernel_estimate"]
     assert res[0]["kernel"] == "auto" and est["nearest"] == "K4" and not est["mismatch"] and notes == []
-    assert est["noise"] == 0 and est["width"] == pytest.approx(2.0, abs=0.05)
+    ref = E.estimate(R._ESTIMATOR[0], torch.rand(1, 3, 20, 20), 2, views=E.GRID_VIEWS,
+                     centre=E.grid_centre("centre", 2))  # a file's default grid; the stand-in ignores the image
+    assert est["noise"] == 0 and est["width"] == pytest.approx(ref["width"], abs=1e-3)
+    assert est["width"] == pytest.approx(2.0, abs=0.1)  # K4's width (its views' shapes averaged)
     k = np.load(tmp_path / "k.npy")
     assert k.shape == (25, 25) and k.dtype == np.float32 and abs(k.sum() - 1) < 1e-5
     assert E.nearest_bundled(torch.from_numpy(k))[0] == "K4"
@@ -357,6 +360,25 @@ def test_estimate_over_views_averages_the_unflipped_and_reports_their_spread() -
     sym = (sym + sym.transpose(-1, -2)) / 2  # an image equal to its transpose has a symmetric 2-view estimate
     k_sym = E.estimate(net, sym, 2, views=2)["kernel"]
     torch.testing.assert_close(k_sym, k_sym.t(), atol=1e-6, rtol=0)
+
+
+def test_estimate_on_a_known_grid_averages_every_view_at_the_grid_centre() -> None:
+    """With the grid's centre given, flipped views count too: the kernel is the mean of all views' shapes, each at
+    that centre; one view leaves the estimate as it is (restore's one-view path runs bit for bit as before)."""
+    torch.manual_seed(2)
+    net = E.KernelEstimator(centre_head=True).eval()
+    y, centre = torch.rand(1, 3, 30, 36), E.grid_centre("centre", 3)
+    est = E.estimate(net, y, 3, views=8, centre=centre)
+    assert E.centroid(est["kernel"]) == pytest.approx(centre, abs=2e-3)
+    shapes = []
+    for view in E.VIEWS:
+        _, kv, _ = E._predict(net, E._view(y, view), 3)
+        shapes.append(E.recentred(E._shape_from_view(kv[0], view), centre))
+    mean = torch.stack(shapes).mean(0)
+    torch.testing.assert_close(est["kernel"], mean / mean.sum(), atol=1e-5, rtol=0)
+    assert not torch.allclose(est["kernel"], E.estimate(net, y, 3, views=8)["kernel"], atol=1e-4)  # unflipped only
+    one = E.estimate(net, y, 3, views=1, centre=centre)
+    assert torch.equal(one["kernel"], E.estimate(net, y, 3, views=1)["kernel"])
 
 
 def test_noise_data_weight_rises_with_the_estimated_noise() -> None:
