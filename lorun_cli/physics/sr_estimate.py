@@ -476,8 +476,9 @@ def _predict_views(net: KernelEstimator, y: Tensor, scale: int, n: int,
     if n > 1:  # one view: the estimate as it is
         if centre is None:
             kept = [i for i, v in enumerate(views) if not (v[1] or v[2])]
-            centre = tuple(centroids(shapes[kept].double()).mean(0).tolist())  # type: ignore[assignment]
-        shapes = torch.stack([recentred(k, centre) for k in shapes])  # type: ignore[arg-type]
+            cy, cx = centroids(shapes[kept].double()).mean(0).tolist()
+            centre = (cy, cx)
+        shapes = torch.stack([recentred(k, centre) for k in shapes])
     return logits, shapes, noise
 
 
