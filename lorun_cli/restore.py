@@ -251,7 +251,7 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     if net is None:
         return given, E.jpeg_data_weight(jpeg_step, explicit), None
     centre = None if explicit else E.grid_centre(grid, scale)
-    est = E.estimate(net, y, scale) if centre is None else E.estimate(net, y, scale, views=E.GRID_VIEWS, centre=centre)
+    est = E.estimate(net, y, scale, centre=centre)  # a named grid: every view's shape (sr_estimate.GRID_VIEWS)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy, centre=centre,
                                   spread=est["spread"])
     weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(jpeg_step, explicit))

@@ -453,7 +453,8 @@ def _shape_from_view(k: Tensor, view: tuple[bool, bool, bool]) -> Tensor:
 
     Only the shape carries over: flipping y = (x ⊛ k)↓s along an axis gives (x′ ⊛ k′)↓s with k′ the flipped k
     moved by −(s − 1) px (the block's first pixel becomes its last), a grid the estimator's training never shows, so
-    a flipped view's centre of mass says nothing; :func:`_predict_views` takes the centre from unflipped views."""
+    a flipped view's centre of mass says nothing; :func:`_predict_views` takes the centre from the LR grid when it is
+    known, else from the unflipped views."""
     t, fr, fc = view
     dims = [d for d, f in ((-2, fr), (-1, fc)) if f]
     k = k.flip(dims) if dims else k
@@ -483,7 +484,7 @@ def _predict_views(net: KernelEstimator, y: Tensor, scale: int, n: int,
 
 
 def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P,
-             views: int = AUTO_VIEWS, centre: tuple[float, float] | None = None) -> dict[str, Any]:
+             views: int | None = None, centre: tuple[float, float] | None = None) -> dict[str, Any]:
     """Kernel and noise of one LR image ``y`` (C, h, w) or (1, C, h, w) in [0, 1].
 
     Returns ``kernel`` (25, 25), ``noise`` (σ on the 0–1 scale), ``width`` (σ_eff in HR pixels),
@@ -495,13 +496,16 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
     views, and ``spread`` the views' disagreement: the RMS distance of their shapes to the mean shape, relative to
     its norm (0 for one view). A large spread marks an estimate to trust less (:func:`auto_keep`). ``centre``: the
     kernel's centre of mass when the LR grid is known (:func:`grid_centre`); every view's shape is placed there and
-    the flipped views count too (they lose only the centre, see :func:`_shape_from_view`).
+    the flipped views count too (they lose only the centre, see :func:`_shape_from_view`). ``views`` None:
+    :data:`GRID_VIEWS` with a ``centre``, else :data:`AUTO_VIEWS`.
     """
+    if views is None:
+        views = AUTO_VIEWS if centre is None else GRID_VIEWS
     logits, ks, noise = _predict_views(net, y.unsqueeze(0) if y.dim() == 3 else y, scale, views, centre)
     spread = float(((ks - ks.mean(0)) ** 2).sum((-2, -1)).mean().sqrt() / ks.mean(0).norm())
-    unflipped = [i for i, v in enumerate(VIEWS[:views]) if centre is not None or not (v[1] or v[2])]
-    k, w = ks[unflipped].mean(0), torch.softmax(logits[unflipped], dim=-1).mean(0)
-    k, noise = (k / k.sum() if len(unflipped) > 1 else k), noise[unflipped].mean(0, keepdim=True)
+    pooled = [i for i, v in enumerate(VIEWS[:views]) if centre is not None or not (v[1] or v[2])]
+    k, w = ks[pooled].mean(0), torch.softmax(logits[pooled], dim=-1).mean(0)
+    k, noise = (k / k.sum() if len(pooled) > 1 else k), noise[pooled].mean(0, keepdim=True)
     extra: dict[str, Any] = {"snapped": False}
     if net.exact_names:
         i = int(w[net.n_learned:].argmax())
