@@ -90,23 +90,24 @@ def _env() -> dict[str, str]:
     return env
 
 
-CASES = {
-    "cs": (SAMPLES / "cs" / "house.png", ["--task", "cs"]),
-    "sr": (SAMPLES / "sr" / "butterfly.png", ["--task", "sr", "--kernel", "K5", "--scale", "3", "--simulate"]),
-    "cassi": (SAMPLES / "cassi" / "balloons_256.npz", ["--task", "cassi", "--simulate"]),
+CASES = {  # input, options, output file (a CASSI cube is written as TIFF)
+    "cs": (SAMPLES / "cs" / "house.png", ["--task", "cs"], "out.png"),
+    "sr": (SAMPLES / "sr" / "butterfly.png", ["--task", "sr", "--kernel", "K5", "--scale", "3", "--simulate"],
+           "out.png"),
+    "cassi": (SAMPLES / "cassi" / "balloons_256.npz", ["--task", "cassi", "--simulate"], "out.tif"),
 }
 
 
 @pytest.mark.parametrize("task", ["cs", "sr", "cassi"])
 def test_restore_on_cuda_scores_as_on_the_cpu_and_low_precision_costs_little(task, tmp_path):
-    src, args = CASES[task]
+    src, args, name = CASES[task]
     shutil.copy(src, tmp_path / src.name)
     psnr = {}
     for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16"), ("cuda", "fp16")):
         out = tmp_path / device / precision
         out.mkdir(parents=True)
         r = run_lorun(["--device", device, "restore", *args, "--precision", precision, src.name, "-o",
-                       out / "out.png", "--json"], _env(), tmp_path)
+                       out / name, "--json"], _env(), tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         psnr[device, precision] = json.loads(r.stdout)[0]["psnr"]
     assert psnr["cuda", "fp32"] == pytest.approx(psnr["cpu", "fp32"], abs=0.05), psnr

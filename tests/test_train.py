@@ -200,6 +200,34 @@ def test_ddp_gloo_two_ranks_identical_weights(cs_root, tmp_path):
     assert (tmp_path / "ddp.safetensors").exists()
 
 
+def test_loss_spikes_are_skipped_and_a_diverged_run_stops(cs_root, tmp_path, monkeypatch):
+    import json
+
+    from lorun_cli.errors import LorunError
+    from lorun_cli.train import loop
+
+    real, calls = loop.stage_loss, []
+
+    def spiky(*a, **k):  # step 12: 1e4 times the loss; step 13: NaN; then the true loss
+        loss = real(*a, **k)
+        calls.append(1)
+        return loss * {12: 1e4, 13: float("nan")}.get(len(calls), 1.0)
+
+    monkeypatch.setattr(loop, "stage_loss", spiky)
+    out = tmp_path / "s.safetensors"
+    summary = train(_cfg(cs_root, out, steps=16, val_every=16))
+    assert summary["skipped_steps"] == 2 and np.isfinite(summary["val_psnr"])
+    log = [json.loads(x) for x in (tmp_path / "s.safetensors.log.jsonl").read_text().splitlines() if x]
+    assert [r["step"] for r in log if r.get("skipped")] == [12, 13]
+    assert all(torch.isfinite(v).all() for v in _weights(out).values())
+
+    calls.clear()
+    monkeypatch.setattr(loop, "stage_loss", lambda *a, **k: real(*a, **k) * (float("nan") if calls.append(1)
+                                                                             or len(calls) > 3 else 1.0))
+    with pytest.raises(LorunError, match="diverged at step 23"):
+        train(_cfg(cs_root, tmp_path / "d.safetensors", steps=40, val_every=40))
+
+
 def test_time_budget_stop_is_validated_and_logged(cs_root, tmp_path):
     import json
 

@@ -91,8 +91,9 @@ def run_training(phase: str, values: dict[str, Any], explicit: set[str], config:
     if not quiet:
         print(f"saved {out} ({summary['steps']} steps, {summary['minutes']} min, "
               f"{summary['it_s']} it/s, validation PSNR {summary['val_psnr']} dB [float, task crop], "
-              f"peak memory {_peak_text(summary)})",
-              file=sys.stderr)
+              f"peak memory {_peak_text(summary)}"
+              + (f"; {summary['skipped_steps']} updates skipped: loss spikes" if summary["skipped_steps"] else "")
+              + ")", file=sys.stderr)
 
 
 def check_outputs(cfg: TrainConfig, force: bool) -> Path:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -23,13 +25,39 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import lora, models
-from ..errors import Interrupted, OptionError, UsageError
+from ..errors import Interrupted, LorunError, OptionError, UsageError
 from ..io.checkpoint import atomic_path
 from ..metrics import psnr
 from ..runtime import deferred_interrupts, peak_rss_mb
 from ..unfold import DUN, param_report
 from ..validate import WARM_START_SPELLING
 from .config import TrainConfig
+
+
+class SpikeGuard:
+    """Skips an update whose loss is not finite or ``factor`` times the median of the last ``window``
+    taken steps (a bad batch must not wreck Adam's moments: seen once on a GPU run, a loss of 530 among
+    losses of 0.003, then 7e30, then NaN); ``patience`` skips in a row stop the run as diverged."""
+
+    def __init__(self, factor: float = 20.0, window: int = 50, patience: int = 20, warm: int = 10) -> None:
+        self.factor, self.patience, self.warm = factor, patience, warm
+        self.recent: deque[float] = deque(maxlen=window)
+        self.skipped = self.in_row = 0
+
+    def take(self, loss: float, step: int) -> bool:
+        """True: apply this step's update; False: skip it (LorunError once the run has diverged)."""
+        spike = len(self.recent) >= self.warm and loss > self.factor * statistics.median(self.recent)
+        if math.isfinite(loss) and not spike:
+            self.recent.append(loss)
+            self.in_row = 0
+            return True
+        self.skipped += 1
+        self.in_row += 1
+        if self.in_row >= self.patience:
+            raise LorunError(f"training diverged at step {step}: {self.in_row} losses in a row non-finite or over "
+                             f"{self.factor:g}x the recent median; resume from the last checkpoint with a lower "
+                             f"--lr (--resume keeps the schedule)")
+        return False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -314,6 +342,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
     last_t, last_step, val = t0, step, float("nan")
     first_step, aside = step, [0.0, 0.0]  # seconds in validation/checkpoints: total, and since the last it/s
     emit = on_event or (lambda _r: None)
+    guard = SpikeGuard()
     emit({"event": "start", "step": step, "steps": cfg.steps, "params": param_report(model)})
 
     def elapsed() -> float:
@@ -352,14 +381,22 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
                 x, y, op = task_data.batch(gen, device)
                 outs = net(y, op, return_stages=True)  # op None: the model's own operator (CS)
                 loss = stage_loss(outs, x, cfg.stage_loss)
+            lval = loss.detach().clone()
+            if ddp:  # every rank takes or skips the same update
+                dist.all_reduce(lval)
+                lval /= _world()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-            opt.step()
+            take = guard.take(lval.item(), step + 1)
+            if take:
+                loss.backward()
+                if cfg.clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                opt.step()
             step += 1
             rec: dict[str, Any] = {"event": "step", "step": step, "loss": loss.item(),
                                    "lr": opt.param_groups[0]["lr"]}
+            if not take:
+                rec["skipped"] = True
             if step % cfg.val_every == 0 or step == cfg.steps:
                 t_val = time.monotonic()
                 val = validate(model, task_data, device)
@@ -373,7 +410,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
                 rec["it_s"] = (step - last_step) / max(1e-9, now - last_t - aside[1])
                 last_t, last_step, aside[1] = now, step, 0.0
             rec["minutes"] = elapsed() / 60
-            if "val_psnr" in rec or step % cfg.log_every == 0:
+            if "val_psnr" in rec or step % cfg.log_every == 0 or not take:
                 log(rec)
             emit(rec)
             if step % cfg.ckpt_every == 0:
@@ -391,6 +428,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
         "stop": stop_reason,
         "val_psnr": round(val, 3),
         "it_s": round((step - first_step) / max(1e-9, time.monotonic() - t0 - aside[0]), 3),  # w/o validation
+        "skipped_steps": guard.skipped,
         "world_size": _world(),
         "threads": torch.get_num_threads(),
         "weights_sha256": lora.state_sha256(model.state_dict()),
