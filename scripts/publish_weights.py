@@ -34,7 +34,17 @@ SETTING = {"sr": {"scale": 3, "kernels": "K5"}}  # the headline setting where a 
 EVAL = {task: {"dataset": name, **SETTING.get(task, {})} for task, name in HEADLINE.items()}  # more: RESULTS.md
 
 
-def describe(name: str, meta: dict) -> str:
+def trained_on(meta: dict, given: str | None = None) -> str:
+    """Where the model was trained: ``given`` (--trained-on), else the run's recorded device."""
+    tr = meta.get("training", {})
+    device = given or tr.get("device_name") or ("CPU" if tr.get("config", {}).get("device", "cpu") == "cpu" else None)
+    if device is None:
+        raise SystemExit(f"{meta['config']['strategy']}: trained on a GPU whose name the file does not record; "
+                         "give --trained-on NAME")
+    return f"{device}-trained"
+
+
+def describe(name: str, meta: dict, device: str | None = None) -> str:
     cfg = meta["config"]
     task = meta["task"]
     what = {"share": "shared backbone (LoRun phase 1)", "lorun": "stage-wise LoRA adapters (LoRun phase 2)",
@@ -46,10 +56,11 @@ def describe(name: str, meta: dict) -> str:
         extra += f", Φ = backbone's resized Φ{' + low-rank update' if meta['op']['phi'] == 'lora' else ''}"
     if meta.get("auto_policy"):
         extra += f"; trained on the kernel estimator's estimates (serves --kernel auto, {meta['auto_policy']} policy)"
-    return f"{task} {cfg['strategy']}: {what}, {cfg['denoiser']}/{cfg['size']}, {cfg['algo']}{extra}; CPU-trained"
+    return f"{task} {cfg['strategy']}: {what}, {cfg['denoiser']}/{cfg['size']}, {cfg['algo']}{extra}; " + trained_on(
+        meta, device)
 
 
-def publish(src: Path, name: str) -> dict:
+def publish(src: Path, name: str, device: str | None = None) -> dict:
     tensors, meta = load_checkpoint(src)
     kind = re.match(r"[a-z]+", meta["config"]["strategy"]).group(0)
     if kind != "share":
@@ -57,7 +68,7 @@ def publish(src: Path, name: str) -> dict:
     if kind == "block":
         tensors = quantize_int8(tensors)
     if meta.get("backbone"):
-        meta["backbone"] = meta["backbone"].removesuffix(".safetensors")
+        meta["backbone"] = Path(meta["backbone"]).name.removesuffix(".safetensors")
     dst = WEIGHTS / f"{name}.safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dst, tensors, meta)
@@ -71,9 +82,10 @@ def publish(src: Path, name: str) -> dict:
         "sha256": sha256_file(dst),
         "bytes": dst.stat().st_size,
         "urls": [],
-        "description": describe(name, meta),
+        "description": describe(name, meta, device),
         "command": tr.get("command", ""),
-        "training": {k: tr[k] for k in ("steps", "minutes", "it_s", "threads", "val_psnr", "stop", "peak_rss_mb")
+        "training": {k: tr[k] for k in ("steps", "minutes", "it_s", "threads", "val_psnr", "stop", "peak_rss_mb",
+                                                "peak_gpu_mb", "device_name", "skipped_steps")
                      if k in tr},
     }
     if "ratio" in meta.get("op", {}):
@@ -117,6 +129,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--names", nargs="*", help="model names (= file stems in RUNS); default: all models there")
     ap.add_argument("--variant", help="mark these entries as a variant (served only when asked for by name)")
+    ap.add_argument("--trained-on", help="the training device's name, for files that do not record it")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = args.names or sorted(p.stem for p in args.runs.glob("*.safetensors"))
@@ -124,7 +137,7 @@ def main() -> None:
     # backbones first: adapters reference them
     names.sort(key=lambda n: 0 if "share" in n else 1)
     for n in names:
-        old[n] = publish(args.runs / f"{n}.safetensors", n)
+        old[n] = publish(args.runs / f"{n}.safetensors", n, args.trained_on)
         if args.variant:
             old[n]["variant"] = args.variant
         print(f"published {n}: {old[n]['bytes']:,} B")

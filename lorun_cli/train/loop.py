@@ -429,6 +429,7 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
         "val_psnr": round(val, 3),
         "it_s": round((step - first_step) / max(1e-9, time.monotonic() - t0 - aside[0]), 3),  # w/o validation
         "skipped_steps": guard.skipped,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
         "world_size": _world(),
         "threads": torch.get_num_threads(),
         "weights_sha256": lora.state_sha256(model.state_dict()),
