@@ -134,8 +134,10 @@ def restore(
                                                      "the available memory, at most 1 GB on a CPU); larger inputs "
                                                      "are tiled.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
-    precision: Annotated[str, typer.Option(help="Denoiser precision: fp32, bf16 (CPUs with bf16, CUDA; ~0.4× the "
-                                           "time, −0.1 dB at most) or fp16 (CUDA).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="Denoiser precision: fp32, bf16 (CPUs with bf16, CUDA) or fp16 "
+                                           "(CUDA); −0.1 dB at most. Faster on a CPU with bf16 units (0.6–0.7×) "
+                                           "and on a GPU for large models and images (0.75–0.78×); slower for "
+                                           "the small models on a GPU (docs/GPU.md).")] = "fp32",
     score: Annotated[bool, typer.Option(help="Score against --ref or the simulated ground truth (PSNR/SSIM); "
                                         "--no-score skips it (CS and --simulate score by default).")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Break the time down (start-up, model load, read, "
