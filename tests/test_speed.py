@@ -280,7 +280,11 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(monkeypatch: pytest.MonkeyP
     assert precision == "fp32" and "no native bf16" in note
     monkeypatch.setattr(R, "native_bf16_cpu", lambda: True)
     assert R.resolve_precision("bf16", "cpu") == ("bf16", "")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert R.resolve_precision("bf16", "cuda") == ("bf16", "")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    precision, note = R.resolve_precision("bf16", "cuda:0")
+    assert precision == "fp32" and "fp16" in note
     assert R.resolve_precision("fp32", "cpu") == ("fp32", "")
     with pytest.raises(UsageError):
         R.resolve_precision("fp16", "cpu")
