@@ -7,6 +7,7 @@ overwrite an existing file unless ``force`` is given.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -140,11 +141,22 @@ def _hwc_image(arr: np.ndarray, source: Path) -> np.ndarray:
 
 def _tiff_sample(p: Path) -> tuple[np.dtype | None, int, bytes | None]:
     """(sample type, samples per pixel, ICC profile) of a TIFF's first page, from its header; (None, 1, None) when
-    tifffile cannot tell (the pixel reader reports an unreadable file)."""
+    tifffile cannot tell (the pixel reader reports an unreadable file). Read once per file version: a restore asks
+    for its facts (:func:`file_facts`) and then for its pixels."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None, 1, None
+    return _tiff_header(str(p.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _tiff_header(path: str, _mtime_ns: int, _size: int) -> tuple[np.dtype | None, int, bytes | None]:
+    """:func:`_tiff_sample`'s header read, cached by path, modification time and size."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(p) as tf:
+        with tifffile.TiffFile(path) as tf:
             page = tf.pages[0]
             dtype = np.dtype(page.dtype) if page.dtype is not None else None
             icc = page.tags.get(34675)  # InterColorProfile
