@@ -73,8 +73,8 @@ def resolve_precision(precision: str, device: str) -> tuple[str, str]:
         raise OptionError("precision", "fp16", "needs a CUDA device; on a CPU use bf16 (or fp32)")
     if precision == "bf16" and device == "cpu" and not native_bf16_cpu():
         return "fp32", "this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it runs slower than fp32"
-    gpu_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported(including_emulation=False)
-    if precision == "bf16" and device.startswith("cuda") and not gpu_bf16:
+    cuda = device.startswith("cuda")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported(including_emulation=False):
         return "fp32", "this GPU has no native bf16 (before Ampere): use --precision fp16 there"
     return precision, ""
 
