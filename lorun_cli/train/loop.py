@@ -381,20 +381,21 @@ def train(cfg: TrainConfig, on_event: Callable[[dict[str, Any]], None] | None = 
                 x, y, op = task_data.batch(gen, device)
                 outs = net(y, op, return_stages=True)  # op None: the model's own operator (CS)
                 loss = stage_loss(outs, x, cfg.stage_loss)
-            lval = loss.detach().clone()
-            if ddp:  # every rank takes or skips the same update
-                dist.all_reduce(lval)
-                lval /= _world()
+            lval = loss.item()  # this rank's loss: what the log records
+            shared = lval
+            if ddp:  # every rank takes or skips the same update: decided on the ranks' mean loss
+                t = torch.tensor(lval, device=device)
+                dist.all_reduce(t)
+                shared = t.item() / _world()
             opt.zero_grad(set_to_none=True)
-            take = guard.take(lval.item(), step + 1)
+            take = guard.take(shared, step + 1)
             if take:
                 loss.backward()
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.clip)
                 opt.step()
             step += 1
-            rec: dict[str, Any] = {"event": "step", "step": step, "loss": loss.item(),
-                                   "lr": opt.param_groups[0]["lr"]}
+            rec: dict[str, Any] = {"event": "step", "step": step, "loss": lval, "lr": opt.param_groups[0]["lr"]}
             if not take:
                 rec["skipped"] = True
             if step % cfg.val_every == 0 or step == cfg.steps:
