@@ -44,3 +44,21 @@ def run_lorun(args: list[str], env: dict[str, str], cwd: str | os.PathLike[str] 
     """Run ``python -m lorun_cli ARGS`` in a subprocess; output captured as text."""
     return subprocess.run([sys.executable, "-m", "lorun_cli", *map(str, args)], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def make_tiny_data_root(r: Path) -> Path:
+    """A tiny training data root under ``r``: smooth gray Train400-like images, two T91-like RGB images, one CS
+    validation image (``test_040.png``)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    (r / "train/bsd400").mkdir(parents=True)
+    for i in (1, 2, 3, 40):
+        a = 128 + 60 * np.sin(xx / (3 + i % 5)) + 40 * np.cos(yy / 4) + rng.normal(0, 3, (48, 48))
+        Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(r / "train/bsd400" / f"test_{i:03d}.png")
+    (r / "train/t91").mkdir(parents=True)
+    for name in ("t1.bmp", "t2.bmp"):
+        Image.fromarray(rng.integers(60, 200, (40, 44, 3), dtype=np.uint8)).save(r / "train/t91" / name)
+    return r

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import LORUN_ENV_KEYS, ROOT, run_lorun
-from PIL import Image
+from conftest import LORUN_ENV_KEYS, ROOT, make_tiny_data_root, run_lorun
 
 from lorun_cli import lora, models
 from lorun_cli.physics.cassi import CASSI
@@ -118,15 +117,7 @@ def test_restore_on_cuda_scores_as_on_the_cpu_and_low_precision_costs_little(tas
 def test_short_training_on_cuda_learns_and_reports_gpu_memory(tmp_path):
     from lorun_cli.train.loop import TrainConfig, train
 
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:48, :48]
-    (tmp_path / "train/bsd400").mkdir(parents=True)
-    (tmp_path / "train/t91").mkdir(parents=True)
-    for i in (1, 2, 3, 40):
-        a = 128 + 60 * np.sin(xx / (3 + i % 5)) + 40 * np.cos(yy / 4) + rng.normal(0, 3, (48, 48))
-        Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(tmp_path / "train/bsd400" / f"test_{i:03d}.png")
-    for name in ("t1.bmp", "t2.bmp"):
-        Image.fromarray(rng.integers(60, 200, (40, 44, 3), dtype=np.uint8)).save(tmp_path / "train/t91" / name)
+    make_tiny_data_root(tmp_path)
     cfg = TrainConfig(task="cs", strategy="share3", ratio=0.25, block=8, data=str(tmp_path), steps=12, batch=2,
                       patch=16, lr=2e-3, warmup=2, val_every=12, ckpt_every=12, log_every=1,
                       out=str(tmp_path / "m.safetensors"), seed=3, device="cuda")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import make_tiny_data_root
 
 from lorun_cli import lora, models
 from lorun_cli.io import datasets as DS
@@ -19,17 +19,8 @@ from lorun_cli.train.loop import TrainConfig, lr_at, train
 
 @pytest.fixture(scope="module")
 def cs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny CS data root: smooth gray Train400-like images, two T91-like RGB images, one validation image."""
-    r = tmp_path_factory.mktemp("csdata")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:48, :48]
-    (r / "train/bsd400").mkdir(parents=True)
-    for i in (1, 2, 3, 40):
-        a = 128 + 60 * np.sin(xx / (3 + i % 5)) + 40 * np.cos(yy / 4) + rng.normal(0, 3, (48, 48))
-        Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(r / "train/bsd400" / f"test_{i:03d}.png")
-    (r / "train/t91").mkdir(parents=True)
-    for name in ("t1.bmp", "t2.bmp"):
-        Image.fromarray(rng.integers(60, 200, (40, 44, 3), dtype=np.uint8)).save(r / "train/t91" / name)
+    """A tiny CS data root (conftest.make_tiny_data_root) with its validation image."""
+    r = make_tiny_data_root(tmp_path_factory.mktemp("csdata"))
     assert "test_040.png" in DS.CS_VAL_NAMES
     return r
 
