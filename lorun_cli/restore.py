@@ -69,11 +69,11 @@ def resolve_precision(precision: str, device: str) -> tuple[str, str]:
     """The precision to run (and a note when it differs): fp16 needs CUDA; bf16 on a CPU without native
     bf16 (AVX512-BF16 / AMX) would be emulated, slower than fp32, so fp32 runs instead; so does bf16 on a GPU
     older than Ampere (fp16 serves there)."""
-    if precision == "fp16" and not device.startswith("cuda"):
+    cuda = device.startswith("cuda")
+    if precision == "fp16" and not cuda:
         raise OptionError("precision", "fp16", "needs a CUDA device; on a CPU use bf16 (or fp32)")
     if precision == "bf16" and device == "cpu" and not native_bf16_cpu():
         return "fp32", "this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it runs slower than fp32"
-    cuda = device.startswith("cuda")
     if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported(including_emulation=False):
         return "fp32", "this GPU has no native bf16 (before Ampere): use --precision fp16 there"
     return precision, ""

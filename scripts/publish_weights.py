@@ -85,8 +85,7 @@ def publish(src: Path, name: str, device: str | None = None) -> dict:
         "description": describe(name, meta, device),
         "command": tr.get("command", ""),
         "training": {k: tr[k] for k in ("steps", "minutes", "it_s", "threads", "val_psnr", "stop", "peak_rss_mb",
-                                                "peak_gpu_mb", "device_name", "skipped_steps")
-                     if k in tr},
+                                        "peak_gpu_mb", "device_name", "skipped_steps") if k in tr},
     }
     if "ratio" in meta.get("op", {}):
         entry["ratio"] = meta["op"]["ratio"]
