@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# GPU session for lorun, in two calls on one warm machine (see docs/GPU.md):
-#   bash scripts/gpu_run.sh check   # CUDA tests, training memory (adapt vs block9) and throughput, bench
-#   bash scripts/gpu_run.sh train   # the SR base model: share9 (phase 1) then lorun9 (phase 2), then latency
+# GPU session for lorun (see docs/GPU.md); each mode is one step, several may run in one call:
+#   bash scripts/gpu_run.sh check      # CUDA tests, training memory (adapt vs block9) and throughput, bench
+#   bash scripts/gpu_run.sh train      # the SR base model: share9 (phase 1) then lorun9 (phase 2), then latency
+#   bash scripts/gpu_run.sh tests      # tests/test_cuda.py, all of it
+#   bash scripts/gpu_run.sh block9     # sr-block9-base at sr-lorun9-base's total steps, scored beside it (Set5)
+#   bash scripts/gpu_run.sh estimator  # the kernel estimator fine-tuned end to end through sr-lorun9 (two runs)
 # Needs .gpu/ beside the repo root (git-ignored, carried): wheels the GPU image lacks (.gpu/whl), the T91
-# training images as lossless PNG (.gpu/t91png) and the test sets (.gpu/data/sr/set5, .gpu/data/cs/set11).
+# training images as lossless PNG (.gpu/t91png), the test sets (.gpu/data/sr/set5, .gpu/data/cs/set11) and,
+# for `estimator`, Train400 (.gpu/data/train/bsd400).
 # Results go to $OUT (or ./gpu-out); the check's step rates stay in /tmp for the train call.
 set -u
 MODE=${1:-check}
@@ -21,7 +25,9 @@ from PIL import Image
 dst = Path("/tmp/data/train/t91"); dst.mkdir(parents=True)
 for p in sorted(Path(".gpu/t91png").glob("*.png")):
     Image.open(p).save(dst / (p.stem + ".bmp"))
-for sub in ("sr", "cs"):
+for sub in ("sr", "cs", "train"):
+    if not Path(".gpu/data", sub).is_dir():
+        continue
     Path("/tmp/data", sub).mkdir(exist_ok=True)
     for d in Path(".gpu/data", sub).iterdir():
         (Path("/tmp/data", sub) / d.name).symlink_to(d.resolve())
@@ -103,5 +109,35 @@ EOF
     --backbone "$OUT/sr-share9-base.safetensors" --data /tmp/data --out "$OUT/gpu_measure.json" \
     --side "${SIDE:-1536}" --runs "${RUNS:-20}" 2>&1 | tail -n 14 \
     | tee -a "$OUT/train.txt"
+fi
+if [ "$MODE" = tests ]; then
+  T 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -n 25 | tee "$OUT/tests.txt"
+fi
+
+if [ "$MODE" = block9 ]; then
+  # Block-9 at the base size with the CPU pair's recipe: its nine denoisers start from the shipped share9 backbone
+  # and train as many steps as the adapters did (sr-lorun9-base: 450), so both have 1,200 steps in all.
+  W=lorun_cli/assets/weights
+  T 120 $L pretrain --task sr --strategy block9 --size base --init $W/sr-share9-base.safetensors --steps "${B9_STEPS:-450}" \
+    --batch "$BATCH" --patch "$PATCH" --lr 5e-4 --max-minutes 1.6 --val-every 1000 --ckpt-every 100000 \
+    --out /tmp/sr-block9-base.safetensors --force 2>&1 | tail -n 4 | tee "$OUT/block9.txt"
+  cp /tmp/sr-block9-base.safetensors.log.jsonl "$OUT/" 2>/dev/null
+  for m in /tmp/sr-block9-base.safetensors $W/sr-lorun9-base.safetensors; do
+    T 60 $L bench --task sr --scale 3 --kernels K5 --dataset set5 --model "$m" --compare bicubic --no-memory --repeats 1 2>&1 \
+      | tail -n 8 | tee -a "$OUT/block9.txt"
+    T 90 $L bench --task sr --scale 4 --kernels all --dataset set5 --model "$m" --compare bicubic --no-memory --repeats 1 --json 2>&1 \
+      | tail -n 3 | tee -a "$OUT/block9.txt"
+  done
+fi
+
+if [ "$MODE" = estimator ]; then
+  # Two runs side by side on the one GPU (the per-sample kernel rules run on the CPU): a and b differ in step
+  # size and in how much the kernel-matching term holds the estimate (docs/logs/sr-e2e-prereg.md).
+  E2E="python3 scripts/train_sr_estimator_e2e.py --device $DEVICE --threads 4 --batch ${E_BATCH:-32} --steps 100000"
+  E2E="$E2E --max-minutes ${E_MIN:-3.5} --val-every ${E_VAL:-200}"
+  timeout 300 $E2E --lr 2e-4 --kernel-weight 0.2 --out "$OUT/est-e2e-a.safetensors" > "$OUT/est-e2e-a.txt" 2>&1 &
+  timeout 300 $E2E --lr 5e-4 --kernel-weight 0.05 --seed 1 --out "$OUT/est-e2e-b.safetensors" > "$OUT/est-e2e-b.txt" 2>&1 &
+  wait
+  tail -n 4 "$OUT"/est-e2e-*.txt
 fi
 ls -la "$OUT"

@@ -357,7 +357,10 @@ class SRBlur(Operator):
         # z is real, so its spectrum is Hermitian: form only the columns 0 … W/2 and invert with irfft2
         half = wd // 2 + 1
         tiled = inv_wbr.repeat(1, 1, s, -(-half // (wd // s)))[..., :half]
-        fx = fr[..., :half].sub_(fb[..., :half].conj() * tiled).div_(mu_t)
+        corr = fb[..., :half].conj() * tiled
+        # fb · fr above saved fr for the kernel's gradient: with a learned kernel (an estimator trained through
+        # this step) fr must not change in place
+        fx = (fr[..., :half] - corr if fb.requires_grad else fr[..., :half].sub_(corr)).div_(mu_t)
         return torch.fft.irfft2(fx, s=(h, wd))
 
 
