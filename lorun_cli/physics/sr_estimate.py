@@ -145,7 +145,7 @@ def scaled_kernel(k: Tensor, c: float, about: tuple[float, float] = (0.0, 0.0)) 
     grid = torch.stack([xx, yy], dim=-1)[None]
     out = F.grid_sample(k.float()[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0, 0]
     out = out.clamp_min(0)
-    return out / out.sum() if float(out.sum()) > 0 else k
+    return out / out.sum() if float(out.sum().detach()) > 0 else k
 
 
 def _centred(k: Tensor, size: int = KSIZE) -> Tensor:
