@@ -12,7 +12,8 @@ half the crops first softened by a Gaussian that belongs to the content), the es
 whole crop, its kernel goes through the shipped rules exactly as ``restore --kernel auto`` applies them (differentiably:
 widths, centres and weights are taken as constants, shapes and shifts carry gradients; the centre head's output
 moves the kernel), and the frozen SR network restores an aligned ``--patch`` crop with it. Loss: the restoration MSE
-(×1000) plus ``--kernel-weight`` × the kernel-matching loss of ``train_sr_estimator.losses`` (which keeps the kernel
+(×1000; ``--loss log``: the mean of each sample's log MSE, so that one badly restored crop does not set the step)
+plus ``--kernel-weight`` × the kernel-matching loss of ``train_sr_estimator.losses`` (which keeps the kernel
 meaningful for the mismatch warning and the report). Only the estimator learns; its width calibration stays the
 initial file's.
 
@@ -31,16 +32,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_sr_estimator import load_images, losses  # noqa: E402
 
 from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from lorun_cli.io.weights import resolve_model  # noqa: E402
+from lorun_cli.models import load_model  # noqa: E402
 from lorun_cli.physics import sr_estimate as E  # noqa: E402
 from lorun_cli.physics.sr import SRBlur, load_kernels  # noqa: E402
-from lorun_cli.models import load_model  # noqa: E402
 from lorun_cli.train import data as D  # noqa: E402
 
 SOFT_P, SOFT_RANGE = 0.5, (0.3, 1.5)  # as train_sr_estimator: content blur that is not the kernel's
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patch", type=int, default=72, help="HR side of the restored crop (inside the context)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--kernel-weight", type=float, default=0.2, help="weight of the kernel-matching loss")
+    ap.add_argument("--loss", choices=("mse", "log"), default="mse", help="restoration term: 1000 × the batch MSE, or "
+                    "the mean of each sample's log MSE (every sample weighs alike in dB, as the held-out score does)")
     ap.add_argument("--max-minutes", type=float, default=5.0, help="wall-time budget")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--val-every", type=int, default=250)
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     vsets = [batch(val, 16, args.context, vgen, kernels) for _ in range(3)]
 
     def step_loss(s: int, big: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor, g: torch.Generator):
-        """(restoration MSE, kernel loss) of one batch."""
+        """(restoration MSE per sample, kernel loss) of one batch."""
         big, sig = big.to(dev), sigma.to(dev).view(-1, 1, 1, 1)
         blur = SRBlur(k.to(dev), s)
         y_big = blur.A(big)
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         out = sr(y, SRBlur(use.to(dev), s, data_weight=gamma.to(dev)))
         rel, spec, du, _, cerr = losses(est, s, y_big, k.to(dev), sigma.to(dev))
         kl = rel.mean() + 3 * spec.mean() + 0.5 * du.mean() + 0.25 * cerr.mean()
-        return F.mse_loss(out.float(), x), kl
+        return (out.float() - x).square().mean((1, 2, 3)), kl
 
     def validate() -> dict[str, float]:
         est.eval()
@@ -141,18 +143,22 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             for s, big, k, sigma in vsets:
                 m, q = step_loss(s, big, k, sigma, g)
-                mse.append(float(m))
+                mse += m.tolist()
                 kl.append(float(q))
         est.train()
-        return {"psnr": round(-10 * math.log10(sum(mse) / len(mse)), 4), "kernel_loss": round(sum(kl) / len(kl), 4)}
+        return {"psnr": round(-10 * math.log10(sum(mse) / len(mse)), 4),
+                "psnr_per_sample": round(sum(-10 * math.log10(v) for v in mse) / len(mse), 4),
+                "kernel_loss": round(sum(kl) / len(kl), 4)}
 
     log = [{"step": 0, **validate()}]
     print("val", json.dumps(log[-1]), flush=True)
     t0, step, run = time.time(), 0, None
     while step < args.steps and (time.time() - t0) / 60 < args.max_minutes:
         s, big, k, sigma = batch(train, args.batch, args.context, gen, kernels)
-        mse, kl = step_loss(s, big, k, sigma, gen)
-        loss = 1000 * mse + args.kernel_weight * kl
+        per, kl = step_loss(s, big, k, sigma, gen)
+        mse = per.mean()
+        rest = 1000 * mse if args.loss == "mse" else per.clamp_min(1e-8).log().mean()
+        loss = rest + args.kernel_weight * kl
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(est.parameters(), 1.0)
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     meta_out = {**meta, "task": "sr-kernel-estimator"}
     meta_out["estimator"] = {**meta.get("estimator", {}), **est.config()}
     meta_out["training"] = {"init": str(args.init), "steps": step, "minutes": log[-1]["minutes"], "device": device_name,
-                            "batch": args.batch, "lr": args.lr, "kernel_weight": args.kernel_weight,
+                            "batch": args.batch, "lr": args.lr, "kernel_weight": args.kernel_weight, "loss": args.loss,
                             "model": args.model, "stop": "steps" if step >= args.steps else "time", "log": log,
                             "command": " ".join(["python", "scripts/train_sr_estimator_e2e.py",
                                                  *(argv or sys.argv[1:])])}
