@@ -131,12 +131,12 @@ if [ "$MODE" = block9 ]; then
 fi
 
 if [ "$MODE" = estimator ]; then
-  # Two runs side by side on the one GPU (the per-sample kernel rules run on the CPU): a and b differ in step
-  # size and in how much the kernel-matching term holds the estimate (docs/logs/sr-e2e-prereg.md).
-  E2E="python3 scripts/train_sr_estimator_e2e.py --device $DEVICE --threads 4 --batch ${E_BATCH:-32} --steps 100000"
-  E2E="$E2E --max-minutes ${E_MIN:-3.5} --val-every ${E_VAL:-200}"
-  timeout 300 $E2E --lr 2e-4 --kernel-weight 0.2 --out "$OUT/est-e2e-a.safetensors" > "$OUT/est-e2e-a.txt" 2>&1 &
-  timeout 300 $E2E --lr 5e-4 --kernel-weight 0.05 --seed 1 --out "$OUT/est-e2e-b.safetensors" > "$OUT/est-e2e-b.txt" 2>&1 &
+  # Two runs side by side on the one GPU (the per-sample kernel rules run on the CPU), each crop's log MSE as the
+  # restoration term and batches 8x the CPU runs' (docs/SR_AUTO.md: at batch 8 every CPU run drifted the wrong way).
+  E2E="python3 scripts/train_sr_estimator_e2e.py --device $DEVICE --threads 4 --batch ${E_BATCH:-64} --steps 100000"
+  E2E="$E2E --max-minutes ${E_MIN:-3.5} --val-every ${E_VAL:-200} --loss log --kernel-weight 0.2"
+  timeout 300 $E2E --lr 5e-5 --out "$OUT/est-e2e-g1.safetensors" > "$OUT/est-e2e-g1.txt" 2>&1 &
+  timeout 300 $E2E --lr 2e-5 --seed 1 --out "$OUT/est-e2e-g2.safetensors" > "$OUT/est-e2e-g2.txt" 2>&1 &
   wait
   tail -n 4 "$OUT"/est-e2e-*.txt
 fi

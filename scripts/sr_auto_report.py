@@ -310,6 +310,22 @@ NOTES = [
     "lower; 360 slicing-made cases under `top-left` +0.713 → +0.705, 44 → 43 under. The estimator then costs 2.7–5.9 % "
     "of the SR forward (0.5–1.0 % with one view). `bench --kernels auto` scores `--grid auto`, whose estimate stays "
     "one view, so the tables here are unchanged.",
+    "- The estimator trained end to end through the restorer (measured, not shipped; VLU-Net trains its "
+    "degradation estimate on the restoration loss, not on a kernel loss). `scripts/train_sr_estimator_e2e.py` "
+    "fine-tunes the shipped estimator so that the kernel it hands the frozen sr-lorun9, after the shipped rules "
+    "(centre expansion, blend, minimum width, noise weight), restores best: the rules and the HQS data step are "
+    "differentiable in the kernel (`SRBlur.hqs_step` no longer updates in place a term the kernel's gradient "
+    "needs; `tests/test_operators.py::test_sr_hqs_step_is_differentiable_in_the_kernel`), and on one fixed batch "
+    "a step along the gradient lowered the loss as its first-order prediction said. Planned for a GPU; none was "
+    "lent, so four runs on this CPU at batch 8 (rule and two amendments written before any scoring: "
+    "docs/logs/sr-e2e-prereg.md; all output: docs/logs/sr-e2e-check.txt). Two (lr 2e-4 and 5e-4) drifted so that "
+    "their own training loss rose and were stopped; c (lr 5e-5, batch MSE, 1,011 steps) and d (lr 5e-5, each "
+    "crop's log MSE, 709 steps) ended just under where they began (their validation 23.62 → 23.54 / 23.55 dB). On "
+    "held-out images 0–19 (360 cases) auto − bicubic fell from the shipped +0.529 dB to +0.424 (c) / +0.433 (d), "
+    "PIL inputs most (+0.41 → +0.11 / +0.19); d, chosen there, on images 20–39: +0.356 against +0.415, worst "
+    "family +0.214 against +0.275, 85 cases under bicubic against 75: not shipped. The gradient of one batch of 8 "
+    "is set by its worst crops (one batch's MSEs spanned 1.5e-4 to 6.8e-3), so at this batch size every step that "
+    "helps one batch costs the next; the prepared GPU call (docs/GPU.md) runs the same script at batch 64.",
 ]
 
 
