@@ -64,8 +64,9 @@ def batch(images: list[torch.Tensor], n: int, ctx: int, gen: torch.Generator, ke
 
 
 def estimated_kernels(net: E.KernelEstimator, z: torch.Tensor, s: int):
-    """Differentiable version of ``sr_estimate._predict`` + ``kernel_policy(None, ·)`` (blend) for a batch:
-    (kernels to restore with (B, 25, 25) on the CPU, data weights (B,), raw outputs for the kernel loss)."""
+    """What ``restore --kernel auto`` hands the data step for LR images ``z`` (B, 1, h, w), differentiably in the
+    estimator (``sr_estimate._predict``, then ``kernel_policy(None, ·)``, the blend rules): (kernels (B, 25, 25) on
+    the CPU, data weights (B,), constants)."""
     logits, u, centre = net.predict(z, s)
     kh = net.kernel(logits).float().cpu()
     c = net.width_scale.get(s, 1.0)

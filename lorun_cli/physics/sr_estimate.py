@@ -123,7 +123,7 @@ def sample_kernel(family: str, scale: int, gen: torch.Generator, bank: Tensor | 
 # --- kernel statistics ----------------------------------------------------------------------------
 def kernel_width(k: Tensor) -> float:
     """Effective blur width σ_eff = sqrt(½ tr Cov(k)) in HR pixels (negative taps clipped)."""
-    k = k.double().clamp_min(0)
+    k = k.detach().double().clamp_min(0)
     k = k / k.sum()
     yy, xx = _grid(k.shape[-1])
     yy, xx = yy[: k.shape[0]], xx[: k.shape[0]]
