@@ -4,7 +4,8 @@
     python scripts/sr_auto_tune.py --data DATA_ROOT [--model FILE] [--estimator FILE] [--scales 2,3,4] [--limit 8]
 
 Images: the last Train400 images, which the estimator never trains on (``train_sr_estimator.held_out_files``),
-as gray images fed to the RGB network in all three channels. Each image gets one degradation per bench family
+or with ``--images cave`` the quadrants of the CAVE training scenes (``train_sr_estimator.cave_held_out``), as gray
+images fed to the RGB network in all three channels. Each image gets one degradation per bench family
 (:func:`lorun_cli.bench.draw_degradation`, seed 100: other draws than the bench's seed 0); the SR network
 then restores it with ``auto_kernel(k̂, keep, min_width, wide)`` and the data-step weight of the estimated noise
 (``noise_data_weight``) for every (keep, min_width, wide rule, noise rule) on the grid, or, for an estimator with
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_sr_estimator import held_out_files, held_out_hr  # noqa: E402
+from train_sr_estimator import cave_held_out, held_out_files, held_out_hr  # noqa: E402
 
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import AUTO_FAMILIES, draw_degradation  # noqa: E402
@@ -88,6 +89,9 @@ def main() -> int:
                     help="estimate over this many views of the LR image (sr_estimate.VIEWS; default AUTO_VIEWS)")
     ap.add_argument("--spread-rules", default="default", help="keep by the views' spread, ';'-separated: "
                     "'FROM,TO,SURE,UNSURE' (see sr_estimate.AUTO_SPREAD), 'default' or 'none' (the keep grid)")
+    ap.add_argument("--images", choices=("train400", "cave"), default="train400", help="held-out source: the last "
+                    "40 Train400 images, or the 28 quadrants of the CAVE training scenes (band mean; used by no SR "
+                    "model or estimator, and by no choice before session 14)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--start", type=int, default=0, help="skip the first START held-out images")
     ap.add_argument("--seed", type=int, default=100)
@@ -100,7 +104,10 @@ def main() -> int:
     gain_blend = E.AUTO_CENTRE_GAIN if args.centre_gain is None else args.centre_gain
     est2 = E.load_estimator(args.also) if args.also else None
     snap_net = E.load_estimator(args.snap_estimator) if args.snap_estimator else est_net
-    files = held_out_files(args.data, args.start, args.limit)
+    if args.images == "cave":
+        files = [g for _, g in cave_held_out(args.data)[args.start : args.start + args.limit]]
+    else:
+        files = held_out_files(args.data, args.start, args.limit)
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     wides = [parse_rule(w, E.AUTO_WIDE) for w in args.wides.split(";")]
     noise_rules = [parse_rule(w, E.AUTO_NOISE_WEIGHT) for w in args.noise_weights.split(";")]

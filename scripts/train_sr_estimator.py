@@ -56,9 +56,24 @@ def held_out_files(root: Path, start: int = 0, limit: int = VAL_HOLDOUT) -> list
     return train400_files(root)[-VAL_HOLDOUT:][start : start + limit]
 
 
-def held_out_hr(path: Path, scale: int) -> torch.Tensor:
-    """A held-out gray image, mod-cropped to ``scale``, as the (1, 3, H, W) tensor the RGB network is fed."""
-    g = DS.read_gray(path)
+def cave_held_out(root: Path) -> list[tuple[str, torch.Tensor]]:
+    """A second held-out source for SR choices, used by no SR model and no estimator: the CAVE *training* scenes
+    (``cassi/cave/train``; not a test set), each the mean of its 21 bands, exposed so that its 99.5th percentile is
+    1 (brighter pixels clipped, as a camera would), cut into four quadrants: ``(name, (1, H, W) gray)`` pairs."""
+    out = []
+    for scene in sorted(p for p in (root / "cassi" / "cave" / "train").iterdir() if p.is_dir()):
+        g = torch.from_numpy(DS.read_cave_bands(scene).astype(np.float32).mean(0))
+        g = (g / torch.quantile(g.flatten(), 0.995).clamp_min(1e-6)).clamp(0, 1)
+        h, w = (d // 2 for d in g.shape)
+        for i, (r, c) in enumerate(((0, 0), (0, w), (h, 0), (h, w))):
+            out.append((f"{scene.name}-q{i}", g[r : r + h, c : c + w].reshape(1, h, w).contiguous()))
+    return out
+
+
+def held_out_hr(path: Path | torch.Tensor, scale: int) -> torch.Tensor:
+    """A held-out gray image (a file, or a (1, H, W) tensor), mod-cropped to ``scale``, as the (1, 3, H, W) tensor
+    the RGB network is fed."""
+    g = path if isinstance(path, torch.Tensor) else DS.read_gray(path)
     return DS.modcrop(g.reshape(1, 1, *g.shape[-2:]), scale).expand(1, 3, -1, -1).contiguous()
 
 
