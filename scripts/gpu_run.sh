@@ -110,6 +110,7 @@ EOF
     --side "${SIDE:-1536}" --runs "${RUNS:-20}" 2>&1 | tail -n 14 \
     | tee -a "$OUT/train.txt"
 fi
+
 if [ "$MODE" = tests ]; then
   T 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -n 25 | tee "$OUT/tests.txt"
 fi

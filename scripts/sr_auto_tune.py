@@ -90,8 +90,8 @@ def main() -> int:
     ap.add_argument("--spread-rules", default="default", help="keep by the views' spread, ';'-separated: "
                     "'FROM,TO,SURE,UNSURE' (see sr_estimate.AUTO_SPREAD), 'default' or 'none' (the keep grid)")
     ap.add_argument("--images", choices=("train400", "cave"), default="train400", help="held-out source: the last "
-                    "40 Train400 images, or the 28 quadrants of the CAVE training scenes (band mean; used by no SR "
-                    "model or estimator, and by no choice before session 14)")
+                    "40 Train400 images, or the 28 quadrants of the CAVE training scenes (band mean; trained on by "
+                    "no SR model or estimator)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--start", type=int, default=0, help="skip the first START held-out images")
     ap.add_argument("--seed", type=int, default=100)
