@@ -326,6 +326,17 @@ NOTES = [
     "family +0.214 against +0.275, 85 cases under bicubic against 75: not shipped. The gradient of one batch of 8 "
     "is set by its worst crops (one batch's MSEs spanned 1.5e-4 to 6.8e-3), so at this batch size every step that "
     "helps one batch costs the next; the prepared GPU call (docs/GPU.md) runs the same script at batch 64.",
+    "- A second held-out source, and what it shows (measured; nothing chosen on it). `sr_auto_tune.py --images "
+    "cave` scores the CAVE *training* scenes (band means, exposed to their 99.5th percentile, 28 quadrants of "
+    "256², used by no SR model or estimator; docs/logs/sr-cave-baseline.txt). The shipped rules there: auto − "
+    "bicubic +0.18 dB on average (504 cases), blurred families well above bicubic (bundled +0.78, Gaussians "
+    "+1.36, motion +0.44, noise5 +0.66) but plain decimation −1.00 and PIL inputs −1.14, 205 cases under bicubic, "
+    "worst −7.53 (×2 plain decimation of a flower scene). The losses gather on low-key scenes, half or more of "
+    "their pixels near black (the flower and feather quadrants): the estimate reads 0.9–2.3 px of blur where "
+    "there is little or none, and the data step then sharpens edges past the original. Scenes like these (dark "
+    "studio or night shots) are where `--kernel auto` under `--grid auto` is least safe (a file's default, "
+    "`--grid centre`, was not scored on this source). The next estimator choice should be checked on this source "
+    "as well as on Train400.",
 ]
 
 
