@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel-weight", type=float, default=0.2, help="weight of the kernel-matching loss")
     ap.add_argument("--loss", choices=("mse", "log"), default="mse", help="restoration term: 1000 × the batch MSE, or "
                     "the mean of each sample's log MSE (every sample weighs alike in dB, as the held-out score does)")
+    ap.add_argument("--accumulate", type=int, default=1, help="batches whose gradients make one step")
     ap.add_argument("--max-minutes", type=float, default=5.0, help="wall-time budget")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--val-every", type=int, default=250)
+    ap.add_argument("--print-every", type=int, default=25, help="steps between training-loss lines")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.data is None:
@@ -155,13 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     print("val", json.dumps(log[-1]), flush=True)
     t0, step, run = time.time(), 0, None
     while step < args.steps and (time.time() - t0) / 60 < args.max_minutes:
-        s, big, k, sigma = batch(train, args.batch, args.context, gen, kernels)
-        per, kl = step_loss(s, big, k, sigma, gen)
-        mse = per.mean()
-        rest = 1000 * mse if args.loss == "mse" else per.clamp_min(1e-8).log().mean()
-        loss = rest + args.kernel_weight * kl
         opt.zero_grad()
-        loss.backward()
+        total = 0.0
+        for _ in range(args.accumulate):  # one step from accumulate × batch crops (each part one scale)
+            s, big, k, sigma = batch(train, args.batch, args.context, gen, kernels)
+            per, kl = step_loss(s, big, k, sigma, gen)
+            mse = per.mean()
+            rest = 1000 * mse if args.loss == "mse" else per.clamp_min(1e-8).log().mean()
+            loss = (rest + args.kernel_weight * kl) / args.accumulate
+            loss.backward()
+            total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(est.parameters(), 1.0)
         opt.step()
         step += 1
@@ -169,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         done = min(1.0, max(step / args.steps, (time.time() - t0) / 60 / args.max_minutes))
         for group, base in zip(opt.param_groups, (args.lr, args.lr * 0.5)):
             group["lr"] = base * 0.5 * (1 + math.cos(math.pi * done))
-        v = float(loss.detach())
+        v = total
         run = v if run is None else 0.98 * run + 0.02 * v
-        if step % 25 == 0:
+        if step % args.print_every == 0:
             el = time.time() - t0
-            print(f"step {step} loss {run:.4f} (mse {float(mse):.2e}, kernel {float(kl):.3f}; "
+            print(f"step {step} loss {run:.4f} (this step {v:.4f}, mse {float(mse):.2e}, kernel {float(kl):.3f}; "
                   f"{el / 60:.2f} min, {step / el:.2f} it/s)", flush=True)
         if step % args.val_every == 0:
             log.append({"step": step, "minutes": round((time.time() - t0) / 60, 2), **validate()})
@@ -184,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     meta_out = {**meta, "task": "sr-kernel-estimator"}
     meta_out["estimator"] = {**meta.get("estimator", {}), **est.config()}
     meta_out["training"] = {"init": str(args.init), "steps": step, "minutes": log[-1]["minutes"], "device": device_name,
-                            "batch": args.batch, "lr": args.lr, "kernel_weight": args.kernel_weight, "loss": args.loss,
+                            "batch": args.batch, "accumulate": args.accumulate,
+                            "lr": args.lr, "kernel_weight": args.kernel_weight, "loss": args.loss,
                             "model": args.model, "stop": "steps" if step >= args.steps else "time", "log": log,
                             "command": " ".join(["python", "scripts/train_sr_estimator_e2e.py",
                                                  *(argv or sys.argv[1:])])}
