@@ -325,7 +325,12 @@ NOTES = [
     "PIL inputs most (+0.41 → +0.11 / +0.19); d, chosen there, on images 20–39: +0.356 against +0.415, worst "
     "family +0.214 against +0.275, 85 cases under bicubic against 75: not shipped. The gradient of one batch of 8 "
     "is set by its worst crops (one batch's MSEs spanned 1.5e-4 to 6.8e-3), so at this batch size every step that "
-    "helps one batch costs the next; the prepared GPU call (docs/GPU.md) runs the same script at batch 64.",
+    "helps one batch costs the next; the prepared GPU call (docs/GPU.md) runs the same script at batch 64. A "
+    "fifth run, after the check and outside the rule, took each step from 4 batches (32 crops; `--accumulate 4 "
+    "--loss log --lr 5e-5`, 192 steps in 18 minutes on two threads, stopped there; "
+    "docs/logs/sr-e2e-accumulate-e.txt): its training loss stayed flat within its noise (mean over steps 1–50 "
+    "−5.92 ± 0.04, steps 151–192 −5.87 ± 0.04), so at this budget the restoration loss does not move the shipped "
+    "estimator to anything better.",
     "- A second held-out source, and what it shows (measured; nothing chosen on it). `sr_auto_tune.py --images "
     "cave` scores the CAVE *training* scenes (band means, exposed to their 99.5th percentile, 28 quadrants of "
     "256², used by no SR model or estimator; docs/logs/sr-cave-baseline.txt). The shipped rules there: auto − "
