@@ -70,10 +70,10 @@ def cave_held_out(root: Path) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
-def held_out_hr(path: Path | torch.Tensor, scale: int) -> torch.Tensor:
+def held_out_hr(src: Path | torch.Tensor, scale: int) -> torch.Tensor:
     """A held-out gray image (a file, or a (1, H, W) tensor), mod-cropped to ``scale``, as the (1, 3, H, W) tensor
     the RGB network is fed."""
-    g = path if isinstance(path, torch.Tensor) else DS.read_gray(path)
+    g = src if isinstance(src, torch.Tensor) else DS.read_gray(src)
     return DS.modcrop(g.reshape(1, 1, *g.shape[-2:]), scale).expand(1, 3, -1, -1).contiguous()
 
 
@@ -152,13 +152,15 @@ def exact_targets(net: E.KernelEstimator, k: torch.Tensor) -> torch.Tensor:
     return torch.where(same.any(1), idx, torch.full_like(idx, -1))
 
 
-def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor):
+def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor,
+           pred: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None):
     """(relative kernel L2 per sample, spectral over-blur loss per sample, |Δu| per sample, cross-entropy of the
     retrieval weights against the exact atom equal to the true kernel (0 where none is), centre error² per sample).
 
     With a centre head the L2 term compares shapes only (the true kernel moved onto the retrieved one's centre of
-    mass) and the centre head answers for the centre (squared error in px²; 0 without a head)."""
-    logits, u, centre = net.predict(y, s)
+    mass) and the centre head answers for the centre (squared error in px²; 0 without a head). ``pred``: the
+    network's ``predict(y, s)`` when the caller already has it."""
+    logits, u, centre = pred if pred is not None else net.predict(y, s)
     kh = net.kernel(logits)
     target, cerr = k, torch.zeros(k.shape[0], dtype=k.dtype, device=k.device)
     if centre is not None:

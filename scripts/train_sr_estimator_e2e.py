@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_sr_estimator import load_images, losses  # noqa: E402
+from train_sr_estimator import SOFT_P, SOFT_RANGE, load_images, losses  # noqa: E402
 
 from lorun_cli.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from lorun_cli.io.weights import resolve_model  # noqa: E402
@@ -42,8 +42,6 @@ from lorun_cli.models import load_model  # noqa: E402
 from lorun_cli.physics import sr_estimate as E  # noqa: E402
 from lorun_cli.physics.sr import SRBlur, load_kernels  # noqa: E402
 from lorun_cli.train import data as D  # noqa: E402
-
-SOFT_P, SOFT_RANGE = 0.5, (0.3, 1.5)  # as train_sr_estimator: content blur that is not the kernel's
 
 
 def batch(images: list[torch.Tensor], n: int, ctx: int, gen: torch.Generator, kernels: dict):
@@ -63,16 +61,12 @@ def batch(images: list[torch.Tensor], n: int, ctx: int, gen: torch.Generator, ke
     return scale, torch.stack(crops), k.float(), sigma.float()
 
 
-def estimated_kernels(net: E.KernelEstimator, z: torch.Tensor, s: int):
-    """What ``restore --kernel auto`` hands the data step for LR images ``z`` (B, 1, h, w), differentiably in the
-    estimator (``sr_estimate._predict``, then ``kernel_policy(None, ·)``, the blend rules): (kernels (B, 25, 25) on
-    the CPU, data weights (B,), constants)."""
-    logits, u, centre = net.predict(z, s)
-    kh = net.kernel(logits).float().cpu()
-    c = net.width_scale.get(s, 1.0)
-    ks = torch.stack([E.scaled_kernel(k, c) for k in kh])
-    if centre is not None:  # the head's centre moves the shape (E.recentred), with gradients to both
-        ks = E.shift_kernels(ks, centre.float().cpu() - E.centroids(ks))
+def estimated_kernels(net: E.KernelEstimator, pred: tuple, s: int):
+    """What ``restore --kernel auto`` hands the data step for the estimator's outputs ``pred`` (its ``predict``),
+    differentiably (``sr_estimate.predicted_kernels``, as ``_predict`` forms them, then ``kernel_policy(None, ·)``,
+    the blend rules): (kernels (B, 25, 25) on the CPU, data weights (B,), constants)."""
+    logits, u, centre = pred
+    ks = E.predicted_kernels(net, logits, centre, s)
     use = torch.stack([E.kernel_policy(None, k)[0] for k in ks])
     noise = E.noise_from_u(u.detach()).float().cpu()
     gamma = torch.tensor([E.data_weight_policy(float(v), explicit=False) for v in noise])
@@ -128,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         blur = SRBlur(k.to(dev), s)
         y_big = blur.A(big)
         y_big = y_big + sig * torch.randn(y_big.shape, generator=g).to(dev)
-        use, gamma = estimated_kernels(est, y_big, s)
+        pred = est.predict(y_big, s)
+        use, gamma = estimated_kernels(est, pred, s)
         p, ctx = args.patch, args.context
         oy, ox = (s * int(torch.randint((ctx - p) // s + 1, (1,), generator=g)) for _ in range(2))
         x = big[..., oy : oy + p, ox : ox + p].expand(-1, 3, -1, -1).contiguous()
         y = blur.A(x)
         y = y + sig * torch.randn(y.shape, generator=g).to(dev)
         out = sr(y, SRBlur(use.to(dev), s, data_weight=gamma.to(dev)))
-        rel, spec, du, _, cerr = losses(est, s, y_big, k.to(dev), sigma.to(dev))
+        rel, spec, du, _, cerr = losses(est, s, y_big, k.to(dev), sigma.to(dev), pred=pred)
         kl = rel.mean() + 3 * spec.mean() + 0.5 * du.mean() + 0.25 * cerr.mean()
         return (out.float() - x).square().mean((1, 2, 3)), kl
 

@@ -411,11 +411,21 @@ def _predict(net: KernelEstimator, y: Tensor, scale: int) -> tuple[Tensor, Tenso
     z = _centre_crop(luma(y.to(p.dtype).to(p.device)))
     with torch.no_grad():
         logits, u, centre = net.predict(z, scale)
-        ks = net.kernel(logits).float().cpu()
-        ks = torch.stack([scaled_kernel(k, net.width_scale.get(scale, 1.0)) for k in ks])
-        if centre is not None:
-            ks = torch.stack([recentred(k, tuple(float(c) for c in cc)) for k, cc in zip(ks, centre.cpu())])
+        ks = predicted_kernels(net, logits, centre, scale)
     return logits.float().cpu(), ks, noise_from_u(u).float().cpu()
+
+
+def predicted_kernels(net: KernelEstimator, logits: Tensor, centre: Tensor | None, scale: int) -> Tensor:
+    """The kernels (B, 25, 25), float32 on the CPU, of the estimator's outputs: the retrieved shapes with the file's
+    width calibration, moved to the centre head's centre of mass (:func:`recentred`) when there is one.
+    Differentiable in ``logits`` and ``centre`` (an estimator trained through the restorer; :func:`_predict` runs it
+    without gradients)."""
+    ks = net.kernel(logits).float().cpu()
+    ks = torch.stack([scaled_kernel(k, net.width_scale.get(scale, 1.0)) for k in ks])
+    if centre is None:
+        return ks
+    kd = _centred(ks.double())
+    return shift_kernels(kd, centre.double().cpu() - centroids(kd)).float()
 
 
 def estimate_batch(net: KernelEstimator, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
