@@ -92,6 +92,10 @@ def main() -> int:
     ap.add_argument("--images", choices=("train400", "cave"), default="train400", help="held-out source: the last "
                     "40 Train400 images, or the 28 quadrants of the CAVE training scenes (band mean; trained on by "
                     "no SR model or estimator)")
+    ap.add_argument("--contrast-ref", help="scale the estimator's input to this standard deviation ('none': as it "
+                    "is; default: the estimator file's; see sr_estimate.KernelEstimator.predict)")
+    ap.add_argument("--exposure", type=float, default=1.0, help="multiply every held-out image by this before it is "
+                    "degraded (< 1: a dim photo; scored against the dimmed image)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--start", type=int, default=0, help="skip the first START held-out images")
     ap.add_argument("--seed", type=int, default=100)
@@ -100,6 +104,8 @@ def main() -> int:
     net, _ = load_task_model("sr", args.model)
     policy = (net.auto_policy or "blend") if args.policy == "model" else args.policy
     est_net = E.load_estimator(args.estimator)
+    if args.contrast_ref is not None:
+        est_net.contrast_ref = None if args.contrast_ref == "none" else float(args.contrast_ref)
     gain_raw = 1.0 if args.centre_gain is None else args.centre_gain
     gain_blend = E.AUTO_CENTRE_GAIN if args.centre_gain is None else args.centre_gain
     est2 = E.load_estimator(args.also) if args.also else None
@@ -120,7 +126,7 @@ def main() -> int:
     case_log = open(args.cases, "w") if args.cases else None  # noqa: SIM115 - closed below
     for s in (int(v) for v in args.scales.split(",")):
         for i, f in enumerate(files, start=args.start):
-            x = held_out_hr(f, s)
+            x = held_out_hr(f, s) * args.exposure
             for fam in AUTO_FAMILIES:
                 _, k_true, sigma = draw_degradation(fam, s, i, args.seed)
                 with torch.no_grad():
