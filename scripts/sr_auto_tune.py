@@ -94,6 +94,8 @@ def main() -> int:
                     "no SR model or estimator)")
     ap.add_argument("--contrast-ref", help="scale the estimator's input to this standard deviation ('none': as it "
                     "is; default: the estimator file's; see sr_estimate.KernelEstimator.predict)")
+    ap.add_argument("--contrast-min-gain", type=float, help="the smallest gain toward --contrast-ref (1: only "
+                    "inputs below it are scaled)")
     ap.add_argument("--exposure", type=float, default=1.0, help="multiply every held-out image by this before it is "
                     "degraded (< 1: a dim photo; scored against the dimmed image)")
     ap.add_argument("--limit", type=int, default=8)
@@ -106,6 +108,8 @@ def main() -> int:
     est_net = E.load_estimator(args.estimator)
     if args.contrast_ref is not None:
         est_net.contrast_ref = None if args.contrast_ref == "none" else float(args.contrast_ref)
+    if args.contrast_min_gain is not None:
+        est_net.contrast_min_gain = args.contrast_min_gain
     gain_raw = 1.0 if args.centre_gain is None else args.centre_gain
     gain_blend = E.AUTO_CENTRE_GAIN if args.centre_gain is None else args.centre_gain
     est2 = E.load_estimator(args.also) if args.also else None

@@ -296,11 +296,13 @@ class KernelEstimator(nn.Module):
     """
 
     def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1, exact: str | None = None,
-                 centre_head: bool = False, contrast_ref: float | None = None) -> None:
+                 centre_head: bool = False, contrast_ref: float | None = None, contrast_min_gain: float = 0.0) -> None:
         super().__init__()
         self.arch, self.width, self.centre_head = arch, width, bool(centre_head)
         #: Standard deviation every input is scaled to (None: inputs as they are; files before it have none).
         self.contrast_ref = contrast_ref
+        #: The smallest gain toward it (1: only inputs below the reference are scaled, up to it).
+        self.contrast_min_gain = contrast_min_gain
         self.exact = exact or ("none" if arch == 1 else "pil")
         self.features, ch = _trunk(arch, width)
         self.score = nn.Conv2d(ch, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
@@ -336,7 +338,8 @@ class KernelEstimator(nn.Module):
         gain = None
         if self.contrast_ref is not None:
             sd = z.square().mean(dim=(-3, -2, -1), keepdim=True).sqrt()
-            gain = self.contrast_ref / sd.clamp_min(self.contrast_ref / CONTRAST_MAX_GAIN)
+            gain = (self.contrast_ref / sd.clamp_min(self.contrast_ref / CONTRAST_MAX_GAIN)).clamp_min(
+                self.contrast_min_gain)
             z = z * gain
         f = self.features(z * 4.0)
         pooled = torch.cat([f.mean(dim=(-2, -1)), attention_pool(f, self.score(f))], dim=1)
@@ -345,7 +348,8 @@ class KernelEstimator(nn.Module):
         out = self.head(torch.cat([pooled, onehot], dim=1))
         u = out[:, -3] if self.centre_head else out[:, -1]
         if gain is not None:  # u = log(255·σ + ½) of the scaled input → of y
-            u = torch.log(((torch.exp(u) - NOISE_OFFSET) / gain.flatten()).clamp_min(0.05 - NOISE_OFFSET) + NOISE_OFFSET)
+            sigma = (torch.exp(u) - NOISE_OFFSET) / gain.flatten()
+            u = torch.log(sigma.clamp_min(0.05 - NOISE_OFFSET) + NOISE_OFFSET)
         if self.centre_head:
             return out[:, :-3], u, out[:, -2:]
         return out[:, :-1], u, None
@@ -375,6 +379,8 @@ class KernelEstimator(nn.Module):
             cfg["centre_head"] = True
         if self.contrast_ref is not None:
             cfg["contrast_ref"] = self.contrast_ref
+            if self.contrast_min_gain:
+                cfg["contrast_min_gain"] = self.contrast_min_gain
         return cfg
 
 
@@ -394,7 +400,8 @@ def build_estimator(meta: dict[str, Any]) -> KernelEstimator:
     cfg = meta.get("estimator", {})
     return KernelEstimator(atoms=int(cfg.get("atoms", 48)), width=int(cfg.get("width", 32)),
                            arch=int(cfg.get("arch", 1)), exact=cfg.get("exact"),
-                           centre_head=bool(cfg.get("centre_head", False)), contrast_ref=cfg.get("contrast_ref"))
+                           centre_head=bool(cfg.get("centre_head", False)), contrast_ref=cfg.get("contrast_ref"),
+                           contrast_min_gain=float(cfg.get("contrast_min_gain", 0.0)))
 
 
 def load_estimator(path: str | Path | None = None) -> KernelEstimator:
