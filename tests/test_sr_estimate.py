@@ -106,6 +106,11 @@ def test_contrast_reference_makes_the_estimate_exposure_invariant() -> None:
     assert net.config()["contrast_ref"] == 0.19
     assert E.build_estimator({"estimator": net.config()}).contrast_ref == 0.19
     assert E.build_estimator({"estimator": E.KernelEstimator().config()}).contrast_ref is None  # older files
+    with torch.no_grad():  # the reference as a floor only: inputs above it are read as they are
+        net.contrast_min_gain = 1.0
+        assert torch.equal(net.predict(y, 3)[0], plain[0][0])
+        assert torch.allclose(net.predict(0.25 * y, 3)[0], l1, atol=1e-5)
+    assert E.build_estimator({"estimator": net.config()}).contrast_min_gain == 1.0
 
 
 def test_retrieval_is_a_convex_combination_of_atoms() -> None:
