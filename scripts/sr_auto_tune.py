@@ -33,7 +33,7 @@ from train_sr_estimator import cave_held_out, held_out_files, held_out_hr  # noq
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import AUTO_FAMILIES, draw_degradation  # noqa: E402
 from lorun_cli.physics import sr_estimate as E  # noqa: E402
-from lorun_cli.physics.sr import SRBlur, bicubic_on_grid  # noqa: E402
+from lorun_cli.physics.sr import SRBlur, bicubic_on_grid, exposure_apply, exposure_map, exposure_unmap  # noqa: E402
 from lorun_cli.restore import PROTOCOL, load_task_model  # noqa: E402
 
 KEEPS = (0.5, 0.75, 1.0)
@@ -98,6 +98,10 @@ def main() -> int:
                     "inputs below it are scaled)")
     ap.add_argument("--exposure", type=float, default=1.0, help="multiply every held-out image by this before it is "
                     "degraded (< 1: a dim photo; scored against the dimmed image)")
+    ap.add_argument("--exposure-map", action="store_true", help="restore (and estimate) on the LR image brought to "
+                    "the reference contrast, the result mapped back (physics.sr.exposure_map)")
+    ap.add_argument("--oracle", action="store_true", help="also restore with the true kernel (its data-step weight "
+                    "as for a given kernel); the cases file gets oracle_minus_bicubic")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--start", type=int, default=0, help="skip the first START held-out images")
     ap.add_argument("--seed", type=int, default=100)
@@ -137,6 +141,9 @@ def main() -> int:
                     y = SRBlur(k_true, s).A(x)
                     if sigma:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
+                    y_lr = y  # bicubic sees the LR image as it is; the estimator and the network may see it mapped
+                    mcg = exposure_map(y) if args.exposure_map else (0.0, 0.0, 1.0)
+                    y = exposure_apply(y, mcg)
                     first = E.estimate(est_net, y, s, snap_p=2.0, views=args.views)
                     k_est = first["kernel"]
                     if args.bootstrap > 0:  # what the estimator makes of a scene like this one blurred with k̂
@@ -156,8 +163,13 @@ def main() -> int:
                     best = E.estimate(snap_net, y, s, snap_p=0.0)  # the kernel is the likeliest exact atom, if any
                     if est2 is not None:  # an ensemble of two estimators: the mean kernel
                         k_est = 0.5 * (k_est + E.estimate(est2, y, s)["kernel"])
-                    bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
+                    bic = bicubic_on_grid(y_lr, s, E.grid_shift(k_true))
                     p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
+                    p_oracle = None
+                    if args.oracle:
+                        w_or = E.data_weight_policy(first["noise"], explicit=True)
+                        out = exposure_unmap(net(y, SRBlur(k_true, s, data_weight=w_or)), mcg)
+                        p_oracle = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"] - p_bic
                     centre = E.centroid(k_true)
                     for keep, mw, snap, wide, nrule, srule in grid:
                         snapped = best["snapped"] and best["exact_p"] >= snap
@@ -172,7 +184,7 @@ def main() -> int:
                                 k = (E.widened_kernel(k, mw) if snapped
                                      else E.auto_kernel(k, keep, mw, wide, first["spread"], srule))
                             weight = E.noise_data_weight(first["noise"], nrule)
-                            out = net(y, SRBlur(k, s, data_weight=weight))
+                            out = exposure_unmap(net(y, SRBlur(k, s, data_weight=weight)), mcg)
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                             diffs[(keep, mw, snap, wide, nrule, srule)][tag].setdefault(fam, []).append(p - p_bic)
                             if case_log is not None and not tag:
@@ -182,7 +194,9 @@ def main() -> int:
                                                            "noise": round(255 * first["noise"], 3),
                                                            "spread": round(first["spread"], 4),
                                                            "kernel_error": round(E.kernel_error(k_est, k_true), 4),
-                                                           "auto_minus_bicubic": round(p - p_bic, 4)}) + "\n")
+                                                           "auto_minus_bicubic": round(p - p_bic, 4),
+                                                           **({} if p_oracle is None else
+                                                              {"oracle_minus_bicubic": round(p_oracle, 4)})}) + "\n")
         print(f"scale ×{s} done", file=sys.stderr, flush=True)
     if case_log is not None:
         case_log.close()

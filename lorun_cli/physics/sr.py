@@ -238,6 +238,38 @@ def bicubic_on_grid(y: Tensor, scale: int, shift: tuple[float, float] = (0.0, 0.
     return (mr @ y.reshape(-1, h, w) @ mc.T).reshape(*lead, h * s, w * s)
 
 
+# --- exposure -------------------------------------------------------------------------------------
+#: Median mean and standard deviation of the SR networks' training images (T91, channel mean; ``exposure_map``).
+EXPOSURE_REF = (0.46, 0.18)
+EXPOSURE_MAX_GAIN = 8.0
+
+
+def exposure_map(y: Tensor, ref: tuple[float, float] = EXPOSURE_REF,
+                 max_gain: float = EXPOSURE_MAX_GAIN) -> tuple[float, float, float]:
+    """(m, c, g) of the affine map y ↦ c + g·(y − m) that brings an LR image (B, C, h, w) of low contrast up to the
+    contrast the SR networks were trained on: g = ref std / its std (1 ≤ g ≤ ``max_gain``; images at or above the
+    reference keep g = 1 and are not moved), its mean m moved toward the reference mean by 1 − 1/g.
+
+    The networks restore a dim image worse than the same scene well exposed; a blur kernel that sums to one commutes
+    with the map, so restoring the mapped image and mapping the result back (:func:`exposure_unmap`) restores y."""
+    gray = y.mean(dim=-3)
+    m, sd = float(gray.mean()), float(gray.std())
+    g = min(max(ref[1] / max(sd, 1e-8), 1.0), max_gain)
+    return m, m + (ref[0] - m) * (1.0 - 1.0 / g), g
+
+
+def exposure_apply(y: Tensor, mcg: tuple[float, float, float]) -> Tensor:
+    """c + g·(y − m): the image :func:`exposure_map` brings to the reference contrast."""
+    m, c, g = mcg
+    return y if g == 1.0 else c + g * (y - m)
+
+
+def exposure_unmap(x: Tensor, mcg: tuple[float, float, float]) -> Tensor:
+    """m + (x − c)/g: a restoration of the mapped image, back at the input's exposure."""
+    m, c, g = mcg
+    return x if g == 1.0 else m + (x - c) / g
+
+
 # --- operator -------------------------------------------------------------------------------------
 class SRBlur(Operator):
     """y = (x ⊛ k)[..., ::s, ::s] with circular convolution (FFT); channels are blurred independently.
