@@ -59,6 +59,9 @@ def print_restore(results: list[dict[str, Any]], json_out: bool = False, quiet: 
                       + (f", grid {est['grid']}" if est.get("grid") else "")
                       + (f" (data step weighted ×{weight:.2f})" if weight > 1 else ""),
                       markup=False, soft_wrap=True)
+        if (gain := r.get("exposure_gain")) is not None:
+            con.print(f"  low contrast: estimated and restored at ×{gain:.2f} its contrast, then mapped back",
+                      markup=False, soft_wrap=True)
         if verbose and "timings" in r:
             con.print("  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["timings"].items() if k != "load"),
                       markup=False, soft_wrap=True)

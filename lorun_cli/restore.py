@@ -20,7 +20,7 @@ from .io.weights import load_manifest, resolve_model
 from .options import CUBE_EXTS, RestoreOptions, expand_inputs, min_tile, output_path, plan
 from .physics.cassi import load_mask
 from .physics.cs import BlockCS
-from .physics.sr import SRBlur, load_kernel_file, load_kernels
+from .physics.sr import SRBlur, exposure_apply, exposure_map, exposure_unmap, load_kernel_file, load_kernels
 from .runtime import peak_rss_mb
 from .unfold import DUN
 
@@ -331,11 +331,15 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     from .physics.sr_estimate import default_grid
 
     grid = opts.grid or default_grid(opts.simulate)
+    mcg = exposure_map(y)  # a dim image is estimated and restored at the training images' contrast
+    y = exposure_apply(y, mcg)
     k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step, grid=grid)
     k = k.to(opts.device)
+    if est is not None and mcg[2] != 1.0:  # the noise of the input itself
+        est["noise"] = round(est["noise"] / mcg[2], 2)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k
-        info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight)
+        info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight, exposure_gain=mcg[2])
     if max(k.shape) > s * min(y.shape[-2:]):
         raise OptionError("kernel", opts.kernel, f"the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
                          f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")
@@ -346,7 +350,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
         return net(t, SRBlur(k, s, data_weight=data_weight))
 
     with torch.no_grad():
-        out = _sr_run(fn, y, tile // s, s, guard.on_tile)
+        out = exposure_unmap(_sr_run(fn, y, tile // s, s, guard.on_tile), mcg)
     out = out.clamp(0, 1)[0]
     if gray:  # a gray input gives a gray output (no colour fringes from the RGB network)
         out = out.mean(dim=0, keepdim=True)
@@ -577,6 +581,8 @@ def _record(f: Path, o: Path, out: Tensor, ref: Tensor | None, name: str, net: D
                            "shape": list(out.shape)}
     if opts.task == "sr":
         rec.update(scale=opts.scale, kernel=opts.kernel, noise=opts.noise)
+        if info.get("exposure_gain", 1.0) != 1.0:
+            rec["exposure_gain"] = round(info["exposure_gain"], 3)
         if info.get("estimate") is not None:
             rec["kernel_estimate"] = est = info["estimate"]
             if est["mismatch"] and on_note is not None:

@@ -126,3 +126,31 @@ def test_sr_hqs_step_is_differentiable_in_the_kernel() -> None:
 
     torch.testing.assert_close(step(k.clone().requires_grad_(True)).detach(), step(k), atol=1e-12, rtol=0)
     assert torch.autograd.gradcheck(step, (k.clone().requires_grad_(True),))
+
+
+def test_exposure_map_commutes_with_a_blur_that_sums_to_one() -> None:
+    from lorun_cli.physics.sr import (
+        EXPOSURE_MAX_GAIN,
+        EXPOSURE_REF,
+        exposure_apply,
+        exposure_map,
+        exposure_unmap,
+        load_kernels,
+    )
+
+    torch.manual_seed(0)
+    i = torch.arange(48, dtype=torch.float64)
+    x = 0.15 + 0.1 * torch.sin(i / 3)[:, None] * torch.cos(i / 5) + 0.01 * torch.rand(1, 3, 48, 48, dtype=torch.float64)
+    # a dim scene of low contrast
+    op = SRBlur(load_kernels()["K4"].double(), 2)
+    y = op.A(x)
+    mcg = exposure_map(y)
+    m, c, g = mcg
+    assert 1.0 < g < EXPOSURE_MAX_GAIN and g == pytest.approx(EXPOSURE_REF[1] / float(y.mean(1).std()))
+    assert c == pytest.approx(m + (EXPOSURE_REF[0] - m) * (1 - 1 / g))  # the mean moved toward the reference
+    assert torch.allclose(op.A(exposure_apply(x, mcg)), exposure_apply(y, mcg), atol=1e-12)  # the map commutes
+    assert torch.allclose(exposure_unmap(exposure_apply(y, mcg), mcg), y, atol=1e-12)
+    assert float(exposure_apply(y, mcg).mean(1).std()) == pytest.approx(EXPOSURE_REF[1], rel=1e-6)
+    bright = torch.rand(1, 1, 48, 48).expand(1, 3, 48, 48)  # std 0.29: above the reference, not moved
+    assert exposure_map(bright)[2] == 1.0 and exposure_apply(bright, exposure_map(bright)) is bright
+    assert exposure_map(torch.full((1, 3, 8, 8), 0.3))[2] == EXPOSURE_MAX_GAIN  # a flat image: the gain is capped

@@ -666,3 +666,22 @@ def test_scaled_kernel_about_a_point_keeps_that_point() -> None:
     assert E.kernel_width(narrow) < 0.85 * E.kernel_width(k)
     moved = E.scaled_kernel(k, 0.7)  # about the centre tap: the centre of mass moves in with the widths
     assert E.centroid(moved) == pytest.approx((-0.7, -0.7), abs=0.05)
+
+
+def test_a_dim_image_is_restored_at_the_reference_contrast_and_mapped_back(in_zoo, tmp_path, monkeypatch) -> None:
+    import lorun_cli.physics.sr as S
+
+    R._ESTIMATOR[:] = [_Fixed(atom=3)]
+    rng = np.random.default_rng(0)
+    Image.fromarray((12 + rng.random((48, 48, 3)) * 30).astype(np.uint8)).save(tmp_path / "dim.png")  # std ~0.03
+    seen: list[tuple] = []
+    monkeypatch.setattr(R, "exposure_map", lambda y: seen.append(S.exposure_map(y)) or seen[-1])
+    monkeypatch.setattr(R, "exposure_unmap", lambda x, mcg: seen.append(mcg) or S.exposure_unmap(x, mcg))
+    opts = R.RestoreOptions(task="sr", scale=2, kernel="K4", output=tmp_path / "out.png")
+    res = R.run_restore([tmp_path / "dim.png"], opts)
+    assert len(seen) == 2 and seen[1] == seen[0] and seen[0][2] > 4  # mapped, then mapped back by the same map
+    assert res[0]["exposure_gain"] == pytest.approx(seen[0][2], abs=1e-3)
+    Image.fromarray((rng.random((48, 48)) * 255).astype(np.uint8)).save(tmp_path / "lit.png")  # std ~0.29
+    res = R.run_restore([tmp_path / "lit.png"], R.RestoreOptions(task="sr", scale=2, kernel="K4",
+                                                                 output=tmp_path / "out2.png"))
+    assert "exposure_gain" not in res[0] and seen[-1][2] == 1.0  # a well-exposed image is not moved
