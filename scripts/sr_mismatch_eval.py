@@ -23,7 +23,7 @@ import torch
 from lorun_cli import metrics
 from lorun_cli.io import datasets as D
 from lorun_cli.physics import sr_estimate as E
-from lorun_cli.physics.sr import SRBlur, bicubic_on_grid, load_kernels
+from lorun_cli.physics.sr import SRBlur, bicubic_on_grid, exposure_apply, exposure_map, exposure_unmap, load_kernels
 from lorun_cli.restore import load_task_model, sr_kernel_for
 
 
@@ -50,13 +50,15 @@ def main() -> int:
         for _name, x in items:
             x = x[..., : x.shape[-2] // s * s, : x.shape[-1] // s * s].unsqueeze(0)
             y = SRBlur(k_true, s).A(x)
-            k_guard, w_guard, rec = sr_kernel_for(y, s, given)
-            k_auto, w_auto, _ = sr_kernel_for(y, s, None, blind.auto_policy)
+            mcg = exposure_map(y)  # as restore runs: a dim image estimated and restored at the reference contrast
+            ym = exposure_apply(y, mcg)
+            k_guard, w_guard, rec = sr_kernel_for(ym, s, given)
+            k_auto, w_auto, _ = sr_kernel_for(ym, s, None, blind.auto_policy)
             warned += int(rec["mismatch"])
             with torch.no_grad():
-                outs = {"as_given": net(y, SRBlur(given, s)),
-                        "guarded": net(y, SRBlur(k_guard, s, data_weight=w_guard)),
-                        "auto": blind(y, SRBlur(k_auto, s, data_weight=w_auto)),
+                outs = {"as_given": exposure_unmap(net(ym, SRBlur(given, s)), mcg),
+                        "guarded": exposure_unmap(net(ym, SRBlur(k_guard, s, data_weight=w_guard)), mcg),
+                        "auto": exposure_unmap(blind(ym, SRBlur(k_auto, s, data_weight=w_auto)), mcg),
                         "bicubic": bicubic_on_grid(y, s, E.grid_shift(k_true))}
             for m, o in outs.items():
                 acc[m].append(metrics.score(o.clamp(0, 1), x, "y", border=s)["psnr"])
