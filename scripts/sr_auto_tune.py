@@ -92,14 +92,10 @@ def main() -> int:
     ap.add_argument("--images", choices=("train400", "cave"), default="train400", help="held-out source: the last "
                     "40 Train400 images, or the 28 quadrants of the CAVE training scenes (band mean; trained on by "
                     "no SR model or estimator)")
-    ap.add_argument("--contrast-ref", help="scale the estimator's input to this standard deviation ('none': as it "
-                    "is; default: the estimator file's; see sr_estimate.KernelEstimator.predict)")
-    ap.add_argument("--contrast-min-gain", type=float, help="the smallest gain toward --contrast-ref (1: only "
-                    "inputs below it are scaled)")
     ap.add_argument("--exposure", type=float, default=1.0, help="multiply every held-out image by this before it is "
                     "degraded (< 1: a dim photo; scored against the dimmed image)")
-    ap.add_argument("--exposure-map", action="store_true", help="restore (and estimate) on the LR image brought to "
-                    "the reference contrast, the result mapped back (physics.sr.exposure_map)")
+    ap.add_argument("--no-exposure-map", action="store_true", help="estimate and restore the LR image as it is "
+                    "(restore brings a low-contrast image to the reference contrast first: physics.sr.exposure_map)")
     ap.add_argument("--oracle", action="store_true", help="also restore with the true kernel (its data-step weight "
                     "as for a given kernel); the cases file gets oracle_minus_bicubic")
     ap.add_argument("--limit", type=int, default=8)
@@ -110,10 +106,6 @@ def main() -> int:
     net, _ = load_task_model("sr", args.model)
     policy = (net.auto_policy or "blend") if args.policy == "model" else args.policy
     est_net = E.load_estimator(args.estimator)
-    if args.contrast_ref is not None:
-        est_net.contrast_ref = None if args.contrast_ref == "none" else float(args.contrast_ref)
-    if args.contrast_min_gain is not None:
-        est_net.contrast_min_gain = args.contrast_min_gain
     gain_raw = 1.0 if args.centre_gain is None else args.centre_gain
     gain_blend = E.AUTO_CENTRE_GAIN if args.centre_gain is None else args.centre_gain
     est2 = E.load_estimator(args.also) if args.also else None
@@ -142,7 +134,7 @@ def main() -> int:
                     if sigma:
                         y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
                     y_lr = y  # bicubic sees the LR image as it is; the estimator and the network may see it mapped
-                    mcg = exposure_map(y) if args.exposure_map else (0.0, 0.0, 1.0)
+                    mcg = (0.0, 0.0, 1.0) if args.no_exposure_map else exposure_map(y)
                     y = exposure_apply(y, mcg)
                     first = E.estimate(est_net, y, s, snap_p=2.0, views=args.views)
                     k_est = first["kernel"]

@@ -44,8 +44,6 @@ VAL_HOLDOUT = 40
 #: Share of HR crops pre-blurred (Gaussian width uniform in SOFT_RANGE, HR px) before the target kernel: photos
 #: are not all sharp, and blur that belongs to the content must not be read as the camera's kernel.
 SOFT_P, SOFT_RANGE = 0.5, (0.3, 1.5)
-#: Gains of the darkened crops (``--gain-aug``).
-GAIN_RANGE = (0.15, 1.0)
 
 
 def train400_files(root: Path) -> list[Path]:
@@ -102,11 +100,8 @@ def load_images(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
 
 
 def make_batch(images: list[torch.Tensor], batch: int, gen: torch.Generator, bank: torch.Tensor,
-               scale: int | None = None, gain_p: float = 0.0) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                         list[str]]:
-    """(scale, LR (B,1,P,P), kernels (B,25,25), σ (B,), families) for one training step. ``gain_p``: share of crops
-    darkened by a gain in :data:`GAIN_RANGE` before blur, noise and quantisation (dim photos: the same noise and
-    8-bit steps on less contrast)."""
+               scale: int | None = None) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """(scale, LR (B,1,P,P), kernels (B,25,25), σ (B,), families) for one training step."""
     s = scale or E.SCALES[int(torch.randint(len(E.SCALES), (1,), generator=gen))]
     side = PATCH[s] * s + E.KSIZE - 1
     pool = [im for im in images if min(im.shape[-2:]) >= side]
@@ -127,8 +122,6 @@ def make_batch(images: list[torch.Tensor], batch: int, gen: torch.Generator, ban
             pre = SOFT_RANGE[0] + (SOFT_RANGE[1] - SOFT_RANGE[0]) * float(torch.rand((), generator=gen))
             c = E.degrade_valid(F.pad(c[None], (12, 12, 12, 12), mode="reflect"), E.gaussian_kernel(pre, pre, 0.0),
                                 1)[0]
-        if gain_p > 0 and bool(torch.rand((), generator=gen) < gain_p):
-            c = c * (GAIN_RANGE[0] + (GAIN_RANGE[1] - GAIN_RANGE[0]) * float(torch.rand((), generator=gen)))
         crops.append(c)
         ks.append(k)
         names.append(fam)
@@ -222,9 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
     ap.add_argument("--centre-head", action="store_true", help="predict the kernel's centre of mass apart from its "
                     "shape (the L2 term then compares shapes only)")
-    ap.add_argument("--contrast-ref", type=float, help="scale every input to this standard deviation (default: the "
-                    "--init file's, else none; see sr_estimate.KernelEstimator.predict)")
-    ap.add_argument("--gain-aug", type=float, default=0.0, help="share of training crops darkened (GAIN_RANGE)")
     ap.add_argument("--centre-weight", type=float, default=0.25, help="weight of the centre head's squared error")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
@@ -256,10 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             init = (st["net"], st.get("config", {}))
     shape = {"atoms": args.atoms, "width": args.width, "arch": args.arch, "exact": args.exact,
              "centre_head": args.centre_head,
-             **{k: v for k, v in (init[1] if init else {}).items() if k in ("atoms", "width", "arch", "exact",
-                                                                             "contrast_ref")}}
-    if args.contrast_ref is not None:
-        shape["contrast_ref"] = args.contrast_ref
+             **{k: v for k, v in (init[1] if init else {}).items() if k in ("atoms", "width", "arch", "exact")}}
     net = E.KernelEstimator(**shape)
     body = [p for n, p in net.named_parameters() if n != "atom_logits"]
     opt = torch.optim.Adam([{"params": body}, {"params": [net.atom_logits], "lr": args.lr * 0.5}], lr=args.lr)
@@ -317,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start, run = time.process_time() - spent, 0.0  # CPU time: the machine is shared, wall time is not ours
     while step < args.steps and (time.process_time() - t_start) / 60 < args.max_minutes:
-        s, y, k, sig, _ = make_batch(train, args.batch, gen, bank, gain_p=args.gain_aug)
+        s, y, k, sig, _ = make_batch(train, args.batch, gen, bank)
         rel, spec, du, ce, cerr = losses(net, s, y, k, sig)
         loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean() + args.ce * ce.mean() + args.centre_weight * cerr.mean()
         opt.zero_grad()

@@ -29,9 +29,6 @@ FAMILIES = ("bundled", "gauss-iso", "gauss-aniso", "motion", "delta", "pil-bicub
 ESTIMATOR_NAME = "sr-kernel-estimator"
 MAX_SIDE = 192  # the estimator sees at most a centred MAX_SIDE × MAX_SIDE LR crop
 NOISE_OFFSET = 0.5  # noise is predicted as u = log(255·σ + NOISE_OFFSET)
-#: An estimator with a contrast reference sees its input scaled to that standard deviation, by a gain of at most
-#: this: blur does not change with exposure, so neither may the estimate (see :meth:`KernelEstimator.predict`).
-CONTRAST_MAX_GAIN = 8.0
 
 
 # --- kernel families ------------------------------------------------------------------------------
@@ -296,13 +293,9 @@ class KernelEstimator(nn.Module):
     """
 
     def __init__(self, atoms: int = 48, width: int = 32, arch: int = 1, exact: str | None = None,
-                 centre_head: bool = False, contrast_ref: float | None = None, contrast_min_gain: float = 0.0) -> None:
+                 centre_head: bool = False) -> None:
         super().__init__()
         self.arch, self.width, self.centre_head = arch, width, bool(centre_head)
-        #: Standard deviation every input is scaled to (None: inputs as they are; files before it have none).
-        self.contrast_ref = contrast_ref
-        #: The smallest gain toward it (1: only inputs below the reference are scaled, up to it).
-        self.contrast_min_gain = contrast_min_gain
         self.exact = exact or ("none" if arch == 1 else "pil")
         self.features, ch = _trunk(arch, width)
         self.score = nn.Conv2d(ch, 1, 1)  # where to look: sharp edges say more about the blur than flat areas
@@ -329,30 +322,16 @@ class KernelEstimator(nn.Module):
         With ``centre_head`` the dictionary gives the kernel's shape and a separate output its centre of mass
         (row, col offsets from the centre tap, HR px): the centre is a registration the LR image only hints at
         (:func:`recentred`), and an L2 loss on the whole kernel would smear the shape over the grids it hedges
-        between.
-
-        With a contrast reference the input is first scaled to that standard deviation (a gain of at most
-        :data:`CONTRAST_MAX_GAIN`), so that a dim or flat image is not read as a blurred one: y and a·y have the
-        same kernel. The noise is estimated on the scaled input and scaled back (σ of a·y is a·σ)."""
-        z = y - y.mean(dim=(-2, -1), keepdim=True)
-        gain = None
-        if self.contrast_ref is not None:
-            sd = z.square().mean(dim=(-3, -2, -1), keepdim=True).sqrt()
-            gain = (self.contrast_ref / sd.clamp_min(self.contrast_ref / CONTRAST_MAX_GAIN)).clamp_min(
-                self.contrast_min_gain)
-            z = z * gain
-        f = self.features(z * 4.0)
+        between."""
+        z = (y - y.mean(dim=(-2, -1), keepdim=True)) * 4.0
+        f = self.features(z)
         pooled = torch.cat([f.mean(dim=(-2, -1)), attention_pool(f, self.score(f))], dim=1)
         onehot = torch.zeros(y.shape[0], len(SCALES), dtype=y.dtype, device=y.device)
         onehot[:, SCALES.index(scale) if scale in SCALES else -1] = 1.0
         out = self.head(torch.cat([pooled, onehot], dim=1))
-        u = out[:, -3] if self.centre_head else out[:, -1]
-        if gain is not None:  # u = log(255·σ + ½) of the scaled input → of y
-            sigma = (torch.exp(u) - NOISE_OFFSET) / gain.flatten()
-            u = torch.log(sigma.clamp_min(0.05 - NOISE_OFFSET) + NOISE_OFFSET)
         if self.centre_head:
-            return out[:, :-3], u, out[:, -2:]
-        return out[:, :-1], u, None
+            return out[:, :-3], out[:, -3], out[:, -2:]
+        return out[:, :-1], out[:, -1], None
 
     def forward(self, y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
         """``y`` (B, 1, h, w) LR luma in [0, 1] → (dictionary logits (B, D), u (B,)); see :meth:`predict`."""
@@ -374,14 +353,8 @@ class KernelEstimator(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """The shape a file's metadata records (see :func:`build_estimator`)."""
-        cfg: dict[str, Any] = {"atoms": self.n_learned, "width": self.width, "arch": self.arch, "exact": self.exact}
-        if self.centre_head:
-            cfg["centre_head"] = True
-        if self.contrast_ref is not None:
-            cfg["contrast_ref"] = self.contrast_ref
-            if self.contrast_min_gain:
-                cfg["contrast_min_gain"] = self.contrast_min_gain
-        return cfg
+        cfg = {"atoms": self.n_learned, "width": self.width, "arch": self.arch, "exact": self.exact}
+        return {**cfg, "centre_head": True} if self.centre_head else cfg
 
 
 def noise_from_u(u: Tensor) -> Tensor:
@@ -400,8 +373,7 @@ def build_estimator(meta: dict[str, Any]) -> KernelEstimator:
     cfg = meta.get("estimator", {})
     return KernelEstimator(atoms=int(cfg.get("atoms", 48)), width=int(cfg.get("width", 32)),
                            arch=int(cfg.get("arch", 1)), exact=cfg.get("exact"),
-                           centre_head=bool(cfg.get("centre_head", False)), contrast_ref=cfg.get("contrast_ref"),
-                           contrast_min_gain=float(cfg.get("contrast_min_gain", 0.0)))
+                           centre_head=bool(cfg.get("centre_head", False)))
 
 
 def load_estimator(path: str | Path | None = None) -> KernelEstimator:
