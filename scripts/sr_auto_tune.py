@@ -183,7 +183,7 @@ def main() -> int:
                                 case_log.write(json.dumps({"scale": s, "image": i, "family": fam, "keep": keep,
                                                            "spread_rule": _rule_text(srule),
                                                            "width": round(first["width"], 4),
-                                                           "noise": round(255 * first["noise"], 3),
+                                                           "noise": round(255 * first["noise"] / mcg[2], 3),
                                                            "spread": round(first["spread"], 4),
                                                            "kernel_error": round(E.kernel_error(k_est, k_true), 4),
                                                            "auto_minus_bicubic": round(p - p_bic, 4),

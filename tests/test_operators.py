@@ -139,9 +139,8 @@ def test_exposure_map_commutes_with_a_blur_that_sums_to_one() -> None:
     )
 
     torch.manual_seed(0)
-    i = torch.arange(48, dtype=torch.float64)
+    i = torch.arange(48, dtype=torch.float64)  # a dim scene of low contrast
     x = 0.15 + 0.1 * torch.sin(i / 3)[:, None] * torch.cos(i / 5) + 0.01 * torch.rand(1, 3, 48, 48, dtype=torch.float64)
-    # a dim scene of low contrast
     op = SRBlur(load_kernels()["K4"].double(), 2)
     y = op.A(x)
     mcg = exposure_map(y)

@@ -651,7 +651,7 @@ def test_a_dim_image_is_restored_at_the_reference_contrast_and_mapped_back(in_zo
 
     R._ESTIMATOR[:] = [_Fixed(atom=3)]
     rng = np.random.default_rng(0)
-    Image.fromarray((12 + rng.random((48, 48, 3)) * 30).astype(np.uint8)).save(tmp_path / "dim.png")  # std ~0.03
+    Image.fromarray((12 + rng.random((48, 48, 3)) * 30).astype(np.uint8)).save(tmp_path / "dim.png")  # std ~0.02
     seen: list[tuple] = []
     monkeypatch.setattr(R, "exposure_map", lambda y: seen.append(S.exposure_map(y)) or seen[-1])
     monkeypatch.setattr(R, "exposure_unmap", lambda x, mcg: seen.append(mcg) or S.exposure_unmap(x, mcg))
