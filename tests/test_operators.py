@@ -8,6 +8,14 @@ import pytest
 import torch
 
 from lorun_cli.physics import CASSI, BlockCS, Operator, SRBlur
+from lorun_cli.physics.sr import (
+    EXPOSURE_MAX_GAIN,
+    EXPOSURE_REF,
+    exposure_apply,
+    exposure_map,
+    exposure_unmap,
+    load_kernels,
+)
 
 D = torch.float64
 
@@ -129,15 +137,6 @@ def test_sr_hqs_step_is_differentiable_in_the_kernel() -> None:
 
 
 def test_exposure_map_commutes_with_a_blur_that_sums_to_one() -> None:
-    from lorun_cli.physics.sr import (
-        EXPOSURE_MAX_GAIN,
-        EXPOSURE_REF,
-        exposure_apply,
-        exposure_map,
-        exposure_unmap,
-        load_kernels,
-    )
-
     torch.manual_seed(0)
     i = torch.arange(48, dtype=torch.float64)  # a dim scene of low contrast
     x = 0.15 + 0.1 * torch.sin(i / 3)[:, None] * torch.cos(i / 5) + 0.01 * torch.rand(1, 3, 48, 48, dtype=torch.float64)
