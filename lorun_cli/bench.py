@@ -170,19 +170,22 @@ class Method:
     def stage_outputs(self, y: Tensor, op: Any) -> list[Tensor]:
         """x⁰ and the output of every stage (learned models only)."""
         op = op if op is not None else self.net.op
-        mcg = exposure_map(y) if self.opts.task == "sr" else (0.0, 0.0, 1.0)  # as __call__ runs it
+        mcg = self._exposure(y)
         y = exposure_apply(y, mcg)
         with torch.no_grad():
             return [exposure_unmap(op.crop(x), mcg)
                     for x in [self.net.initial_estimate(op, y), *self.net(y, op, return_stages=True)]]
 
+    def _exposure(self, y: Tensor) -> tuple[float, float, float]:
+        """SR networks restore a dim image at the reference contrast, as restore runs them (identity otherwise)."""
+        return exposure_map(y) if self.opts.task == "sr" else (0.0, 0.0, 1.0)
+
     def __call__(self, y: Tensor, op: Any) -> Tensor:
         with torch.no_grad():
-            if self.net is not None and self.opts.task == "sr":  # as restore runs it: a dim image mapped
-                mcg = exposure_map(y)
-                return exposure_unmap(self.net(exposure_apply(y, mcg), op), mcg)
             if self.net is not None:
-                return self.net(y, op) if op is not None else self.net(y)
+                mcg = self._exposure(y)
+                y = exposure_apply(y, mcg)
+                return exposure_unmap(self.net(y, op) if op is not None else self.net(y), mcg)
             from . import classical
 
             return classical.run_baseline(self.spec, op if op is not None else self.cs_op, y, scale=self.opts.scale)
