@@ -368,6 +368,24 @@ NOTES = [
     "level), CBSD68 ×2 noise5 +0.46 → +0.40 dB over bicubic with its worst image −0.38 → −0.86 (held-out images "
     "20–39 at full exposure: noise5 +0.416 → +0.392). A gain that also heeds the estimated noise is the next "
     "step; it was not tried.",
+    "- Large blurs at the LR image's own scale (measured, not shipped; `scripts/sr_blind_probe.py`, "
+    "docs/logs/sr-blind-probe.txt). K9–K11 are where auto falls furthest from the oracle (Set5 ×3: −8.3 to −9.7 dB). "
+    "How much would a kernel known only at LR resolution give back? On held-out Train400 images 0–3 (K9–K11), "
+    "sr-lorun9 restoring with the true kernel blurred by a Gaussian of σ = 0.3·s px (about what an estimate made "
+    "at LR resolution can resolve; kernel error 0.36 / 0.56 / 0.67) scored +11.40 / +8.09 / +5.27 dB over bicubic "
+    "at ×2 / ×3 / ×4, the true kernel +11.21 / +8.04 / +5.40, auto −0.85 / −0.65 / −0.53 (σ = 0.5·s: +10.01 / "
+    "+5.93 / +3.38). So the shape needs to be right only at LR resolution, and the learned estimator misses it even "
+    "there (registered kernel error 0.89–1.06 on these); full-resolution L2 error is a poor guide (0.56 keeps all of "
+    "the gain at ×3, 0.95 loses all of it). A classical blind estimate at that scale (an L0-gradient latent image and "
+    "a least-squares kernel on its gradients, alternated coarse to fine: Pan et al.'s scheme without the intensity "
+    "term; 0.3–2 s per image) restored some large blurs far better (up to +7 dB over auto) but failed badly "
+    "elsewhere. Used wherever auto's estimate is at least 2 / 2.5 / 3 / 3.5 px wide, on held-out images 0–11 (every "
+    "family, ×2/×3/×4, 216 cases): mean −0.30 / +0.27 / +0.39 / +0.39 dB over bicubic against auto's +0.44, worst "
+    "family −0.76 / −0.20 / +0.11 / +0.11 against +0.18; on 12 CAVE quadrants (larger LR images) −1.66 / −0.77 / "
+    "+0.10 / +0.22 against +0.27, worst case −23.1 / −18.9 / −9.5 / −6.2 against −6.0. It reads noise and texture as "
+    "blur and over-widens (registered kernel error 0.60–0.63 against the learned 0.48 on the same cases). Not "
+    "shipped at any width. What it shows for the next estimator: score it by its error at LR resolution on large "
+    "blurs, and give it what the classical scheme lacks, a learned prior over motion paths.",
 ]
 
 
