@@ -34,16 +34,15 @@ from train_sr_estimator import cave_held_out, held_out_files, held_out_hr  # noq
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import AUTO_FAMILIES, draw_degradation  # noqa: E402
 from lorun_cli.physics import sr_estimate as E  # noqa: E402
-from lorun_cli.physics.sr import SRBlur, bicubic_on_grid, exposure_apply, exposure_map, exposure_unmap  # noqa: E402
+from lorun_cli.physics.sr import (  # noqa: E402
+    SRBlur,
+    bicubic_on_grid,
+    exposure_apply,
+    exposure_map,
+    exposure_unmap,
+    psf2otf,
+)
 from lorun_cli.restore import PROTOCOL, load_task_model  # noqa: E402
-
-
-def _otf(k: Tensor, shape: tuple[int, int]) -> Tensor:
-    """The FFT of ``k`` (n × n, centre tap at n // 2) zero-padded to ``shape`` with its centre moved to (0, 0)."""
-    n = k.shape[-1]
-    big = torch.zeros(shape, dtype=k.dtype)
-    big[:n, :n] = k
-    return torch.fft.fft2(torch.roll(big, (-(n // 2), -(n // 2)), (0, 1)))
 
 
 def _grads(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -55,11 +54,9 @@ def l0_latent(y: Tensor, k: Tensor, lam: float, beta_max: float = 1e5) -> Tensor
     """argmin_x ‖k ⊛ x − y‖² + λ‖∇x‖₀ by half-quadratic splitting (β doubling from 2λ), replicate-padded."""
     p = k.shape[-1]
     yp = F.pad(y[None, None], (p, p, p, p), mode="replicate")[0, 0]
-    kf = _otf(k, yp.shape)
-    dx = torch.zeros(yp.shape, dtype=y.dtype)
-    dy = torch.zeros(yp.shape, dtype=y.dtype)
-    dx[0, 0], dx[0, 1], dy[0, 0], dy[1, 0] = -1, 1, -1, 1
-    dxf, dyf = torch.fft.fft2(dx), torch.fft.fft2(dy)
+    kf = psf2otf(k, yp.shape)
+    diff = torch.tensor([[0.0, -1.0, 1.0]], dtype=y.dtype)  # x(j − 1) − x(j) as a circular convolution
+    dxf, dyf = psf2otf(diff, yp.shape), psf2otf(diff.T, yp.shape)
     kty, ktk = kf.conj() * torch.fft.fft2(yp), kf.abs() ** 2
     dtd = dxf.abs() ** 2 + dyf.abs() ** 2
     x, beta = yp, 2 * lam
