@@ -22,6 +22,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -145,7 +146,8 @@ def _psnr(out: Tensor, x: Tensor, s: int) -> float:
     return metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
 
 
-def _case(net: torch.nn.Module, ym: Tensor, mcg: tuple[float, float, float], x: Tensor, s: int, p_bic: float):
+def _case(net: torch.nn.Module, ym: Tensor, mcg: tuple[float, float, float], x: Tensor, s: int,
+          p_bic: float) -> Callable[[Tensor, float], float]:
     """PSNR − bicubic of sr-lorun9 restoring the (exposure-mapped) LR image ``ym`` with kernel k, data weight w."""
     def gain(k: Tensor, w: float) -> float:
         return round(_psnr(exposure_unmap(net(ym, SRBlur(k, s, data_weight=w)), mcg), x, s) - p_bic, 3)
