@@ -99,13 +99,14 @@ def cleaned(k: Tensor, frac: float = 0.05) -> Tensor:
     return k / k.sum()
 
 
-def blind_lr_kernel(y: Tensor, n: int, iters: int = 5, lam: float = 4e-3, reg: float = 0.01) -> Tensor:
+def blind_lr_kernel(y: Tensor, n: int, iters: int = 5, lam: float = 4e-3, reg: float = 0.01,
+                    init: Tensor | None = None) -> Tensor:
     """An n × n kernel at the LR image's scale from the (h, w) gray LR image alone, coarse to fine (levels √2
-    apart, λ falling by 1.1 per iteration)."""
+    apart, λ falling by 1.1 per iteration); or, given an n × n ``init``, refined from it at full size only."""
     sizes = [n]
-    while sizes[-1] > 5:
+    while init is None and sizes[-1] > 5:
         sizes.append(max(3, int(round(sizes[-1] / math.sqrt(2))) | 1))
-    k = None
+    k = None if init is None else init.to(y.dtype)
     for m in reversed(sizes):
         f = m / n
         ym = y if f == 1 else F.interpolate(y[None, None], scale_factor=f, mode="bilinear", antialias=True)[0, 0]
@@ -133,6 +134,17 @@ def lr_to_hr(k_lr: Tensor, scale: int, size: int = E.KSIZE) -> Tensor:
     out = F.grid_sample(k_lr[None, None], torch.stack([xx, yy], -1)[None], mode="bilinear", align_corners=True)
     out = out[0, 0].clamp_min(0)
     return (out / out.sum()).float()
+
+
+def hr_to_lr(k: Tensor, scale: int, n: int) -> Tensor:
+    """An HR kernel summed over the s × s cells of the LR grid (the cell n // 2 holds its centre tap): n × n."""
+    m = n * scale
+    canvas = torch.zeros(m, m, dtype=torch.float64)
+    size, o = k.shape[-1], m // 2 - k.shape[-1] // 2
+    lo, hi = max(0, -o), min(size, m - o)
+    canvas[o + lo : o + hi, o + lo : o + hi] = k.double()[lo:hi, lo:hi]
+    out = F.avg_pool2d(canvas[None, None], scale)[0, 0]
+    return out / out.sum()
 
 
 def gaussian_blurred(k: Tensor, sigma: float) -> Tensor:
@@ -165,6 +177,9 @@ def main() -> int:
     ap.add_argument("--support", type=int, default=9, help="the blind kernel's half-support in HR px")
     ap.add_argument("--images", choices=("train400", "cave"), default="train400",
                     help="held-out source (as sr_auto_tune.py's): the last Train400 images or the CAVE training scenes")
+    ap.add_argument("--init", choices=("none", "learned"), default="none",
+                    help="gate: start the blind estimate from the learned estimate at LR scale (no pyramid)")
+    ap.add_argument("--iters", type=int, default=5, help="gate: blind iterations per level")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -200,7 +215,8 @@ def main() -> int:
                             rec[f"true_blur{c:g}s"] = gain(gaussian_blurred(k, c * s), 1.0)
                     elif first["width"] >= args.min_width:
                         t0 = time.perf_counter()
-                        kb = lr_to_hr(blind_lr_kernel(E.luma(ym)[0, 0].double(), n), s)
+                        init = hr_to_lr(first["kernel"], s, n) if args.init == "learned" else None
+                        kb = lr_to_hr(blind_lr_kernel(E.luma(ym)[0, 0].double(), n, args.iters, init=init), s)
                         rec["blind_s"] = round(time.perf_counter() - t0, 3)
                         kb = E.widened_kernel(E.recentred(kb, E.centroid(E.centre_expanded(first["kernel"]))))
                         rec["blind"] = gain(kb, weight)
