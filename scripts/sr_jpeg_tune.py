@@ -3,6 +3,7 @@
 
     python scripts/sr_jpeg_tune.py probe START LIMIT QUALITIES GAMMAS FAMILIES
     python scripts/sr_jpeg_tune.py check START LIMIT QUALITIES FAMILIES
+    python scripts/sr_jpeg_tune.py dimcheck START LIMIT QUALITIES FAMILIES EXPOSURE
     python scripts/sr_jpeg_tune.py verdict CHECK.jsonl [...]
 
 Images: the last Train400 images (``train_sr_estimator.held_out_files``, as ``sr_auto_tune.py``), gray, fed to the
@@ -12,8 +13,12 @@ restored with ``--kernel auto``'s kernel.
 ``probe``: data-step weights γ from GAMMAS for every case. ``check``: γ as restore ran it before JPEG inputs were
 read as noise (``now``) and as it runs it now (``rule``: :func:`sr_estimate.jpeg_data_weight` of the file's mean luma
 step), both for ``--kernel auto`` and for the true kernel given.
-``verdict``: per quality, for auto and the given kernel, the mean and worst PSNR − bicubic now and under the rule;
-ship iff at every quality the rule's mean is no lower and its worst case no more than 0.1 dB lower.
+``dimcheck``: the HR image multiplied by EXPOSURE first, each case mapped as restore maps it
+(``physics.sr.exposure_map``, gain g), γ from the file's step (``now``) and from g·step (``rule``: the step in the
+mapped image; docs/logs/sr-jpeg-dim-prereg.md).
+``verdict``: per quality (and exposure), for auto and the given kernel, the mean and worst PSNR − bicubic now and
+under the rule; ship iff at every quality the rule's mean is no lower (``dimcheck``: no more than 0.005 dB lower) and
+its worst case no more than 0.1 dB lower.
 One JSON line per case: PSNR − bicubic (Y = the gray image, 8-bit, border = scale; bicubic on the true kernel's
 grid), the mean luma step (``qmean``), the JPEG error (``rms``, /255) and the estimated noise.
 """
@@ -36,7 +41,7 @@ from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import draw_degradation  # noqa: E402
 from lorun_cli.io import datasets as DS  # noqa: E402
 from lorun_cli.physics import sr_estimate as E  # noqa: E402
-from lorun_cli.physics.sr import SRBlur, bicubic_on_grid  # noqa: E402
+from lorun_cli.physics.sr import SRBlur, bicubic_on_grid, exposure_apply, exposure_map, exposure_unmap  # noqa: E402
 from lorun_cli.restore import PROTOCOL, load_task_model  # noqa: E402
 
 
@@ -60,12 +65,17 @@ def verdict(files: list[str]) -> None:
     rows = [json.loads(line) for f in files for line in open(f) if line.startswith("{")]
     ok = True
     print(f"{len(rows)} cases")
+    tol = 0.005 if "exposure" in rows[0] else 0.0  # dimcheck: cases with g = 1 are the same under both
+    groups = sorted({(r.get("exposure", 1.0), r["q"]) for r in rows}, key=lambda eq: (-eq[0], -eq[1]))
     for mode in ("auto", "given"):
-        for q in sorted({r["q"] for r in rows}, reverse=True):
-            rs = [r for r in rows if r["q"] == q]
+        for e, q in groups:
+            rs = [r for r in rows if r["q"] == q and r.get("exposure", 1.0) == e]
             now, rule = [r[f"{mode}_now"] for r in rs], [r[f"{mode}_rule"] for r in rs]
-            good = st.mean(rule) >= st.mean(now) and min(rule) >= min(now) - 0.1
+            good = st.mean(rule) >= st.mean(now) - tol and min(rule) >= min(now) - 0.1
             ok &= good
+            if "exposure" in rows[0]:
+                print(f"exposure {e:g}: {sum(r['gain'] > 1 for r in rs)} of {len(rs)} cases mapped, "
+                      f"gain up to {max(r['gain'] for r in rs):.2f}")
             fams = " ".join(f"{f} {st.mean(r[f'{mode}_now'] for r in rs if r['fam'] == f):+.2f}->"
                             f"{st.mean(r[f'{mode}_rule'] for r in rs if r['fam'] == f):+.2f}"
                             for f in sorted({r["fam"] for r in rs}))
@@ -81,6 +91,7 @@ def main() -> None:
         verdict(sys.argv[2:])
         return
     mode, start, limit, quals = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    exposure = float(sys.argv[6]) if mode == "dimcheck" else 1.0
     gammas = [float(v) for v in sys.argv[5].split(",")] if mode == "probe" else []
     fams = sys.argv[6 if mode == "probe" else 5].split(",")
     torch.set_num_threads(1)
@@ -90,21 +101,27 @@ def main() -> None:
     files = held_out_files(root, start, limit)
     for s in (2, 3, 4):
         for i, f in enumerate(files, start=start):
-            x = held_out_hr(f, s)
+            x = held_out_hr(f, s) * exposure
             for fam in fams:
                 _, k_true, _ = draw_degradation(fam, s, i, 100)
                 with torch.no_grad():
                     y0 = SRBlur(k_true, s).A(x)
                     for q in (int(v) for v in quals.split(",")):
                         y, step = jpeg(y0, q)
-                        est = E.estimate(est_net, y, s)
+                        rms = round(float(255 * (y - y0).pow(2).mean().sqrt()), 3)
                         bic = bicubic_on_grid(y, s, E.grid_shift(k_true))
+                        mcg = exposure_map(y) if mode == "dimcheck" else (0.0, 0.0, 1.0)  # as restore maps it
+                        y = exposure_apply(y, mcg)
+                        est = E.estimate(est_net, y, s)
                         p_bic = metrics.score(bic.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
                         rec = {"s": s, "i": i, "fam": fam, "q": q, "qmean": step, "noise": round(255 * est["noise"], 2),
-                               "rms": round(float(255 * (y - y0).pow(2).mean().sqrt()), 3), "bic": round(p_bic, 3)}
+                               "rms": rms, "bic": round(p_bic, 3)}
 
-                        def gain(k: torch.Tensor, gm: float, y=y, x=x, s=s, p_bic=p_bic) -> float:
-                            out = net(y, SRBlur(k, s, data_weight=gm)).clamp(0, 1)
+                        if mode == "dimcheck":
+                            rec.update(exposure=exposure, gain=round(mcg[2], 4))
+
+                        def gain(k: torch.Tensor, gm: float, y=y, x=x, s=s, p_bic=p_bic, mcg=mcg) -> float:
+                            out = exposure_unmap(net(y, SRBlur(k, s, data_weight=gm)), mcg).clamp(0, 1)
                             return round(metrics.score(out, x, PROTOCOL["sr"], border=s)["psnr"] - p_bic, 3)
 
                         if mode == "probe":
@@ -114,7 +131,13 @@ def main() -> None:
                             for name, given in (("auto", None), ("given", k_true)):
                                 k, _ = E.kernel_policy(given, est["kernel"], est["snapped"], policy=net.auto_policy)
                                 now = E.data_weight_policy(est["noise"], explicit=given is not None)
-                                rule = max(now, E.jpeg_data_weight(step if q < 100 else None, given is not None))
+                                if mode == "dimcheck":  # the file's step as restore reads it, and g·step
+                                    now = max(now, E.jpeg_data_weight(step if q < 100 else None, given is not None))
+                                    step_rule = mcg[2] * step
+                                else:
+                                    step_rule = step
+                                rule = max(E.data_weight_policy(est["noise"], explicit=given is not None),
+                                           E.jpeg_data_weight(step_rule if q < 100 else None, given is not None))
                                 rec.update({f"{name}_now": gain(k, now), f"{name}_rule": gain(k, rule),
                                             f"{name}_gamma": round(rule, 2)})
                         print(json.dumps(rec), flush=True)
