@@ -6,10 +6,11 @@ blind estimate of it (measured on held-out Train400 images; not shipped, see doc
     python scripts/sr_blind_probe.py gate --data DATA [--start 0 --limit 12] [--min-width 2.0] [--images cave]
 
 ``ceiling``: K9–K11 and random motion kernels, restored by sr-lorun9 with the true kernel, with the true kernel
-blurred by a Gaussian of σ = 0.3·s or 0.5·s px (what an estimate at LR resolution can at best resolve), and with
-the shipped ``--kernel auto``. ``gate``: every bench family; where the learned estimate is at least ``--min-width``
-px wide, also restore with the blind LR-scale estimate (:func:`blind_lr_kernel`, mapped to HR, placed at auto's
-centre). One JSON line per case, PSNR − bicubic on the true kernel's grid (Y = the gray image, 8-bit, border = s).
+blurred by a Gaussian of σ = 0.3·s or 0.5·s px (what an estimate at LR resolution can at best resolve), with the
+Gaussian of the true kernel's covariance, and with the shipped ``--kernel auto``. ``gate``: every bench family;
+where the learned estimate is at least ``--min-width`` px wide, also restore with the blind LR-scale estimate
+(:func:`blind_lr_kernel`, mapped to HR, placed at auto's centre; ``--init learned``: refined from the learned
+estimate). One JSON line per case, PSNR − bicubic on the true kernel's grid (Y = the gray image, 8-bit, border = s).
 
 The blind estimate alternates an L0-gradient latent image (half-quadratic splitting) and a least-squares kernel on
 its gradients, coarse to fine, at LR scale (Pan et al.'s scheme without the intensity term).
@@ -154,6 +155,21 @@ def gaussian_blurred(k: Tensor, sigma: float) -> Tensor:
     return out / out.sum()
 
 
+def covariance_gaussian(k: Tensor) -> Tensor:
+    """The Gaussian with ``k``'s centre and covariance (its widths at least 0.3 px)."""
+    k = k.double().clamp_min(0)
+    k = k / k.sum()
+    r = torch.arange(k.shape[-1], dtype=torch.float64) - k.shape[-1] // 2
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    mx, my = float((k * xx).sum()), float((k * yy).sum())
+    cov = torch.tensor([[float((k * (xx - mx) ** 2).sum()), float((k * (xx - mx) * (yy - my)).sum())],
+                        [float((k * (xx - mx) * (yy - my)).sum()), float((k * (yy - my) ** 2).sum())]])
+    var, vec = torch.linalg.eigh(cov)  # ascending; the first axis of gaussian_kernel is the wider one
+    g = E.gaussian_kernel(math.sqrt(max(float(var[1]), 0.09)), math.sqrt(max(float(var[0]), 0.09)),
+                          math.atan2(float(vec[1, 1]), float(vec[0, 1])))[0]
+    return E.recentred(g, E.centroid(k.float()))
+
+
 def _psnr(out: Tensor, x: Tensor, s: int) -> float:
     return metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
 
@@ -213,6 +229,7 @@ def main() -> int:
                         rec["true"] = gain(k, 1.0)
                         for c in (0.3, 0.5):
                             rec[f"true_blur{c:g}s"] = gain(gaussian_blurred(k, c * s), 1.0)
+                        rec["true_covariance"] = gain(covariance_gaussian(k), 1.0)
                     elif first["width"] >= args.min_width:
                         t0 = time.perf_counter()
                         init = hr_to_lr(first["kernel"], s, n) if args.init == "learned" else None
