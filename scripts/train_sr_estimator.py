@@ -152,14 +152,21 @@ def exact_targets(net: E.KernelEstimator, k: torch.Tensor) -> torch.Tensor:
     return torch.where(same.any(1), idx, torch.full_like(idx, -1))
 
 
+def lr_blurred(k: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Kernels (B, 25, 25) convolved with an isotropic Gaussian of ``sigma`` HR px: what an LR image resolves."""
+    g = E.gaussian_kernel(sigma, sigma, 0.0)[0].to(k.dtype)
+    return F.conv2d(k[:, None], g[None, None], padding=g.shape[-1] // 2)[:, 0]
+
+
 def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor,
-           pred: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None):
+           pred: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None, lr_blur: float = 0.0):
     """(relative kernel L2 per sample, spectral over-blur loss per sample, |Δu| per sample, cross-entropy of the
     retrieval weights against the exact atom equal to the true kernel (0 where none is), centre error² per sample).
 
     With a centre head the L2 term compares shapes only (the true kernel moved onto the retrieved one's centre of
     mass) and the centre head answers for the centre (squared error in px²; 0 without a head). ``pred``: the
-    network's ``predict(y, s)`` when the caller already has it."""
+    network's ``predict(y, s)`` when the caller already has it. ``lr_blur`` > 0: the L2 term compares both kernels
+    blurred by a Gaussian of ``lr_blur`` · s px (their shapes at LR resolution)."""
     logits, u, centre = pred if pred is not None else net.predict(y, s)
     kh = net.kernel(logits)
     target, cerr = k, torch.zeros(k.shape[0], dtype=k.dtype, device=k.device)
@@ -167,7 +174,8 @@ def losses(net: E.KernelEstimator, s: int, y: torch.Tensor, k: torch.Tensor, sig
         c_true = E.centroids(k)
         target = E.shift_kernels(k, E.centroids(kh).detach() - c_true)
         cerr = (centre - c_true).square().sum(1)
-    rel = (kh - target).square().sum((-2, -1)) / target.square().sum((-2, -1))
+    kl, tl = (lr_blurred(kh, lr_blur * s), lr_blurred(target, lr_blur * s)) if lr_blur > 0 else (kh, target)
+    rel = (kl - tl).square().sum((-2, -1)) / tl.square().sum((-2, -1))
     ce = F.cross_entropy(logits, exact_targets(net, k), ignore_index=-1, reduction="none")
     return rel, over_blur_loss(kh, k), (u - E.u_from_noise(sigma)).abs(), ce, cerr
 
@@ -216,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--centre-head", action="store_true", help="predict the kernel's centre of mass apart from its "
                     "shape (the L2 term then compares shapes only)")
     ap.add_argument("--centre-weight", type=float, default=0.25, help="weight of the centre head's squared error")
+    ap.add_argument("--lr-loss", type=float, default=0.0, help="> 0: the kernel L2 term compares both kernels "
+                    "blurred by a Gaussian of this many LR px (× the scale in HR px): their shapes at LR resolution")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, help="start the weights from this OUT.ckpt or a published .safetensors "
                     "estimator (a new schedule; the network takes that file's shape, not "
@@ -305,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start, run = time.process_time() - spent, 0.0  # CPU time: the machine is shared, wall time is not ours
     while step < args.steps and (time.process_time() - t_start) / 60 < args.max_minutes:
         s, y, k, sig, _ = make_batch(train, args.batch, gen, bank)
-        rel, spec, du, ce, cerr = losses(net, s, y, k, sig)
+        rel, spec, du, ce, cerr = losses(net, s, y, k, sig, lr_blur=args.lr_loss)
         loss = rel.mean() + 3 * spec.mean() + 0.5 * du.mean() + args.ce * ce.mean() + args.centre_weight * cerr.mean()
         opt.zero_grad()
         loss.backward()
