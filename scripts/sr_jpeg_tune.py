@@ -3,7 +3,7 @@
 
     python scripts/sr_jpeg_tune.py probe START LIMIT QUALITIES GAMMAS FAMILIES
     python scripts/sr_jpeg_tune.py check START LIMIT QUALITIES FAMILIES
-    python scripts/sr_jpeg_tune.py dimcheck START LIMIT QUALITIES FAMILIES EXPOSURE
+    python scripts/sr_jpeg_tune.py dimcheck START LIMIT QUALITIES FAMILIES EXPOSURE [MODES]
     python scripts/sr_jpeg_tune.py verdict CHECK.jsonl [...]
 
 Images: the last Train400 images (``train_sr_estimator.held_out_files``, as ``sr_auto_tune.py``), gray, fed to the
@@ -15,7 +15,8 @@ read as noise (``now``) and as it runs it now (``rule``: :func:`sr_estimate.jpeg
 step), both for ``--kernel auto`` and for the true kernel given.
 ``dimcheck``: the HR image multiplied by EXPOSURE first, each case mapped as restore maps it
 (``physics.sr.exposure_map``, gain g), γ from the file's step (``now``) and from g·step (``rule``: the step in the
-mapped image; docs/logs/sr-jpeg-dim-prereg.md).
+mapped image; docs/logs/sr-jpeg-dim-prereg.md) for the kernel MODES named (default ``auto,given``; the others keep
+the file's step).
 ``verdict``: per quality (and exposure), for auto and the given kernel, the mean and worst PSNR − bicubic now and
 under the rule; ship iff at every quality the rule's mean is no lower (``dimcheck``: no more than 0.005 dB lower) and
 its worst case no more than 0.1 dB lower.
@@ -92,6 +93,7 @@ def main() -> None:
         return
     mode, start, limit, quals = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     exposure = float(sys.argv[6]) if mode == "dimcheck" else 1.0
+    scaled = sys.argv[7].split(",") if mode == "dimcheck" and len(sys.argv) > 7 else ["auto", "given"]
     gammas = [float(v) for v in sys.argv[5].split(",")] if mode == "probe" else []
     fams = sys.argv[6 if mode == "probe" else 5].split(",")
     torch.set_num_threads(1)
@@ -133,12 +135,14 @@ def main() -> None:
                                 now = E.data_weight_policy(est["noise"], explicit=given is not None)
                                 if mode == "dimcheck":  # the file's step as restore reads it, and g·step
                                     now = max(now, E.jpeg_data_weight(step if q < 100 else None, given is not None))
-                                    step_rule = mcg[2] * step
+                                    step_rule = mcg[2] * step if name in scaled else step
                                 else:
                                     step_rule = step
                                 rule = max(E.data_weight_policy(est["noise"], explicit=given is not None),
                                            E.jpeg_data_weight(step_rule if q < 100 else None, given is not None))
-                                rec.update({f"{name}_now": gain(k, now), f"{name}_rule": gain(k, rule),
+                                p_now = gain(k, now)  # the same weight restores the same: computed once
+                                p_rule = p_now if rule == now else gain(k, rule)
+                                rec.update({f"{name}_now": p_now, f"{name}_rule": p_rule,
                                             f"{name}_gamma": round(rule, 2)})
                         print(json.dumps(rec), flush=True)
 
