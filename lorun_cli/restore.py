@@ -333,10 +333,14 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     grid = opts.grid or default_grid(opts.simulate)
     mcg = exposure_map(y)  # a dim image is estimated and restored at the training images' contrast
     y = exposure_apply(y, mcg)
-    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step, grid=grid)
+    # the map scales the JPEG error with y; auto weighs it so (a given kernel's rule reads the file's step)
+    step = jpeg_step * mcg[2] if jpeg_step is not None and given is None else jpeg_step
+    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=step, grid=grid)
     k = k.to(opts.device)
-    if est is not None and mcg[2] != 1.0:  # the noise of the input itself
+    if est is not None and mcg[2] != 1.0:  # the noise and the JPEG step of the input itself
         est["noise"] = round(est["noise"] / mcg[2], 2)
+        if jpeg_step is not None:
+            est["jpeg_step"] = round(jpeg_step, 2)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k
         info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight, exposure_gain=mcg[2])

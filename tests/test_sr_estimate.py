@@ -15,6 +15,7 @@ from PIL import Image
 
 from lorun_cli import restore as R
 from lorun_cli.errors import UsageError
+from lorun_cli.io import images
 from lorun_cli.physics import sr_estimate as E
 from lorun_cli.physics.sr import SRBlur, load_kernels
 
@@ -554,8 +555,6 @@ def test_restore_hands_the_model_policy_to_the_kernel_choice(in_zoo, tmp_path, m
 
 def test_jpeg_luma_step_reads_the_quantisation_tables(tmp_path: Path) -> None:
     """The mean luma step of a JPEG file's tables grows as the quality falls; other formats give None."""
-    from lorun_cli.io import images
-
     steps = []
     for q in (95, 75, 50):
         _image(tmp_path / "x.png")
@@ -596,6 +595,25 @@ def test_a_jpeg_input_weights_the_data_step_by_its_tables(in_zoo, tmp_path) -> N
         assert step > 20 and jpg["data_weight"] > 1
         assert jpg["data_weight"] == pytest.approx(E.jpeg_data_weight(step, kernel != "auto"), abs=0.01)
         assert "jpeg_step" not in png and png["data_weight"] == 1.0
+
+
+def test_a_dim_jpeg_weights_the_data_step_by_its_step_in_the_mapped_image(in_zoo, tmp_path) -> None:
+    """The exposure map multiplies the JPEG error by its gain g: under --kernel auto the data step is weighted for
+    g × the file's luma step; a given kernel's rule reads the file's step. The record names the file's own step."""
+    R._ESTIMATOR[:] = [_Fixed(atom=3)]
+    rng = np.random.default_rng(1)
+    Image.fromarray((20 + rng.random((48, 48, 3)) * 40).astype(np.uint8)).save(tmp_path / "dim.jpg", quality=60)
+    file_step = images.file_facts(tmp_path / "dim.jpg").jpeg_step
+    for kernel in ("auto", "K4"):
+        res = R.run_restore([tmp_path / "dim.jpg"], R.RestoreOptions(task="sr", scale=2, kernel=kernel,
+                                                                     output=tmp_path / f"o_{kernel}.png"))
+        est, g = res[0]["kernel_estimate"], res[0]["exposure_gain"]
+        assert g > 2 and est["jpeg_step"] == pytest.approx(file_step, abs=0.01)
+        if kernel == "auto":
+            assert E.jpeg_data_weight(file_step) < est["data_weight"]  # the file's step alone would weight less
+            assert est["data_weight"] == pytest.approx(E.jpeg_data_weight(g * file_step), abs=0.01)
+        else:
+            assert est["data_weight"] == pytest.approx(E.jpeg_data_weight(file_step, True), abs=0.01)
 
 
 def test_grid_moves_the_estimate_to_the_named_lr_grid() -> None:
