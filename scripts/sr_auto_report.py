@@ -368,6 +368,16 @@ NOTES = [
     "level), CBSD68 ×2 noise5 +0.46 → +0.40 dB over bicubic with its worst image −0.38 → −0.86 (held-out images "
     "20–39 at full exposure: noise5 +0.416 → +0.392). A gain that also heeds the estimated noise is the next "
     "step; it was not tried.",
+    "- Dim JPEGs (shipped: `restore` weights auto's data step for the exposure gain g × the file's luma step). The "
+    "map scales a JPEG's error by g, but the JPEG weight (`sr_estimate.jpeg_data_weight`) read the file's own step. "
+    "A first rule, g × step for auto and a given kernel alike, written before its check (docs/logs/"
+    "sr-jpeg-dim-prereg.md; `python scripts/sr_jpeg_tune.py dimcheck 20 8 90,75,50 pil-bicubic,delta,gauss,bundled "
+    "0.3|1.0`: held-out images 20–27 at 0.3× and full exposure, saved by Pillow as JPEG, auto − bicubic): auto gained "
+    "at every quality (0.3×, q75: −0.199 → −0.008 dB) but a given kernel at full exposure, quality 50, fell from "
+    "+0.455 to +0.397: not shipped. The revision, g × step under `--kernel auto` only, also written before its check "
+    "(images 28–35, `… dimcheck 28 8 … auto`): at 0.3× exposure, quality 90 / 75 / 50, +0.112 → +0.232, −0.077 → "
+    "+0.066, −0.012 → +0.057 (cases under bicubic 30 → 25, 48 → 35, 41 → 35 of 96); at full exposure (53 of 96 "
+    "cases mapped) +0.462 → +0.459, +0.323 → +0.322, +0.186 → +0.188: shipped (docs/logs/sr-jpeg-dim-check2.txt).",
     "- Large blurs at the LR image's own scale (measured, not shipped; `scripts/sr_blind_probe.py`, "
     "docs/logs/sr-blind-probe.txt). K9–K11 are where auto falls furthest from the oracle (Set5 ×3: −8.3 to −9.7 dB). "
     "How much would a kernel known only at LR resolution give back? On held-out Train400 images 0–3 (K9–K11), "
