@@ -386,7 +386,9 @@ NOTES = [
     "at ×2 / ×3 / ×4, the true kernel +11.21 / +8.04 / +5.40, auto −0.85 / −0.65 / −0.53 (σ = 0.5·s: +10.01 / "
     "+5.93 / +3.38). So the shape needs to be right only at LR resolution, and the learned estimator misses it even "
     "there (registered kernel error 0.89–1.06 on these); full-resolution L2 error is a poor guide (0.56 keeps all of "
-    "the gain at ×3, 0.95 loses all of it). A classical blind estimate at that scale (an L0-gradient latent image and "
+    "the gain at ×3, 0.95 loses all of it), and the path matters, not only the extent: the Gaussian with the true "
+    "kernel's centre and covariance scored −4.11 / −2.17 / −1.10 dB. A classical blind estimate at that scale (an "
+    "L0-gradient latent image and "
     "a least-squares kernel on its gradients, alternated coarse to fine: Pan et al.'s scheme without the intensity "
     "term; 0.3–2 s per image) restored some large blurs far better (up to +7 dB over auto) but failed badly "
     "elsewhere. Used wherever auto's estimate is at least 2 / 2.5 / 3 / 3.5 px wide, on held-out images 0–11 (every "
@@ -394,8 +396,15 @@ NOTES = [
     "family −0.76 / −0.20 / +0.11 / +0.11 against +0.18; on 12 CAVE quadrants (larger LR images) −1.66 / −0.77 / "
     "+0.10 / +0.22 against +0.27, worst case −23.1 / −18.9 / −9.5 / −6.2 against −6.0. It reads noise and texture as "
     "blur and over-widens (registered kernel error 0.60–0.63 against the learned 0.48 on the same cases). Not "
-    "shipped at any width. What it shows for the next estimator: score it by its error at LR resolution on large "
-    "blurs, and give it what the classical scheme lacks, a learned prior over motion paths.",
+    "shipped at any width; started from the learned estimate (summed to LR scale, `--init learned`) it failed less "
+    "badly (images 0–11: +0.33 / +0.38 dB at widths from 2.5 / 3 px, against auto's +0.44) but still did not help. "
+    "The learned estimator fine-tuned with its kernel L2 term at LR resolution (both kernels blurred by σ = 0.3·s; "
+    "`train_sr_estimator.py --lr-loss 0.3`, 3,045 steps, 16 CPU-min; rule written first, docs/logs/"
+    "sr-lrloss-prereg.md) did not gain on the 12 kernels on held-out images 0–19 (+0.61 → +0.61 dB over bicubic; "
+    "mean +0.44 → +0.48, mostly PIL inputs), and on images 20–39 fell under the shipped estimator (+0.381 against "
+    "+0.406): not shipped (docs/logs/sr-lrloss-check.txt). What these show for the next estimator: it needs to see "
+    "a large blur's path at LR resolution, which neither this estimator's trunk nor the classical scheme does "
+    "reliably on images this small (45–128 LR px a side).",
 ]
 
 
