@@ -333,7 +333,8 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     grid = opts.grid or default_grid(opts.simulate)
     mcg = exposure_map(y)  # a dim image is estimated and restored at the training images' contrast
     y = exposure_apply(y, mcg)
-    # the map scales the JPEG error with y; auto weighs it so (a given kernel's rule reads the file's step)
+    # the map scales JPEG error by its gain: auto's rule reads the step in the mapped image, a given kernel's the
+    # file's own (docs/logs/sr-jpeg-dim-prereg.md)
     step = jpeg_step * mcg[2] if jpeg_step is not None and given is None else jpeg_step
     k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=step, grid=grid)
     k = k.to(opts.device)
