@@ -233,7 +233,7 @@ def sr_estimator(required: bool) -> Any:
 
 def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | None = None,
                   estimator: Any = None, jpeg_step: float | None = None,
-                  grid: str = "auto") -> tuple[Tensor, float, dict[str, Any] | None]:
+                  grid: str = "auto", exposure_gain: float = 1.0) -> tuple[Tensor, float, dict[str, Any] | None]:
     """(kernel to restore with, data-step weight, estimate record) for an LR image ``y`` (1, C, h, w).
 
     The record holds the estimated kernel itself under ``kernel`` (what ``--save-kernel`` writes).
@@ -247,19 +247,24 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     asks (``jpeg_step``: the mean luma step of its file, :func:`lorun_cli.physics.sr_estimate.jpeg_data_weight`).
     ``estimator``: another estimator than the bundled one. ``grid`` (auto only): where the LR pixels sit
     (:func:`lorun_cli.physics.sr_estimate.grid_centre`; ``auto``: the estimate's own centre).
+    ``exposure_gain``: the gain g ``y`` was mapped by (:func:`lorun_cli.physics.sr.exposure_map`); it scales the
+    JPEG error too, so auto's JPEG rule reads g × ``jpeg_step`` (a given kernel's the file's own:
+    docs/logs/sr-jpeg-dim-prereg.md), and the record gives the input's own noise and step.
     """
     from .physics import sr_estimate as E
 
     explicit = given is not None
     net = estimator if estimator is not None else sr_estimator(required=not explicit)
+    step = jpeg_step * exposure_gain if jpeg_step is not None and not explicit else jpeg_step
     if net is None:
-        return given, E.jpeg_data_weight(jpeg_step, explicit), None
+        return given, E.jpeg_data_weight(step, explicit), None
     centre = None if explicit else E.grid_centre(grid, scale)
     est = E.estimate(net, y, scale, centre=centre)  # a named grid: every view's shape (sr_estimate.GRID_VIEWS)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy, centre=centre,
                                   spread=est["spread"])
-    weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(jpeg_step, explicit))
-    rec = {"nearest": est["nearest"], "width": round(est["width"], 3), "noise": round(255 * est["noise"], 2),
+    weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(step, explicit))
+    rec = {"nearest": est["nearest"], "width": round(est["width"], 3),
+           "noise": round(255 * est["noise"] / exposure_gain, 2),
            "data_weight": round(weight, 3), "mismatch": mismatch, "softened": mismatch and not torch.equal(k, given),
            "kernel": est["kernel"]}
     if jpeg_step is not None:
@@ -333,15 +338,9 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     grid = opts.grid or default_grid(opts.simulate)
     mcg = exposure_map(y)  # a dim image is estimated and restored at the training images' contrast
     y = exposure_apply(y, mcg)
-    # the map scales JPEG error by its gain: auto's rule reads the step in the mapped image, a given kernel's the
-    # file's own (docs/logs/sr-jpeg-dim-prereg.md)
-    step = jpeg_step * mcg[2] if jpeg_step is not None and given is None else jpeg_step
-    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=step, grid=grid)
+    k, data_weight, est = sr_kernel_for(y, s, given, net.auto_policy, jpeg_step=jpeg_step, grid=grid,
+                                        exposure_gain=mcg[2])
     k = k.to(opts.device)
-    if est is not None and mcg[2] != 1.0:  # the noise and the JPEG step of the input itself
-        est["noise"] = round(est["noise"] / mcg[2], 2)
-        if jpeg_step is not None:
-            est["jpeg_step"] = round(jpeg_step, 2)
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k
         info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight, exposure_gain=mcg[2])
