@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_sr_estimator import cave_held_out, held_out_files, held_out_hr  # noqa: E402
+from train_sr_estimator import cave_held_out, held_out_files, held_out_hr, lr_blurred  # noqa: E402
 
 from lorun_cli import metrics  # noqa: E402
 from lorun_cli.bench import AUTO_FAMILIES, draw_degradation  # noqa: E402
@@ -150,8 +150,7 @@ def hr_to_lr(k: Tensor, scale: int, n: int) -> Tensor:
 
 def gaussian_blurred(k: Tensor, sigma: float) -> Tensor:
     """``k`` convolved with an isotropic Gaussian of ``sigma`` px (same size, sum 1)."""
-    g = E.gaussian_kernel(sigma, sigma, 0.0)[0].to(k.dtype)
-    out = F.conv2d(k[None, None], g[None, None], padding=g.shape[-1] // 2)[0, 0]
+    out = lr_blurred(k[None], sigma)[0]
     return out / out.sum()
 
 

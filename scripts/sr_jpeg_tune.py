@@ -132,14 +132,13 @@ def main() -> None:
                         else:
                             for name, given in (("auto", None), ("given", k_true)):
                                 k, _ = E.kernel_policy(given, est["kernel"], est["snapped"], policy=net.auto_policy)
-                                now = E.data_weight_policy(est["noise"], explicit=given is not None)
-                                if mode == "dimcheck":  # the file's step as restore reads it, and g·step
-                                    now = max(now, E.jpeg_data_weight(step if q < 100 else None, given is not None))
+                                base = E.data_weight_policy(est["noise"], explicit=given is not None)
+                                now = base
+                                step_rule = step
+                                if mode == "dimcheck":  # the file's step as restore read it, and g·step
+                                    now = max(base, E.jpeg_data_weight(step if q < 100 else None, given is not None))
                                     step_rule = mcg[2] * step if name in scaled else step
-                                else:
-                                    step_rule = step
-                                rule = max(E.data_weight_policy(est["noise"], explicit=given is not None),
-                                           E.jpeg_data_weight(step_rule if q < 100 else None, given is not None))
+                                rule = max(base, E.jpeg_data_weight(step_rule if q < 100 else None, given is not None))
                                 p_now = gain(k, now)  # the same weight restores the same: computed once
                                 p_rule = p_now if rule == now else gain(k, rule)
                                 rec.update({f"{name}_now": p_now, f"{name}_rule": p_rule,
