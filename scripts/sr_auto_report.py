@@ -405,6 +405,28 @@ NOTES = [
     "+0.406): not shipped (docs/logs/sr-lrloss-check.txt). What these show for the next estimator: it needs to see "
     "a large blur's path at LR resolution, which neither this estimator's trunk nor the classical scheme does "
     "reliably on images this small (45–128 LR px a side).",
+    "- Cross-validated kernel choice (measured, not shipped; `scripts/sr_cv_probe.py`, "
+    "docs/logs/sr-cv-probe.txt). Blur identification by cross-validation scores a candidate kernel by how well it "
+    "predicts LR pixels it was not fitted on: from one of the LR image's four 2 × 2 sub-grids (an SR problem at "
+    "scale 2s) the smoothest HR image the kernel maps onto it (L2 gradient prior, closed form by FFT) predicts "
+    "the other three through the kernel; the prior's weight is chosen per kernel and the kernel's centre does not "
+    "matter. Could it tell the 12 kernels, plain decimation, PIL bicubic and five Gaussians apart? On held-out "
+    "Train400 images 0–3 (valid blur, 8-bit LR, 19 true kernels × 19 candidates × ×2/×3/×4): the true kernel "
+    "scored best in 45 of 228 cases; K9–K11 in 2 / 5 / 6 of 12 cases at ×2 / ×3 / ×4, while 1 / 6 / 1 of 60 other "
+    "blurs picked a motion kernel, and at ×2 smooth Gaussians predicted a motion-blurred image better than its "
+    "own kernel (the smoothest image under the true motion kernel is not the scene). A linear prior's "
+    "cross-validation favours kernels that interpolate well, not the right one: not used (the ranking alone rules "
+    "out a restore-level check).",
+    "- An explicit kernel narrower than the networks' floor (measured, not shipped). `--kernel auto` never hands "
+    "the networks a kernel narrower than σ_eff 0.5 px (`sr_estimate.MIN_WIDTH`); an explicit near-delta kernel is "
+    "used as given. Widened to the floor, by a rule written before its check (docs/logs/sr-given-floor-prereg.md; "
+    "probe on held-out images 0–9, plain decimation: +0.14 / +0.33 / +0.44 → +0.40 / +0.56 / +0.43 dB over "
+    "bicubic at ×2 / ×3 / ×4), checked with `python scripts/sr_floor_check.py` (true kernels delta and Gaussians "
+    "σ = 0.3 / 0.4 px, noise-free float LR; Δ = widened − as given, Y = the gray image, 8-bit, border = s; "
+    "docs/logs/sr-given-floor-check.txt): held-out Train400 images 20–39 delta +0.016 / +0.022 / −0.084 dB, 27 % "
+    "of 180 cases under −0.1 dB; the 28 CAVE quadrants +0.595 / +0.531 / +0.221, 10.3 % of 252 under −0.1. The "
+    "rule asked +0.05 at every scale and at most 10 % under −0.1 on each source: not shipped (smooth scenes gain, "
+    "textured ones lose).",
 ]
 
 
