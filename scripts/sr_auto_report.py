@@ -412,7 +412,7 @@ NOTES = [
     "the other three through the kernel; the prior's weight is chosen per kernel and the kernel's centre does not "
     "matter. Could it tell the 12 kernels, plain decimation, PIL bicubic and five Gaussians apart? On held-out "
     "Train400 images 0–3 (valid blur, 8-bit LR, 19 true kernels × 19 candidates × ×2/×3/×4): the true kernel "
-    "scored best in 45 of 228 cases; K9–K11 in 2 / 5 / 6 of 12 cases at ×2 / ×3 / ×4, while 1 / 6 / 1 of 60 other "
+    "scored best in 57 of 228 cases; K9–K11 in 2 / 5 / 6 of 12 cases at ×2 / ×3 / ×4, while 1 / 6 / 1 of 60 other "
     "blurs picked a motion kernel, and at ×2 smooth Gaussians predicted a motion-blurred image better than its "
     "own kernel (the smoothest image under the true motion kernel is not the scene). A linear prior's "
     "cross-validation favours kernels that interpolate well, not the right one: not used (the ranking alone rules "
