@@ -259,7 +259,8 @@ def sr_kernel_for(y: Tensor, scale: int, given: Tensor | None, policy: str | Non
     if net is None:
         return given, E.jpeg_data_weight(step, explicit), None
     centre = None if explicit else E.grid_centre(grid, scale)
-    est = E.estimate(net, y, scale, centre=centre)  # a named grid: every view's shape (sr_estimate.GRID_VIEWS)
+    # a named grid: every view's shape (sr_estimate.GRID_VIEWS); a given kernel needs no spread (sr_estimate.AUTO_SURE)
+    est = E.estimate(net, y, scale, centre=centre, judge=not explicit)
     k, mismatch = E.kernel_policy(given, est["kernel"], est["snapped"], policy=policy, centre=centre,
                                   spread=est["spread"])
     weight = max(E.data_weight_policy(est["noise"], explicit), E.jpeg_data_weight(step, explicit))

@@ -427,6 +427,20 @@ NOTES = [
     "of 180 cases under −0.1 dB; the 28 CAVE quadrants +0.595 / +0.531 / +0.221, 10.3 % of 252 under −0.1. The "
     "rule asked +0.05 at every scale and at most 10 % under −0.1 on each source: not shipped (smooth scenes gain, "
     "textured ones lose).",
+    "- A sure mid-width estimate kept whole (measured, not shipped; `sr_estimate.AUTO_SURE`, off). Per kernel on "
+    "held-out images 0–3 (K1–K12, ×2/×3/×4), the estimates of the Gaussian kernels K4–K8 are 1.9–2.7 px wide and "
+    "good (kernel error 0.09–0.31), and used whole (keep 1) they restored 0.2–1.4 dB better than the blend (×3: "
+    "K4 +2.30 → +3.46, K6 +2.19 → +3.55, K8 +2.23 → +3.37 dB over bicubic; the oracle +3.7 to +4.0), while K9–K11 "
+    "lost 1.5–2 dB that way. Width alone does not tell a good estimate (keep 1 for every estimate 1.8–2.4 px "
+    "wide, images 0–19: motion +0.30 → +0.10); the 8 views' shape spread did on those images (lowest quartile of "
+    "mid-width cases +0.31 dB, no motion case). Chosen on images 0–19 (keep 1 where 1.8 ≤ σ_eff < 2.8 px and the "
+    "spread ≤ 0.065: mean +0.443 → +0.492 dB over bicubic, worst family and cases under bicubic unchanged) and "
+    "checked by a rule written first (docs/logs/sr-sure-prereg.md; higher mean, worst family within 0.02 dB, no "
+    "more cases under bicubic, on each source; docs/logs/sr-sure-check.txt): held-out images 20–39 passed (+0.406 "
+    "→ +0.463, bundled +0.45 → +0.65, Gaussians +0.71 → +0.82, 76 → 76 under), the 28 CAVE quadrants failed "
+    "(+0.298 → +0.261, 197 → 202 under; the 66 cases it changed lost 0.29 dB on average, median kernel error 0.28 "
+    "against 0.18 on Train400). The views agree on a biased estimate as readily as on a right one once the "
+    "content differs from the estimator's training images: agreement is not correctness. Not shipped.",
 ]
 
 
@@ -452,6 +466,10 @@ def _auto_text(policy: str = "blend") -> str:
                 f"views agree (spread ≤ {lo:g}), falling to {unsure:g} at spread {hi:g}")
     else:
         text = f"{views}{E.AUTO_KEEP:g} × the estimate + {1 - E.AUTO_KEEP:g} × the narrowest kernel, each {widen}"
+    if E.AUTO_SURE is not None and policy != "raw":
+        lo, hi, limit, keep = E.AUTO_SURE
+        text += (f"; an estimate {lo:g}–{hi:g} px wide whose 8 views (`sr_estimate.VIEWS`) agree on its shape "
+                 f"(spread ≤ {limit:g}) keeps {keep:g} × (`sr_estimate.AUTO_SURE`)")
     if E.AUTO_WIDE is not None and policy != "raw":
         lo, hi, keep = E.AUTO_WIDE
         text += (f"; estimates wider than {lo:g} px keep less of their shape, {keep:g} × from {hi:g} px on "
@@ -501,6 +519,22 @@ def _done_means(runs: list[tuple[str, dict]]) -> list[str]:
         cells = [f"{u:+.2f} / {v:+.2f}" for u, v in pairs]
         out.append(f"| {label} | ×{r['setting']['scale']} | " + " | ".join(cells) + " |")
     return [*out, ""]
+
+
+GAP_TITLE = "## sr-lorun9 against sr-block9 (same training recipe, equal total steps)"
+SELECT_TITLE = "## Which network `--kernel auto` runs (held-out Train400 images, not a test set)"
+TUNE_TITLE = "## How auto uses the estimate (held-out Train400 images, not a test set)"
+
+
+def _carried(page: str, title: str) -> list[str]:
+    """Section ``title`` of the page as it stands (its lines up to the next section), for a section whose inputs
+    this run does not hold: it keeps the numbers of the runs that made it."""
+    lines = page.splitlines()
+    if title not in lines:
+        return []
+    start = lines.index(title)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
 
 
 def main() -> None:
@@ -563,9 +597,12 @@ def main() -> None:
             lines.append(f"| {t} | {row['as_given']:.2f} | {row['guarded']:.2f} | {row['auto']:.2f} | "
                          f"{row['bicubic']:.2f} | {row['warned']} |")
         lines.append("")
+    old_page = args.out.read_text() if args.out.is_file() else ""
     gaps = sorted(args.runs.glob("gap_*.json"))
+    if not gaps:
+        lines += _carried(old_page, GAP_TITLE)
     if gaps:
-        lines += ["## sr-lorun9 against sr-block9 (same training recipe, equal total steps)", "",
+        lines += [GAP_TITLE, "",
                   "`lorun bench --task sr --compare block9` with the true kernel, noise-free (commands below).", "",
                   "| test set | scale | kernels | sr-lorun9 | sr-block9 | lorun9 − block9 | "
                   "stored params lorun9 / block9 |",
@@ -582,10 +619,12 @@ def main() -> None:
                          f"{lo['psnr'] - bl['psnr']:+.2f} | {lo['stored']:,} / {bl['stored']:,} |")
         lines.append("")
     select = sorted(args.runs.glob("select_*.txt"))
+    if not select:
+        lines += _carried(old_page, SELECT_TITLE)
     if select:
         rows = [json.loads(t) for p in select for t in p.read_text().splitlines() if t.startswith("{")]
         fams = [k for k in rows[0] if k not in SELECT_KEYS]
-        lines += ["## Which network `--kernel auto` runs (held-out Train400 images, not a test set)", "",
+        lines += [SELECT_TITLE, "",
                   "`python scripts/sr_auto_tune.py --no-reg --model M` on the 720 held-out cases of the tuning table "
                   "below (the last 40 Train400 images, one degradation per family, seed 100, ×2/×3/×4); auto − "
                   "bicubic in dB, Y, border = scale. sr-lorun9: the adapters trained with true kernels; the others: "
@@ -599,11 +638,13 @@ def main() -> None:
                          f"{r['worst_case']:+.2f} | " + " | ".join(f"{r[f]:+.2f}" for f in fams) + " |")
         lines.append("")
     tune = args.runs / "tune.txt"
+    if not tune.is_file():
+        lines += _carried(old_page, TUNE_TITLE)
     if tune.is_file():
         rows = [json.loads(t) for t in tune.read_text().splitlines() if t.startswith("{")]
         fams = [k for k in rows[0] if k not in SELECT_KEYS and not k.startswith("reg ")]
         reg = [k for k in ("reg mean", "reg worst_family", "reg worst_case") if k in rows[0]]
-        lines += ["## How auto uses the estimate (held-out Train400 images, not a test set)", "",
+        lines += [TUNE_TITLE, "",
                   "`python scripts/sr_auto_tune.py`: the last Train400 images (never seen by the estimator), one "
                   "degradation per family (seed 100), ×2/×3/×4; auto − bicubic in dB, Y, border = scale. keep: "
                   "the estimate's weight in `auto_kernel`; min width: how far narrow kernels are widened; wide: the "

@@ -40,15 +40,14 @@ KEEPS = (0.5, 0.75, 1.0)
 MIN_WIDTHS = (0.3, 0.5)
 
 
-def parse_rule(text: str, default: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
-    """'FROM,TO,VALUE' → a (from, to, value) rule (``auto_kernel``'s wide rule or ``noise_data_weight``'s);
-    'default' → ``default``; 'none' → None."""
+def parse_rule(text: str, default: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """'FROM,TO,VALUE[,…]' → a (from, to, value, …) rule (``auto_kernel``'s wide rule, ``noise_data_weight``'s or
+    ``sr_estimate.AUTO_SURE``); 'default' → ``default``; 'none' → None."""
     if text == "none":
         return None
     if text == "default":
         return default
-    lo, hi, value = (float(v) for v in text.split(","))
-    return lo, hi, value
+    return tuple(float(v) for v in text.split(","))
 
 
 def _rule_text(rule: tuple[float, ...] | None) -> str:
@@ -89,6 +88,9 @@ def main() -> int:
                     help="estimate over this many views of the LR image (sr_estimate.VIEWS; default AUTO_VIEWS)")
     ap.add_argument("--spread-rules", default="default", help="keep by the views' spread, ';'-separated: "
                     "'FROM,TO,SURE,UNSURE' (see sr_estimate.AUTO_SPREAD), 'default' or 'none' (the keep grid)")
+    ap.add_argument("--sure-rules", default="default", help="sure mid-width estimates, ';'-separated: 'FROM,TO,"
+                    "SPREAD,KEEP' (px, px, 8-view spread, weight; see sr_estimate.AUTO_SURE; the checked rule: "
+                    "1.8,2.8,0.065,1), 'default' (AUTO_SURE) or 'none'")
     ap.add_argument("--images", choices=("train400", "cave"), default="train400", help="held-out source: the last "
                     "40 Train400 images, or the 28 quadrants of the CAVE training scenes (band mean; trained on by "
                     "no SR model or estimator)")
@@ -119,8 +121,11 @@ def main() -> int:
     noise_rules = [parse_rule(w, E.AUTO_NOISE_WEIGHT) for w in args.noise_weights.split(";")]
     spread_rules = [None if r == "none" else E.AUTO_SPREAD if r == "default" else tuple(float(v) for v in r.split(","))
                     for r in args.spread_rules.split(";")]
-    grid = [(k, w, p, wd, nr, sr) for k in floats(args.keeps) for w in floats(args.min_widths)
-            for p in floats(args.snaps) for wd in wides for nr in noise_rules for sr in spread_rules]
+    sure_rules = [parse_rule(r, E.AUTO_SURE) for r in args.sure_rules.split(";")]
+    spread_band = next((r for r in sure_rules if r is not None), None)  # the estimate's 8-view spread in this band
+    grid = [(k, w, p, wd, nr, sr, su) for k in floats(args.keeps) for w in floats(args.min_widths)
+            for p in floats(args.snaps) for wd in wides for nr in noise_rules for sr in spread_rules
+            for su in sure_rules]
     tags = ("",) if args.no_reg else ("", "reg ")  # as estimated, and registered to the true centre of mass
     diffs: dict[tuple, dict[str, dict[str, list[float]]]] = {g: {t: {} for t in tags} for g in grid}
     case_log = open(args.cases, "w") if args.cases else None  # noqa: SIM115 - closed below
@@ -136,6 +141,7 @@ def main() -> int:
                     y_lr = y  # bicubic sees the LR image as it is; the estimator and the network may see it mapped
                     mcg = (0.0, 0.0, 1.0) if args.no_exposure_map else exposure_map(y)
                     y = exposure_apply(y, mcg)
+                    E.AUTO_SURE = spread_band  # estimate reads it (each variant below sets its own for auto_keep)
                     first = E.estimate(est_net, y, s, snap_p=2.0, views=args.views)
                     k_est = first["kernel"]
                     if args.bootstrap > 0:  # what the estimator makes of a scene like this one blurred with k̂
@@ -163,7 +169,7 @@ def main() -> int:
                         out = exposure_unmap(net(y, SRBlur(k_true, s, data_weight=w_or)), mcg)
                         p_oracle = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"] - p_bic
                     centre = E.centroid(k_true)
-                    for keep, mw, snap, wide, nrule, srule in grid:
+                    for keep, mw, snap, wide, nrule, srule, sure in grid:
                         snapped = best["snapped"] and best["exact_p"] >= snap
                         for tag in tags:
                             k = best["kernel"] if snapped else k_est
@@ -173,15 +179,17 @@ def main() -> int:
                             else:
                                 moved = k if snapped else E.centre_expanded(k, gain_blend)
                                 k = E.recentred(k, centre) if tag else moved
+                                E.AUTO_SURE = sure  # auto_keep reads it at call time
                                 k = (E.widened_kernel(k, mw) if snapped
                                      else E.auto_kernel(k, keep, mw, wide, first["spread"], srule))
                             weight = E.noise_data_weight(first["noise"], nrule)
                             out = exposure_unmap(net(y, SRBlur(k, s, data_weight=weight)), mcg)
                             p = metrics.score(out.clamp(0, 1), x, PROTOCOL["sr"], border=s)["psnr"]
-                            diffs[(keep, mw, snap, wide, nrule, srule)][tag].setdefault(fam, []).append(p - p_bic)
+                            diffs[(keep, mw, snap, wide, nrule, srule, sure)][tag].setdefault(fam, []).append(p - p_bic)
                             if case_log is not None and not tag:
                                 case_log.write(json.dumps({"scale": s, "image": i, "family": fam, "keep": keep,
                                                            "spread_rule": _rule_text(srule),
+                                                           "sure_rule": _rule_text(sure),
                                                            "width": round(first["width"], 4),
                                                            "noise": round(255 * first["noise"] / mcg[2], 3),
                                                            "spread": round(first["spread"], 4),
@@ -193,7 +201,7 @@ def main() -> int:
     if case_log is not None:
         case_log.close()
     rows = []
-    for (keep, mw, snap, wide, nrule, srule), by_tag in diffs.items():
+    for (keep, mw, snap, wide, nrule, srule, sure), by_tag in diffs.items():
         gain = "" if args.centre_gain is None else f" ×{args.centre_gain:g} centre"
         what = "bootstrap centre" if args.bootstrap_centre else "bootstrap"
         boot = f", {what} {args.bootstrap:g}" if args.bootstrap > 0 else ""
@@ -201,6 +209,7 @@ def main() -> int:
         row = {"model": args.model or "sr-lorun9", "policy": policy + gain + boot, "keep": keep, "min_width": mw,
                "snap": snap,
                "wide": _rule_text(wide), "noise_weight": _rule_text(nrule), "spread_rule": _rule_text(srule),
+               "sure_rule": _rule_text(sure),
                "views": args.views}
         for tag, fams in by_tag.items():
             allv = [v for vs in fams.values() for v in vs]

@@ -2,8 +2,12 @@
 """Which LR grid a real file's ``--kernel auto`` restore should assume, on held-out *training* images (never a test
 set). The rule and its reasons: docs/logs/sr-grid-prereg.md.
 
-    python scripts/sr_grid_check.py run START LIMIT [SCALES] [FAMILIES] [GRIDS] [VIEWS]   # JSON lines, one per case
+    python scripts/sr_grid_check.py run START LIMIT [SCALES] [FAMILIES] [GRIDS] [VIEWS] [SURE]  # JSON, a line per case
     python scripts/sr_grid_check.py verdict RUN.jsonl [...]
+    python scripts/sr_grid_check.py compare SHIPPED.jsonl PROPOSAL.jsonl   # docs/logs/sr-sure-prereg.md, part 3
+
+SURE: ``sr_estimate.AUTO_SURE`` as 'FROM,TO,SPREAD,KEEP', 'default' or 'none'. ``compare`` scores the resizer
+families under ``centre`` and the others under ``top-left``, case by case.
 
 Images: the last Train400 images (``train_sr_estimator.held_out_files``), gray, fed to the RGB network in all three
 channels. Resizer families: Pillow ``resize`` of the 8-bit image with each filter in ``RESIZERS`` (baseline: Pillow's
@@ -99,12 +103,41 @@ def verdict(files: list[str]) -> None:
     print("VERDICT:", "real files default to centre" if ok else "the default stays auto")
 
 
+def compare(shipped: str, proposal: str) -> None:
+    """Two runs of the same cases: resizer families under ``centre``, the others under ``top-left``; per family the
+    mean gain, cases under the baseline and the worst case of each, then the three tests of the pre-registered rule
+    (docs/logs/sr-sure-prereg.md): higher mean, worst family not lower by more than 0.02 dB, no more cases under."""
+    def load(path: str) -> dict[tuple, float]:
+        rows = [json.loads(line) for line in open(path) if line.startswith("{")]
+        return {(r["s"], r["i"], r["fam"]): r["centre" if r["fam"] in FILTERS else "top-left"] for r in rows}
+    a, b = load(shipped), load(proposal)
+    keys = sorted(set(a) & set(b))
+    fams = sorted({k[2] for k in keys})
+    means = {}
+    for f in fams:
+        va, vb = [a[k] for k in keys if k[2] == f], [b[k] for k in keys if k[2] == f]
+        means[f] = (st.mean(va), st.mean(vb))
+        print(f"{f:13s} n={len(va):3d} shipped {means[f][0]:+.3f} (under {sum(v < 0 for v in va)}, worst "
+              f"{min(va):+.2f}) | proposal {means[f][1]:+.3f} (under {sum(v < 0 for v in vb)}, worst {min(vb):+.2f})")
+    ma, mb = st.mean(a[k] for k in keys), st.mean(b[k] for k in keys)
+    wa, wb = min(m[0] for m in means.values()), min(m[1] for m in means.values())
+    ua, ub = sum(a[k] < 0 for k in keys), sum(b[k] < 0 for k in keys)
+    print(f"{len(keys)} cases: mean {ma:+.3f} → {mb:+.3f}; worst family {wa:+.3f} → {wb:+.3f}; under {ua} → {ub}; "
+          f"changed {sum(a[k] != b[k] for k in keys)}")
+    print("PASS" if mb > ma and wb >= wa - 0.02 and ub <= ua else "FAIL")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "verdict":
         verdict(sys.argv[2:])
+    elif sys.argv[1] == "compare":
+        compare(sys.argv[2], sys.argv[3])
     else:
         scales = sys.argv[4] if len(sys.argv) > 4 else "2,3,4"
         fams = sys.argv[5].split(",") if len(sys.argv) > 5 else [*RESIZERS, *TOP_LEFT]
         grids = tuple(sys.argv[6].split(",")) if len(sys.argv) > 6 else SR_GRIDS
-        views = int(sys.argv[7]) if len(sys.argv) > 7 else None
+        views = int(sys.argv[7]) if len(sys.argv) > 7 and sys.argv[7] != "default" else None
+        sure = sys.argv[8] if len(sys.argv) > 8 else "default"
+        if sure != "default":
+            E.AUTO_SURE = None if sure == "none" else tuple(float(v) for v in sure.split(","))
         run(int(sys.argv[2]), int(sys.argv[3]), [int(v) for v in scales.split(",")], fams, grids, views)

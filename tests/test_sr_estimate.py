@@ -324,6 +324,31 @@ def test_auto_keep_follows_the_views_spread() -> None:
     assert widths[0] > widths[1]
 
 
+def test_a_sure_mid_width_estimate_keeps_its_whole_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/logs/sr-sure-prereg.md (measured, off by default): an estimate in AUTO_SURE's width band whose 8 views
+    agree gets its keep; a wider spread, a width outside the band, a single view's 0 or the rule off keep AUTO_KEEP."""
+    assert E.AUTO_SURE is None and E.auto_keep(2.3, spread=0.01) == E.AUTO_KEEP  # shipped: off
+    monkeypatch.setattr(E, "AUTO_SURE", E.SURE_CHECKED)
+    lo, hi, limit, keep = E.AUTO_SURE
+    mid = (lo + hi) / 2
+    assert E.auto_keep(mid, spread=limit / 2) == keep == E.auto_keep(lo, spread=limit)
+    assert E.auto_keep(mid, spread=limit * 1.5) == E.AUTO_KEEP and E.auto_keep(mid, spread=0.0) == E.AUTO_KEEP
+    assert E.auto_keep(lo - 0.05, spread=limit / 2) == E.AUTO_KEEP == E.auto_keep(hi, spread=limit / 2)
+    k5 = load_kernels()["K5"]
+    assert lo <= E.kernel_width(k5) < hi
+    torch.testing.assert_close(E.auto_kernel(k5, spread=limit / 2), E.widened_kernel(k5), atol=1e-6, rtol=0)
+    assert not torch.allclose(E.auto_kernel(k5, spread=limit * 2), E.widened_kernel(k5), atol=1e-3)
+    net = E.KernelEstimator(centre_head=True).eval()
+    y = torch.rand(1, 3, 30, 40, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(E, "AUTO_SURE", None)
+    one = E.estimate(net, y, 2)
+    assert one["spread"] == 0.0 and E.auto_keep(mid, spread=limit / 2) == E.AUTO_KEEP
+    monkeypatch.setattr(E, "AUTO_SURE", (one["width"] - 0.01, one["width"] + 0.01, limit, keep))
+    sure = E.estimate(net, y, 2)  # in the band: the one view's kernel, its 8 views' spread
+    assert torch.equal(sure["kernel"], one["kernel"])
+    assert sure["spread"] == pytest.approx(E.estimate(net, y, 2, views=8)["spread"]) and sure["spread"] > 0
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_views_of_an_lr_image_map_back_to_its_kernel(scale: int) -> None:
     """Each view (transpose, flips) of y = (x ⊛ k)↓s is the same degradation of the viewed scene by a kernel whose
@@ -345,7 +370,8 @@ def test_views_of_an_lr_image_map_back_to_its_kernel(scale: int) -> None:
         assert (E.centroid(back) == pytest.approx(E.centroid(k), abs=1e-4)) == (not dims)
 
 
-def test_estimate_over_views_averages_the_unflipped_and_reports_their_spread() -> None:
+def test_estimate_over_views_averages_the_unflipped_and_reports_their_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(E, "AUTO_SURE", None)  # one view's spread is 0 (not its 8 views', see the next test)
     torch.manual_seed(1)
     net = E.KernelEstimator(centre_head=True).eval()
     y = torch.rand(1, 3, 30, 40)

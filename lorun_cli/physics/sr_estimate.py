@@ -494,7 +494,8 @@ def _predict_views(net: KernelEstimator, y: Tensor, scale: int, n: int,
 
 
 def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P,
-             views: int | None = None, centre: tuple[float, float] | None = None) -> dict[str, Any]:
+             views: int | None = None, centre: tuple[float, float] | None = None,
+             judge: bool = True) -> dict[str, Any]:
     """Kernel and noise of one LR image ``y`` (C, h, w) or (1, C, h, w) in [0, 1].
 
     Returns ``kernel`` (25, 25), ``noise`` (σ on the 0–1 scale), ``width`` (σ_eff in HR pixels),
@@ -504,7 +505,9 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
 
     Over ``views`` > 1 of :data:`VIEWS` the kernel (and noise, and retrieval weights) is the mean over the unflipped
     views, and ``spread`` the views' disagreement: the RMS distance of their shapes to the mean shape, relative to
-    its norm (0 for one view). A large spread marks an estimate to trust less (:func:`auto_keep`). ``centre``: the
+    its norm (0 for one view; with ``judge``, a one-view estimate in :data:`AUTO_SURE`'s band gets the spread of its
+    8 views, which costs 8 more estimator passes: pass False where the spread is not used, as for a given kernel). A
+    large spread marks an estimate to trust less, a small one in that band more (:func:`auto_keep`). ``centre``: the
     kernel's centre of mass when the LR grid is known (:func:`grid_centre`); every view's shape is placed there and
     the flipped views count too (they lose only the centre, see :func:`_shape_from_view`). ``views`` None:
     :data:`GRID_VIEWS` with a ``centre``, else :data:`AUTO_VIEWS`.
@@ -522,8 +525,11 @@ def estimate(net: KernelEstimator, y: Tensor, scale: int, snap_p: float = SNAP_P
         extra.update(exact=net.exact_names[i], exact_p=float(w[net.n_learned + i]))
         if extra["exact_p"] >= snap_p:
             k, extra["snapped"] = net.fixed[i].cpu().clone(), True
+    width = kernel_width(k)
+    if judge and views == 1 and sure_band(width):  # is the one view's estimate sure? its 8 views' spread (AUTO_SURE)
+        spread = estimate(net, y, scale, snap_p, views=len(VIEWS))["spread"]
     name, err = nearest_bundled(k)
-    return {"kernel": k, "noise": float(noise[0]), "width": kernel_width(k), "nearest": name,
+    return {"kernel": k, "noise": float(noise[0]), "width": width, "nearest": name,
             "nearest_error": err, "spread": spread, **extra}
 
 
@@ -661,6 +667,22 @@ def grid_shift(k: Tensor) -> tuple[float, float]:
 #: (from spread, to spread, keep where they agree, keep where they do not); None: :data:`AUTO_KEEP` for every spread.
 AUTO_SPREAD: tuple[float, float, float, float] | None = None
 
+#: A sure mid-width estimate keeps its whole shape: (from width, to width, spread, keep) — an estimate σ_eff ∈ [from,
+#: to) px wide whose 8 views agree (``estimate``'s ``spread`` ≤ ``spread``) gets ``keep`` instead of :data:`AUTO_KEEP`.
+#: On held-out Train400 images such estimates were mostly Gaussian blurs estimated well, which the blend softens by
+#: 0.2–1.4 dB: (1.8, 2.8, 0.065, 1.0), chosen on images 0–19, raised images 20–39 from +0.406 to +0.463 dB over
+#: bicubic, but on the CAVE scenes the views agreed on wrong estimates as often (+0.298 → +0.261, 5 more cases under
+#: bicubic), so its pre-registered check failed (docs/logs/sr-sure-prereg.md, sr-sure-check.txt). None: off (shipped).
+#: Read at call time (``scripts/sr_auto_tune.py --sure-rules`` and ``sr_grid_check.py`` switch it).
+AUTO_SURE: tuple[float, float, float, float] | None = None
+#: The rule that check measured.
+SURE_CHECKED = (1.8, 2.8, 0.065, 1.0)
+
+
+def sure_band(width: float) -> bool:
+    """Whether an estimate ``width`` px wide falls in :data:`AUTO_SURE`'s band (where its views' spread decides)."""
+    return AUTO_SURE is not None and AUTO_SURE[0] <= width < AUTO_SURE[1]
+
 
 def _ramp(x: float, lo: float, hi: float, start: float, end: float) -> float:
     """``start`` up to ``lo``, ``end`` from ``hi`` on, linear in between."""
@@ -673,11 +695,13 @@ def auto_keep(width: float, keep: float = AUTO_KEEP, wide: tuple[float, float, f
               spread: float | None = None,
               spread_rule: tuple[float, float, float, float] | None = AUTO_SPREAD) -> float:
     """The estimate's weight in :func:`auto_kernel` for an estimate ``width`` px wide: ``keep`` (or, given the
-    views' ``spread`` and a ``spread_rule``, the rule's keep for it), falling linearly to ``wide[2]`` between
-    ``wide[0]`` and ``wide[1]`` px (``wide`` None: at every width)."""
+    views' ``spread`` and a ``spread_rule``, the rule's keep for it; a sure mid-width estimate, :data:`AUTO_SURE`'s),
+    falling linearly to ``wide[2]`` between ``wide[0]`` and ``wide[1]`` px (``wide`` None: at every width)."""
     if spread is not None and spread_rule is not None:
         lo, hi, sure, unsure = spread_rule
         keep = _ramp(spread, lo, hi, sure, unsure)
+    if spread is not None and sure_band(width) and 0 < spread <= AUTO_SURE[2]:  # type: ignore[index]  (0: one view)
+        keep = AUTO_SURE[3]  # type: ignore[index]
     if wide is None:
         return keep
     lo, hi, k_wide = wide
