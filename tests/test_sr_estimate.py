@@ -371,7 +371,7 @@ def test_views_of_an_lr_image_map_back_to_its_kernel(scale: int) -> None:
 
 
 def test_estimate_over_views_averages_the_unflipped_and_reports_their_spread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(E, "AUTO_SURE", None)  # one view's spread is 0 (not its 8 views', see the next test)
+    monkeypatch.setattr(E, "AUTO_SURE", None)  # one view's spread is 0 (not its 8 views': test_a_sure_mid_width…)
     torch.manual_seed(1)
     net = E.KernelEstimator(centre_head=True).eval()
     y = torch.rand(1, 3, 30, 40)

@@ -700,8 +700,9 @@ def auto_keep(width: float, keep: float = AUTO_KEEP, wide: tuple[float, float, f
     if spread is not None and spread_rule is not None:
         lo, hi, sure, unsure = spread_rule
         keep = _ramp(spread, lo, hi, sure, unsure)
-    if spread is not None and sure_band(width) and 0 < spread <= AUTO_SURE[2]:  # type: ignore[index]  (0: one view)
-        keep = AUTO_SURE[3]  # type: ignore[index]
+    sure = AUTO_SURE
+    if sure is not None and spread is not None and sure[0] <= width < sure[1] and 0 < spread <= sure[2]:
+        keep = sure[3]  # (a spread of 0 is a single view's: it says nothing)
     if wide is None:
         return keep
     lo, hi, k_wide = wide
