@@ -441,6 +441,15 @@ NOTES = [
     "(+0.298 → +0.261, 197 → 202 under; the 66 cases it changed lost 0.29 dB on average, median kernel error 0.28 "
     "against 0.18 on Train400). The views agree on a biased estimate as readily as on a right one once the "
     "content differs from the estimator's training images: agreement is not correctness. Not shipped.",
+    "- The CAVE scenes with the oracle (measured; docs/logs/sr-cave-oracle.txt). What holds auto back on the "
+    "second held-out source, family by family (28 quadrants × ×2/×3/×4, shipped rules under `--grid auto`, dB "
+    "over bicubic, auto / the true kernel): bundled +0.84 / +4.07, Gaussians +1.43 / +2.90, motion +0.42 / +4.00, "
+    "noise5 +0.70 / +2.95, PIL inputs −0.78 / +1.55, plain decimation −0.82 / −0.34. Two limits show: plain "
+    "decimation of these smooth scenes is under bicubic even with the true kernel (×2 −0.32, ×3 −0.73: the "
+    "network's own limit, which no estimate removes; auto's estimates there are 0.8–0.9 px wide, which costs a "
+    "further 1.6 dB at ×2), and PIL inputs lose their registration (auto registered to the true centre of mass: "
+    "PIL +0.61 / +0.77 on the two halves against −0.87 / −0.68; a file's default `--grid centre` is PIL's grid). "
+    "The blurred families are estimator-bound: the true kernel gives 1.5–3.6 dB more.",
 ]
 
 
