@@ -450,6 +450,14 @@ NOTES = [
     "further 1.6 dB at ×2), and PIL inputs lose their registration (auto registered to the true centre of mass: "
     "PIL +0.61 / +0.77 on the two halves against −0.87 / −0.68; a file's default `--grid centre` is PIL's grid). "
     "The blurred families are estimator-bound: the true kernel gives 1.5–3.6 dB more.",
+    "- The larger, GPU-trained model on the narrow families (measured; docs/logs/sr-base-delta.txt, "
+    "sr-base-auto-heldout.txt). With the true kernel, sr-lorun9-base (2.3 M backbone, 2 GPU-minutes, docs/GPU.md) "
+    "against the bundled sr-lorun9: plain decimation on 10 CAVE quadrants ×2 / ×3 / ×4 −0.39 / −0.89 / +0.02 → "
+    "+0.10 / −0.27 / +0.47 dB over bicubic, on Train400 images 20–29 −0.05 / +0.18 / +0.28 → +0.19 / +0.33 / "
+    "+0.39; PIL inputs on CAVE +1.51 / +1.85 / +1.41 → +2.06 / +2.19 / +1.75. Under `--kernel auto` it gains "
+    "little: Train400 20–39 +0.406 → +0.424 (76 → 84 cases under bicubic), CAVE +0.298 → +0.343 (plain decimation "
+    "−0.82 → −0.87, PIL −0.78 → −0.96). The network bounds what the true kernel gives (more training lifts it); "
+    "the estimate bounds auto.",
 ]
 
 
