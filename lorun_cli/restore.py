@@ -334,7 +334,7 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
         y = img
     facts = info["facts"] if info and "facts" in info else images.file_facts(inp)
     jpeg_step = None if opts.simulate else facts.jpeg_step  # JPEG error is noise in y
-    from .physics.sr_estimate import default_grid
+    from .physics.sr_estimate import default_grid, trimmed_kernel
 
     grid = opts.grid or default_grid(opts.simulate)
     mcg = exposure_map(y)  # a dim image is estimated and restored at the training images' contrast
@@ -345,7 +345,15 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k
         info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight, exposure_gain=mcg[2])
-    if max(k.shape) > s * min(y.shape[-2:]):
+    side = s * min(y.shape[-2:])
+    if max(k.shape) > side and given is None and side >= 3:  # a small image under auto: trim the estimate to fit
+        k = trimmed_kernel(k, side if side % 2 else side - 1)
+        guard.on_note(f"{inp.name}: the kernel estimate trimmed to {k.shape[0]}×{k.shape[1]} taps for the "
+                      f"{s * y.shape[-2]}×{s * y.shape[-1]} output")
+    if max(k.shape) > side and given is None:
+        raise LorunError(f"{inp.name}: too small for ×{s} SR (a {s * y.shape[-2]}×{s * y.shape[-1]} output holds no "
+                         f"blur kernel); use an image at least {-(-3 // s)} pixels a side")
+    if max(k.shape) > side:
         raise OptionError("kernel", opts.kernel, f"the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
                          f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")
     pad = 2 * SR_OVERLAP

@@ -17,7 +17,7 @@ from lorun_cli import restore as R
 from lorun_cli.errors import UsageError
 from lorun_cli.io import images
 from lorun_cli.physics import sr_estimate as E
-from lorun_cli.physics.sr import SRBlur, load_kernels
+from lorun_cli.physics.sr import SRBlur, exposure_map, load_kernels
 
 
 def test_estimator_shapes_and_valid_kernels() -> None:
@@ -221,6 +221,28 @@ def test_auto_path_uses_the_estimate_and_reports_it(in_zoo, tmp_path) -> None:
     assert k.shape == (25, 25) and k.dtype == np.float32 and abs(k.sum() - 1) < 1e-5
     assert E.nearest_bundled(torch.from_numpy(k))[0] == "K4"
     assert (tmp_path / "out_auto.png").is_file() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_tiny_image_under_auto_trims_the_estimate_or_says_it_is_too_small(in_zoo, tmp_path) -> None:
+    """An output smaller than the estimate's 25 taps gets the estimate cut to fit (a note says so); one that holds
+    no 3-tap kernel is one clear error, and nothing is written."""
+    R._ESTIMATOR[:] = [_Fixed(atom=3)]
+    notes: list[str] = []
+    opts = R.RestoreOptions(task="sr", scale=2, kernel="auto", output=tmp_path / "out.png")
+    R.run_restore([_image(tmp_path / "small.png", size=5)], opts, on_note=notes.append)
+    assert Image.open(tmp_path / "out.png").size == (10, 10)
+    assert any("trimmed to 9×9 taps" in n for n in notes)
+    k = E.trimmed_kernel(load_kernels()["K4"], 9)
+    assert k.shape == (9, 9) and float(k.sum()) == pytest.approx(1.0) and E.centroid(k) == pytest.approx((0.0, 0.0))
+    opts = R.RestoreOptions(task="sr", scale=2, kernel="auto", output=tmp_path / "one_x2.png")
+    with pytest.raises(R.LorunError, match="too small for ×2 SR.*at least 2 pixels a side"):
+        R.run_restore([_image(tmp_path / "one.png", size=1)], opts)
+    assert not (tmp_path / "one_x2.png").exists()
+
+
+def test_exposure_map_of_a_single_pixel_is_finite() -> None:
+    m, c, g = exposure_map(torch.full((1, 3, 1, 1), 0.3))
+    assert m == pytest.approx(0.3) and all(math.isfinite(v) for v in (m, c, g))
 
 
 def test_explicit_kernel_that_disagrees_prints_one_warning(in_zoo, tmp_path) -> None:

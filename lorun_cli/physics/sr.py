@@ -253,7 +253,7 @@ def exposure_map(y: Tensor, ref: tuple[float, float] = EXPOSURE_REF,
     The networks restore a dim image worse than the same scene well exposed; a blur kernel that sums to one commutes
     with the map, so restoring the mapped image and mapping the result back (:func:`exposure_unmap`) restores y."""
     gray = y.mean(dim=-3)
-    m, sd = float(gray.mean()), float(gray.std())
+    m, sd = float(gray.mean()), float(gray.std()) if gray.numel() > 1 else 0.0
     g = min(max(ref[1] / max(sd, 1e-8), 1.0), max_gain)
     return m, m + (ref[0] - m) * (1.0 - 1.0 / g), g
 

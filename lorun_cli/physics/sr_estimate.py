@@ -157,6 +157,13 @@ def _centred(k: Tensor, size: int = KSIZE) -> Tensor:
     return k[..., max(0, -ph) : max(0, -ph) + size, max(0, -pw) : max(0, -pw) + size]
 
 
+def trimmed_kernel(k: Tensor, size: int) -> Tensor:
+    """``k`` cut to its centred size × size taps (odd ``size``) and renormalised: an estimate for an output smaller than
+    its 25 taps, whose mass sits near the centre."""
+    out = _centred(k, size)
+    return out / out.sum()
+
+
 def kernel_error(k_est: Tensor, k_true: Tensor) -> float:
     """Relative L2 error ‖k̂ − k‖ / ‖k‖ on a common 25 × 25 grid."""
     a, b = _centred(k_est.double()), _centred(k_true.double())
