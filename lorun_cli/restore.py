@@ -345,17 +345,17 @@ def _restore_sr(net: DUN, inp: Path, opts: RestoreOptions, gen: torch.Generator,
     if info is not None:  # --save-kernel writes the estimate (the given kernel when there is no estimator)
         saved = est.pop("kernel") if est is not None else k
         info.update(kernel=saved.cpu(), estimate=est, data_weight=data_weight, exposure_gain=mcg[2])
-    side = s * min(y.shape[-2:])
-    if max(k.shape) > side and given is None and side >= 3:  # a small image under auto: trim the estimate to fit
-        k = trimmed_kernel(k, side if side % 2 else side - 1)
-        guard.on_note(f"{inp.name}: the kernel estimate trimmed to {k.shape[0]}×{k.shape[1]} taps for the "
-                      f"{s * y.shape[-2]}×{s * y.shape[-1]} output")
-    if max(k.shape) > side and given is None:
-        raise LorunError(f"{inp.name}: too small for ×{s} SR (a {s * y.shape[-2]}×{s * y.shape[-1]} output holds no "
-                         f"blur kernel); use an image at least {-(-3 // s)} pixels a side")
+    side, out_hw = s * min(y.shape[-2:]), f"{s * y.shape[-2]}×{s * y.shape[-1]}"
     if max(k.shape) > side:
-        raise OptionError("kernel", opts.kernel, f"the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
-                         f"{s * y.shape[-2]}×{s * y.shape[-1]} output; use a smaller kernel or a larger image")
+        if given is not None:
+            raise OptionError("kernel", opts.kernel, f"the {k.shape[0]}×{k.shape[1]} kernel is larger than the "
+                             f"{out_hw} output; use a smaller kernel or a larger image")
+        if side < 3:
+            raise LorunError(f"{inp.name}: too small for ×{s} SR (a {out_hw} output holds no blur kernel); use an "
+                             f"image at least {-(-3 // s)} pixels a side")
+        k = trimmed_kernel(k, side if side % 2 else side - 1)  # a small image under auto: the estimate cut to fit
+        guard.on_note(f"{inp.name}: the kernel estimate trimmed to {k.shape[0]}×{k.shape[1]} taps for the {out_hw} "
+                      "output")
     pad = 2 * SR_OVERLAP
     tile = guard.tile(net, inp, opts, ((y.shape[-2] + pad) * s, (y.shape[-1] + pad) * s), 1, min_tile(opts.task, s))
 

@@ -708,7 +708,7 @@ def auto_keep(width: float, keep: float = AUTO_KEEP, wide: tuple[float, float, f
         lo, hi, sure, unsure = spread_rule
         keep = _ramp(spread, lo, hi, sure, unsure)
     sure = AUTO_SURE
-    if sure is not None and spread is not None and sure[0] <= width < sure[1] and 0 < spread <= sure[2]:
+    if sure is not None and spread is not None and sure_band(width) and 0 < spread <= sure[2]:
         keep = sure[3]  # (a spread of 0 is a single view's: it says nothing)
     if wide is None:
         return keep
